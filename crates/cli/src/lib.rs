@@ -1,0 +1,59 @@
+//! The `switchboard` command line: the servers (`dev`, `control`,
+//! `resolver`) and development tokens (`token user`).
+
+mod duration;
+mod server;
+mod token;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Switchboard: define Airflow connections once per workspace, link them to
+/// deployments with per-deployment overrides, and serve each deployment its
+/// merged copy.
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serves every service on one address with embedded defaults (SQLite and
+    /// encrypted secrets in the data dir).
+    ///
+    /// Example: switchboard dev --data-dir ./.switchboard --listen 127.0.0.1:50051
+    Dev(server::ServeOpt),
+    /// Serves the control services (connections, deployments, policy, audit).
+    ///
+    /// Example: switchboard control --database-url postgres://… --listen 0.0.0.0:50051
+    Control(server::ServeOpt),
+    /// Serves the resolver that Airflow deployments call.
+    ///
+    /// Example: switchboard resolver --database-url sqlite://./.switchboard/switchboard.db --listen 127.0.0.1:50052
+    Resolver(server::ServeOpt),
+    /// Mints tokens for development.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+}
+
+/// Parses `args` and runs the command; the process exit code.
+pub fn startup(args: Vec<OsString>) -> ExitCode {
+    let cli = Cli::parse_from(args);
+    let result = match cli.command {
+        Command::Dev(opt) => server::run(server::Role::Dev, opt),
+        Command::Control(opt) => server::run(server::Role::Control, opt),
+        Command::Resolver(opt) => server::run(server::Role::Resolver, opt),
+        Command::Token(command) => token::run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

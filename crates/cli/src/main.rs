@@ -1,0 +1,5 @@
+//! The `switchboard` binary.
+
+fn main() -> std::process::ExitCode {
+    switchboard_cli::startup(std::env::args_os().collect())
+}

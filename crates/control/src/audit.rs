@@ -1,0 +1,155 @@
+//! Audit events (written in the mutation's transaction) and ListAuditEvents.
+
+use switchboard_domain::names::WorkspaceName;
+use switchboard_domain::permission::Action;
+use switchboard_proto::v1 as pb;
+use switchboard_store::entity::audit_event;
+use switchboard_store::records::to_json_text;
+use switchboard_store::sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use switchboard_store::{StoreError, WriteTxn};
+use tonic::{Request, Response, Status};
+
+use crate::error::{ControlError, ControlResult};
+use crate::page_token;
+use crate::service::Control;
+
+/// What one audit event records. Field names only, never values.
+#[derive(Debug)]
+pub(crate) struct AuditRecord<'a> {
+    pub workspace: &'a str,
+    pub actor: String,
+    pub action: &'a str,
+    pub resource: String,
+    pub request_id: &'a str,
+    pub changed_fields: Vec<String>,
+}
+
+/// Writes an audit event and a change-feed entry inside `write`.
+pub(crate) async fn record(
+    write: &WriteTxn,
+    record: AuditRecord<'_>,
+    feed_kind: Option<&str>,
+    now: i64,
+) -> ControlResult<()> {
+    if let Some(kind) = feed_kind {
+        write
+            .record_change(record.workspace, kind, &record.resource, now)
+            .await?;
+    }
+    insert(&write.txn, record, now).await
+}
+
+/// Writes an audit event with no feed entry (for reads such as reveals).
+pub(crate) async fn insert<C: ConnectionTrait>(
+    db: &C,
+    record: AuditRecord<'_>,
+    now: i64,
+) -> ControlResult<()> {
+    audit_event::Entity::insert(audit_event::ActiveModel {
+        workspace: Set(record.workspace.to_owned()),
+        actor: Set(record.actor),
+        action: Set(record.action.to_owned()),
+        resource: Set(record.resource),
+        request_id: Set(record.request_id.to_owned()),
+        changed_fields: Set(to_json_text(&record.changed_fields)),
+        create_time: Set(now),
+        ..Default::default()
+    })
+    .exec(db)
+    .await
+    .map_err(StoreError::from)?;
+    Ok(())
+}
+
+/// Filters ListAuditEvents understands.
+#[derive(Debug, Default)]
+struct AuditFilter {
+    resource: Option<String>,
+    actor: Option<String>,
+    action: Option<String>,
+}
+
+fn parse_filter(filter: &str) -> ControlResult<AuditFilter> {
+    let mut parsed = AuditFilter::default();
+    for (key, value) in crate::page_token::parse_filter(filter)? {
+        match key.as_str() {
+            "resource" => parsed.resource = Some(value),
+            "actor" => parsed.actor = Some(value),
+            "action" => parsed.action = Some(value),
+            other => {
+                return Err(ControlError::invalid(
+                    "filter",
+                    format!("unknown field '{other}'; use resource, actor or action"),
+                ));
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+#[tonic::async_trait]
+impl pb::audit_service_server::AuditService for Control {
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        let parent = WorkspaceName::parse("parent", &request.get_ref().parent)
+            .map_err(ControlError::from)?;
+        self.caller(&request, &parent.workspace, Action::ListAuditEvents)
+            .await?;
+        let message = request.into_inner();
+        let filter = parse_filter(&message.filter)?;
+        let page_size = page_token::page_size(message.page_size)?;
+        let fingerprint = format!("audit|{}|{}", parent.workspace, message.filter);
+        let before: Option<i64> =
+            page_token::decode(&self.page_key, &fingerprint, &message.page_token)?
+                .map(|cursor| {
+                    cursor
+                        .parse()
+                        .map_err(|_| ControlError::invalid("page_token", "is malformed"))
+                })
+                .transpose()?;
+        let mut query = audit_event::Entity::find()
+            .filter(audit_event::Column::Workspace.eq(&parent.workspace))
+            .order_by_desc(audit_event::Column::Id)
+            .limit(page_size + 1);
+        if let Some(before) = before {
+            query = query.filter(audit_event::Column::Id.lt(before));
+        }
+        if let Some(resource) = filter.resource {
+            query = query.filter(audit_event::Column::Resource.eq(resource));
+        }
+        if let Some(actor) = filter.actor {
+            query = query.filter(audit_event::Column::Actor.eq(actor));
+        }
+        if let Some(action) = filter.action {
+            query = query.filter(audit_event::Column::Action.eq(action));
+        }
+        let mut rows = query
+            .all(self.store.db())
+            .await
+            .map_err(StoreError::from)
+            .map_err(ControlError::from)?;
+        let next_page_token = if rows.len() as u64 > page_size {
+            rows.truncate(page_size as usize);
+            let last = rows
+                .last()
+                .map(|row| row.id.to_string())
+                .unwrap_or_default();
+            page_token::encode(&self.page_key, &fingerprint, &last)
+        } else {
+            String::new()
+        };
+        let audit_events = rows
+            .iter()
+            .map(crate::pb_conversions::audit_to_pb)
+            .collect::<ControlResult<_>>()?;
+        Ok(Response::new(pb::ListAuditEventsResponse {
+            audit_events,
+            next_page_token,
+        }))
+    }
+}

@@ -1,0 +1,1008 @@
+//! ConnectionService: connections, their versions, and the catalog. Links
+//! live in `links.rs`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+use switchboard_domain::catalog;
+use switchboard_domain::conn_id;
+use switchboard_domain::names::{ConnectionName, DeploymentName, WorkspaceName};
+use switchboard_domain::permission::{self, Action, Principal};
+use switchboard_domain::validate::{validate_connection, validate_overrides};
+use switchboard_domain::{ConnectionSpec, FieldViolation, Overrides};
+use switchboard_proto::v1 as pb;
+use switchboard_store::entity::{connection, connection_version, deployment, link};
+use switchboard_store::records::{self, ConnectionSnapshot, to_json_text};
+use switchboard_store::sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, QuerySelect,
+};
+use switchboard_store::visibility;
+use switchboard_store::{StoreError, WriteTxn};
+use tonic::{Request, Response, Status};
+
+use crate::audit::{self, AuditRecord};
+use crate::error::{ControlError, ControlResult};
+use crate::field_mask;
+use crate::idempotency;
+use crate::links;
+use crate::page_token;
+use crate::pb_conversions::{
+    self, connection_name, connection_to_pb, masked_connection, overrides_from_pb, required,
+    spec_from_pb,
+};
+use crate::service::Control;
+
+pub(crate) const KIND_CONNECTION: &str = "connection";
+
+/// Maps a database error into control's error.
+pub(crate) fn db<T>(result: Result<T, switchboard_store::sea_orm::DbErr>) -> ControlResult<T> {
+    result.map_err(|err| ControlError::from(StoreError::from(err)))
+}
+
+/// Finds a connection by name (conn_ids match ignoring case).
+pub(crate) async fn find_connection<C: ConnectionTrait>(
+    db_conn: &C,
+    name: &ConnectionName,
+) -> ControlResult<connection::Model> {
+    db(connection::Entity::find()
+        .filter(connection::Column::Workspace.eq(&name.workspace))
+        .filter(connection::Column::ConnIdFolded.eq(conn_id::fold(&name.conn_id)))
+        .one(db_conn)
+        .await)?
+    .ok_or_else(|| ControlError::NotFound(format!("connection {name} not found")))
+}
+
+/// Checks a caller-supplied etag against the current version.
+pub(crate) fn check_etag(given: &str, version: i64, what: &str) -> ControlResult<()> {
+    if !given.is_empty() && given != pb_conversions::etag(version) {
+        return Err(ControlError::Aborted(format!(
+            "the {what} changed since it was read (etag mismatch); read it again and retry"
+        )));
+    }
+    Ok(())
+}
+
+/// Parses a deployment reference (resource name, or bare id) in `workspace`.
+pub(crate) fn deployment_ref(
+    field: &str,
+    workspace: &str,
+    value: &str,
+) -> Result<String, FieldViolation> {
+    let name = if value.contains('/') {
+        DeploymentName::parse(field, value)
+    } else {
+        DeploymentName::parse(
+            field,
+            &format!("workspaces/{workspace}/deployments/{value}"),
+        )
+    };
+    match name {
+        Ok(name) if name.workspace == workspace => Ok(name.deployment),
+        Ok(_) => Err(FieldViolation::new(
+            field,
+            "must name a deployment of the same workspace",
+        )),
+        Err(switchboard_domain::DomainError::InvalidArgument(mut violations)) => {
+            Err(violations.remove(0))
+        }
+        Err(other) => Err(FieldViolation::new(field, other.to_string())),
+    }
+}
+
+/// Fills conn_type from the catalog for non-generic types when left empty.
+pub(crate) fn with_derived_conn_type(mut spec: ConnectionSpec) -> ConnectionSpec {
+    if spec.conn_type.is_empty() {
+        if let Some(entry) = catalog::get(&spec.type_key) {
+            spec.conn_type = entry.conn_type.to_owned();
+        }
+    }
+    spec
+}
+
+/// Every field path of a spec with its value, for diffs (names only leave this module).
+fn field_values(spec: &ConnectionSpec) -> BTreeMap<String, Value> {
+    let mut values = BTreeMap::new();
+    let mut put = |path: &str, value: Option<Value>| {
+        if let Some(value) = value {
+            values.insert(path.to_owned(), value);
+        }
+    };
+    put("type", Some(Value::from(spec.type_key.clone())));
+    put("conn_type", Some(Value::from(spec.conn_type.clone())));
+    put("description", spec.description.clone().map(Value::from));
+    put("host", spec.host.clone().map(Value::from));
+    put("schema", spec.schema.clone().map(Value::from));
+    put("login", spec.login.clone().map(Value::from));
+    put("password", spec.password.clone().map(Value::from));
+    put("port", spec.port.map(Value::from));
+    for (key, value) in &spec.extra {
+        values.insert(format!("extra.{key}"), value.clone());
+    }
+    values
+}
+
+/// Names of the fields whose value differs between `before` and `after`.
+pub(crate) fn changed_fields(before: &ConnectionSpec, after: &ConnectionSpec) -> Vec<String> {
+    let before = field_values(before);
+    let after = field_values(after);
+    let keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    keys.into_iter()
+        .filter(|key| before.get(*key) != after.get(*key))
+        .cloned()
+        .collect()
+}
+
+/// Validates the merge of `base` with `overrides`, reporting under `scope`.
+pub(crate) fn validate_merged(
+    base: &ConnectionSpec,
+    overrides: &Overrides,
+    scope: &str,
+) -> Vec<FieldViolation> {
+    let merged = switchboard_domain::connection::merge(base, &[overrides]);
+    match validate_connection(&merged) {
+        Ok(()) => Vec::new(),
+        Err(violations) => violations
+            .into_iter()
+            .map(|violation| {
+                let description = format!(
+                    "the merged connection is invalid: {}",
+                    violation.description
+                );
+                FieldViolation::new(violation.field, description).scope(scope)
+            })
+            .collect(),
+    }
+}
+
+/// Writes a connection's row state, its secrets when they changed, and a version.
+pub(crate) struct ConnectionWrite<'a> {
+    pub principal: &'a Principal,
+    pub action: &'a str,
+    pub request_id: &'a str,
+    pub changed: Vec<String>,
+}
+
+/// Stores `spec` (with secrets) as the new state of `row`, bumping its version.
+pub(crate) async fn save_connection(
+    control: &Control,
+    write: &WriteTxn,
+    mut row: connection::Model,
+    spec: &ConnectionSpec,
+    link_to_all: bool,
+    excluded: Vec<String>,
+    previous_secrets: Option<&switchboard_domain::SecretValues>,
+    how: ConnectionWrite<'_>,
+) -> ControlResult<connection::Model> {
+    let now = control.now();
+    let (public, secrets) = spec.split_secrets();
+    let secrets_changed = previous_secrets.is_none_or(|previous| previous != &secrets);
+    if secrets_changed {
+        row.secret_version = control
+            .store
+            .secrets()
+            .put(
+                &write.txn,
+                &row.workspace,
+                &records::connection_owner(row.id),
+                &secrets,
+                now,
+            )
+            .await?;
+    }
+    let is_new = row.version == 0;
+    let mut active = row.clone().into_active_model();
+    active.type_key = Set(public.type_key.clone());
+    active.conn_type = Set(public.conn_type.clone());
+    active.description = Set(public.description.clone());
+    active.host = Set(public.host.clone());
+    active.schema = Set(public.schema.clone());
+    active.login = Set(public.login.clone());
+    active.port = Set(public.port);
+    active.extra = Set(to_json_text(&public.extra));
+    active.link_to_all = Set(link_to_all);
+    active.excluded_deployments = Set(to_json_text(&excluded));
+    active.secret_version = Set(row.secret_version);
+    active.secret_fields = Set(to_json_text(&spec.secret_fields_set()));
+    active.version = Set(row.version + 1);
+    active.update_time = Set(now);
+    if is_new {
+        active.create_time = Set(now);
+    }
+    let saved = db(active.update(&write.txn).await)?;
+    let snapshot = records::snapshot_from_row(&saved)?;
+    db(
+        connection_version::Entity::insert(connection_version::ActiveModel {
+            connection_pk: Set(saved.id),
+            version: Set(saved.version),
+            snapshot: Set(to_json_text(&snapshot)),
+            secret_version: Set(saved.secret_version),
+            actor: Set(how.principal.actor()),
+            action: Set(how.action.to_owned()),
+            changed_fields: Set(to_json_text(&how.changed)),
+            create_time: Set(now),
+            ..Default::default()
+        })
+        .exec(&write.txn)
+        .await,
+    )?;
+    audit::record(
+        write,
+        AuditRecord {
+            workspace: &saved.workspace,
+            actor: how.principal.actor(),
+            action: how.action,
+            resource: connection_name(&saved).to_string(),
+            request_id: how.request_id,
+            changed_fields: how.changed,
+        },
+        Some(KIND_CONNECTION),
+        now,
+    )
+    .await?;
+    Ok(saved)
+}
+
+/// Checks that each deployment id exists in `workspace`.
+pub(crate) async fn require_deployments<C: ConnectionTrait>(
+    db_conn: &C,
+    workspace: &str,
+    ids: impl IntoIterator<Item = &String>,
+) -> ControlResult<Vec<deployment::Model>> {
+    let mut found = Vec::new();
+    for id in ids {
+        let row = visibility::find_deployment(db_conn, workspace, id)
+            .await?
+            .ok_or_else(|| {
+                ControlError::NotFound(format!(
+                    "deployment workspaces/{workspace}/deployments/{id} not found"
+                ))
+            })?;
+        found.push(row);
+    }
+    Ok(found)
+}
+
+fn parse_excluded(
+    workspace: &str,
+    values: &[String],
+    scope: &str,
+    violations: &mut Vec<FieldViolation>,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    for (index, value) in values.iter().enumerate() {
+        match deployment_ref(
+            &format!("{scope}.excluded_deployments[{index}]"),
+            workspace,
+            value,
+        ) {
+            Ok(id) if !ids.contains(&id) => ids.push(id),
+            Ok(_) => {}
+            Err(violation) => violations.push(violation),
+        }
+    }
+    ids
+}
+
+/// Filters ListConnections understands.
+#[derive(Debug, Default)]
+struct ConnectionFilter {
+    type_key: Option<String>,
+    deployment: Option<String>,
+}
+
+fn parse_connection_filter(workspace: &str, filter: &str) -> ControlResult<ConnectionFilter> {
+    let mut parsed = ConnectionFilter::default();
+    for (key, value) in page_token::parse_filter(filter)? {
+        match key.as_str() {
+            "type" => parsed.type_key = Some(value),
+            "deployment" => {
+                parsed.deployment = Some(
+                    deployment_ref("filter", workspace, &value)
+                        .map_err(|violation| ControlError::InvalidArgument(vec![violation]))?,
+                );
+            }
+            other => {
+                return Err(ControlError::invalid(
+                    "filter",
+                    format!("unknown field '{other}'; use type or deployment"),
+                ));
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+fn catalog_to_pb(entry: &catalog::ConnectionType) -> pb::ConnectionType {
+    pb::ConnectionType {
+        r#type: entry.key.to_owned(),
+        display_name: entry.display_name.to_owned(),
+        conn_type: entry.conn_type.to_owned(),
+        provider_package: entry.provider_package.to_owned(),
+        default_port: entry.default_port.map_or(0, i32::from),
+        parameters: entry
+            .parameters
+            .iter()
+            .map(|parameter| pb::ConnectionTypeParameter {
+                name: parameter.name.to_owned(),
+                field: parameter.field.path(),
+                required: parameter.required,
+                secret: parameter.secret,
+                pattern: parameter.pattern.unwrap_or_default().to_owned(),
+                data_type: match parameter.data_type {
+                    catalog::DataType::String => pb::ParameterDataType::String,
+                    catalog::DataType::Integer => pb::ParameterDataType::Integer,
+                    catalog::DataType::Boolean => pb::ParameterDataType::Boolean,
+                    catalog::DataType::Json => pb::ParameterDataType::Json,
+                } as i32,
+                description: parameter.description.to_owned(),
+            })
+            .collect(),
+    }
+}
+
+impl Control {
+    async fn create_connection_inner(
+        &self,
+        request: Request<pb::CreateConnectionRequest>,
+    ) -> ControlResult<pb::Connection> {
+        let parent = WorkspaceName::parse("parent", &request.get_ref().parent)?;
+        let workspace = parent.workspace.clone();
+        let principal = self
+            .caller(&request, &workspace, Action::WriteConnection)
+            .await?;
+        let message = request.into_inner();
+        idempotency::validate(&message.request_id)?;
+        if let Some(resource) = idempotency::previous(
+            self.store.db(),
+            &workspace,
+            "CreateConnection",
+            &message.request_id,
+        )
+        .await?
+        {
+            let name = ConnectionName::parse("name", &resource)?;
+            return masked_connection(&find_connection(self.store.db(), &name).await?);
+        }
+        let mut violations = Vec::new();
+        if let Err(why) = conn_id::validate(&message.connection_id) {
+            violations.push(FieldViolation::new("connection_id", why));
+        }
+        let connection = required("connection", message.connection.as_ref())?;
+        let spec = with_derived_conn_type(spec_from_pb(connection));
+        if let Err(found) = validate_connection(&spec) {
+            violations.extend(
+                found
+                    .into_iter()
+                    .map(|violation| violation.scope("connection")),
+            );
+        }
+        let excluded = parse_excluded(
+            &workspace,
+            &connection.excluded_deployments,
+            "connection",
+            &mut violations,
+        );
+        let mut new_links: Vec<(String, Overrides)> = Vec::new();
+        for (index, link) in message.links.iter().enumerate() {
+            let scope = format!("links[{index}]");
+            let deployment = match deployment_ref(
+                &format!("{scope}.deployment"),
+                &workspace,
+                &link.deployment,
+            ) {
+                Ok(id) => id,
+                Err(violation) => {
+                    violations.push(violation);
+                    continue;
+                }
+            };
+            if new_links.iter().any(|(id, _)| *id == deployment) {
+                violations.push(FieldViolation::new(
+                    format!("{scope}.deployment"),
+                    "is linked twice",
+                ));
+                continue;
+            }
+            let overrides = overrides_from_pb(link.overrides.as_ref());
+            let overrides_scope = format!("{scope}.overrides");
+            match validate_overrides(&spec.type_key, &overrides) {
+                Err(found) => violations.extend(
+                    found
+                        .into_iter()
+                        .map(|violation| violation.scope(&overrides_scope)),
+                ),
+                Ok(()) => violations.extend(validate_merged(&spec, &overrides, &overrides_scope)),
+            }
+            new_links.push((deployment, overrides));
+        }
+        if !violations.is_empty() {
+            return Err(ControlError::InvalidArgument(violations));
+        }
+
+        let name = ConnectionName {
+            workspace: workspace.clone(),
+            conn_id: message.connection_id.clone(),
+        };
+        let now = self.now();
+        let write = self.store.begin_write().await?;
+        let existing = db(connection::Entity::find()
+            .filter(connection::Column::Workspace.eq(&workspace))
+            .filter(connection::Column::ConnIdFolded.eq(conn_id::fold(&name.conn_id)))
+            .one(&write.txn)
+            .await)?;
+        if let Some(existing) = existing {
+            return Err(ControlError::AlreadyExists(format!(
+                "connection {} already exists (conn_ids are unique ignoring case)",
+                connection_name(&existing)
+            )));
+        }
+        let referenced: Vec<String> = excluded
+            .iter()
+            .chain(new_links.iter().map(|(id, _)| id))
+            .cloned()
+            .collect();
+        require_deployments(&write.txn, &workspace, referenced.iter()).await?;
+        let row = db(connection::ActiveModel {
+            workspace: Set(workspace.clone()),
+            conn_id: Set(name.conn_id.clone()),
+            conn_id_folded: Set(conn_id::fold(&name.conn_id)),
+            type_key: Set(spec.type_key.clone()),
+            conn_type: Set(spec.conn_type.clone()),
+            extra: Set("{}".to_owned()),
+            link_to_all: Set(false),
+            excluded_deployments: Set("[]".to_owned()),
+            secret_fields: Set("[]".to_owned()),
+            version: Set(0),
+            create_time: Set(now),
+            update_time: Set(now),
+            ..Default::default()
+        }
+        .insert(&write.txn)
+        .await)?;
+        let changed = changed_fields(&ConnectionSpec::default(), &spec);
+        let saved = save_connection(
+            self,
+            &write,
+            row,
+            &spec,
+            connection.link_to_all_deployments,
+            excluded,
+            None,
+            ConnectionWrite {
+                principal: &principal,
+                action: "CreateConnection",
+                request_id: &message.request_id,
+                changed,
+            },
+        )
+        .await?;
+        for (deployment, overrides) in &new_links {
+            links::insert_link(
+                self,
+                &write,
+                &saved,
+                deployment,
+                overrides,
+                &principal,
+                &message.request_id,
+            )
+            .await?;
+        }
+        idempotency::remember(
+            &write.txn,
+            &workspace,
+            "CreateConnection",
+            &message.request_id,
+            &name.to_string(),
+            now,
+        )
+        .await?;
+        write.commit().await?;
+        tracing::info!(connection = %connection_name(&saved), links = new_links.len(), "connection created");
+        masked_connection(&saved)
+    }
+
+    async fn get_connection_inner(
+        &self,
+        request: Request<pb::GetConnectionRequest>,
+    ) -> ControlResult<pb::Connection> {
+        let name = ConnectionName::parse("name", &request.get_ref().name)?;
+        let reveal = matches!(
+            pb::ConnectionView::try_from(request.get_ref().view),
+            Ok(pb::ConnectionView::WithSecrets)
+        );
+        let action = if reveal {
+            Action::RevealSecrets
+        } else {
+            Action::Read
+        };
+        let principal = self.caller(&request, &name.workspace, action).await?;
+        let row = find_connection(self.store.db(), &name).await?;
+        if !reveal {
+            return masked_connection(&row);
+        }
+        let spec = records::full_spec(self.store.secrets(), self.store.db(), &row).await?;
+        let snapshot = records::snapshot_from_row(&row)?;
+        let now = self.now();
+        let write = self.store.begin_write().await?;
+        audit::record(
+            &write,
+            AuditRecord {
+                workspace: &row.workspace,
+                actor: principal.actor(),
+                action: "RevealSecrets",
+                resource: connection_name(&row).to_string(),
+                request_id: "",
+                changed_fields: snapshot.secret_fields.clone(),
+            },
+            None,
+            now,
+        )
+        .await?;
+        write.commit().await?;
+        Ok(connection_to_pb(
+            &connection_name(&row),
+            &snapshot,
+            Some(&spec),
+            Some(&row),
+        ))
+    }
+
+    async fn list_connections_inner(
+        &self,
+        request: Request<pb::ListConnectionsRequest>,
+    ) -> ControlResult<pb::ListConnectionsResponse> {
+        let parent = WorkspaceName::parse("parent", &request.get_ref().parent)?;
+        self.caller(&request, &parent.workspace, Action::Read)
+            .await?;
+        let message = request.into_inner();
+        let filter = parse_connection_filter(&parent.workspace, &message.filter)?;
+        let page_size = page_token::page_size(message.page_size)?;
+        let fingerprint = format!("connections|{}|{}", parent.workspace, message.filter);
+        let after = page_token::decode(&self.page_key, &fingerprint, &message.page_token)?;
+        let db_conn = self.store.db();
+        let mut rows: Vec<connection::Model> = match &filter.deployment {
+            Some(deployment_id) => {
+                let deployment = require_deployments(db_conn, &parent.workspace, [deployment_id])
+                    .await?
+                    .remove(0);
+                visibility::visible_connections(db_conn, &deployment)
+                    .await?
+                    .into_iter()
+                    .map(|visible| visible.connection)
+                    .collect()
+            }
+            None => db(connection::Entity::find()
+                .filter(connection::Column::Workspace.eq(&parent.workspace))
+                .order_by_asc(connection::Column::ConnIdFolded)
+                .all(db_conn)
+                .await)?,
+        };
+        rows.retain(|row| {
+            filter
+                .type_key
+                .as_ref()
+                .is_none_or(|type_key| &row.type_key == type_key)
+                && after
+                    .as_ref()
+                    .is_none_or(|after| &row.conn_id_folded > after)
+        });
+        let next_page_token = if rows.len() as u64 > page_size {
+            rows.truncate(page_size as usize);
+            let last = rows
+                .last()
+                .map(|row| row.conn_id_folded.clone())
+                .unwrap_or_default();
+            page_token::encode(&self.page_key, &fingerprint, &last)
+        } else {
+            String::new()
+        };
+        Ok(pb::ListConnectionsResponse {
+            connections: rows
+                .iter()
+                .map(masked_connection)
+                .collect::<ControlResult<_>>()?,
+            next_page_token,
+        })
+    }
+
+    async fn update_connection_inner(
+        &self,
+        request: Request<pb::UpdateConnectionRequest>,
+    ) -> ControlResult<pb::Connection> {
+        let message_ref = required("connection", request.get_ref().connection.as_ref())?;
+        let name = ConnectionName::parse("connection.name", &message_ref.name)?;
+        let principal = self
+            .caller(&request, &name.workspace, Action::WriteConnection)
+            .await?;
+        let message = request.into_inner();
+        idempotency::validate(&message.request_id)?;
+        let connection = message.connection.unwrap_or_default();
+        let paths = field_mask::connection_paths(message.update_mask.as_ref(), &connection)?;
+        let wildcard = message
+            .update_mask
+            .as_ref()
+            .is_some_and(|mask| mask.paths.iter().any(|path| path == "*"));
+
+        let write = self.store.begin_write().await?;
+        let row = find_connection(&write.txn, &name).await?;
+        check_etag(&connection.etag, row.version, "connection")?;
+        let current = records::full_spec(self.store.secrets(), &write.txn, &row).await?;
+        let (_, current_secrets) = current.split_secrets();
+        let next = with_derived_conn_type(field_mask::apply_to_spec(
+            &current,
+            &connection,
+            &paths,
+            wildcard,
+        ));
+        let current_snapshot = records::snapshot_from_row(&row)?;
+        let mut link_to_all = current_snapshot.link_to_all;
+        let mut excluded = current_snapshot.excluded_deployments.clone();
+        let mut violations = Vec::new();
+        if paths.iter().any(|path| path == "link_to_all_deployments") {
+            link_to_all = connection.link_to_all_deployments;
+        }
+        if paths.iter().any(|path| path == "excluded_deployments") {
+            excluded = parse_excluded(
+                &name.workspace,
+                &connection.excluded_deployments,
+                "connection",
+                &mut violations,
+            );
+        }
+        if let Err(found) = validate_connection(&next) {
+            violations.extend(
+                found
+                    .into_iter()
+                    .map(|violation| violation.scope("connection")),
+            );
+        }
+        let link_rows = db(link::Entity::find()
+            .filter(link::Column::ConnectionPk.eq(row.id))
+            .all(&write.txn)
+            .await)?;
+        if violations.is_empty() {
+            for link_row in &link_rows {
+                let overrides =
+                    records::full_overrides(self.store.secrets(), &write.txn, link_row).await?;
+                violations.extend(validate_merged(
+                    &next,
+                    &overrides,
+                    &format!("links[{}].overrides", link_row.deployment_id),
+                ));
+            }
+        }
+        if !violations.is_empty() {
+            return Err(ControlError::InvalidArgument(violations));
+        }
+        require_deployments(&write.txn, &name.workspace, excluded.iter()).await?;
+        let mut changed = changed_fields(&current, &next);
+        if link_to_all != current_snapshot.link_to_all {
+            changed.push("link_to_all_deployments".to_owned());
+        }
+        if excluded != current_snapshot.excluded_deployments {
+            changed.push("excluded_deployments".to_owned());
+        }
+        let saved = save_connection(
+            self,
+            &write,
+            row,
+            &next,
+            link_to_all,
+            excluded,
+            Some(&current_secrets),
+            ConnectionWrite {
+                principal: &principal,
+                action: "UpdateConnection",
+                request_id: &message.request_id,
+                changed,
+            },
+        )
+        .await?;
+        write.commit().await?;
+        masked_connection(&saved)
+    }
+
+    async fn delete_connection_inner(
+        &self,
+        request: Request<pb::DeleteConnectionRequest>,
+    ) -> ControlResult<()> {
+        let name = ConnectionName::parse("name", &request.get_ref().name)?;
+        let principal = self
+            .caller(&request, &name.workspace, Action::WriteConnection)
+            .await?;
+        let message = request.into_inner();
+        let now = self.now();
+        let write = self.store.begin_write().await?;
+        let row = find_connection(&write.txn, &name).await?;
+        check_etag(&message.etag, row.version, "connection")?;
+        let link_rows = db(link::Entity::find()
+            .filter(link::Column::ConnectionPk.eq(row.id))
+            .all(&write.txn)
+            .await)?;
+        for link_row in &link_rows {
+            links::delete_link_row(
+                self,
+                &write,
+                &row,
+                link_row,
+                &principal,
+                &message.request_id,
+            )
+            .await?;
+        }
+        db(connection_version::Entity::delete_many()
+            .filter(connection_version::Column::ConnectionPk.eq(row.id))
+            .exec(&write.txn)
+            .await)?;
+        db(connection::Entity::delete_by_id(row.id)
+            .exec(&write.txn)
+            .await)?;
+        self.store
+            .secrets()
+            .delete_owner(
+                &write.txn,
+                &row.workspace,
+                &records::connection_owner(row.id),
+            )
+            .await?;
+        audit::record(
+            &write,
+            AuditRecord {
+                workspace: &row.workspace,
+                actor: principal.actor(),
+                action: "DeleteConnection",
+                resource: connection_name(&row).to_string(),
+                request_id: &message.request_id,
+                changed_fields: Vec::new(),
+            },
+            Some(KIND_CONNECTION),
+            now,
+        )
+        .await?;
+        write.commit().await?;
+        Ok(())
+    }
+
+    async fn list_versions_inner(
+        &self,
+        request: Request<pb::ListConnectionVersionsRequest>,
+    ) -> ControlResult<pb::ListConnectionVersionsResponse> {
+        let name = ConnectionName::parse("parent", &request.get_ref().parent)?;
+        self.caller(&request, &name.workspace, Action::Read).await?;
+        let message = request.into_inner();
+        let page_size = page_token::page_size(message.page_size)?;
+        let row = find_connection(self.store.db(), &name).await?;
+        let fingerprint = format!("versions|{}|{}", name.workspace, row.id);
+        let before: Option<i64> =
+            page_token::decode(&self.page_key, &fingerprint, &message.page_token)?
+                .map(|cursor| {
+                    cursor
+                        .parse()
+                        .map_err(|_| ControlError::invalid("page_token", "is malformed"))
+                })
+                .transpose()?;
+        let mut query = connection_version::Entity::find()
+            .filter(connection_version::Column::ConnectionPk.eq(row.id))
+            .order_by_desc(connection_version::Column::Version)
+            .limit(page_size + 1);
+        if let Some(before) = before {
+            query = query.filter(connection_version::Column::Version.lt(before));
+        }
+        let mut versions = db(query.all(self.store.db()).await)?;
+        let next_page_token = if versions.len() as u64 > page_size {
+            versions.truncate(page_size as usize);
+            let last = versions
+                .last()
+                .map(|version| version.version.to_string())
+                .unwrap_or_default();
+            page_token::encode(&self.page_key, &fingerprint, &last)
+        } else {
+            String::new()
+        };
+        let canonical = connection_name(&row);
+        let connection_versions = versions
+            .iter()
+            .map(|version| {
+                let snapshot: ConnectionSnapshot =
+                    records::from_json_text("connection_version", &version.snapshot)?;
+                Ok(pb::ConnectionVersion {
+                    name: format!("{canonical}/versions/{}", version.version),
+                    version: version.version,
+                    connection: Some(connection_to_pb(&canonical, &snapshot, None, None)),
+                    actor: version.actor.clone(),
+                    action: version.action.clone(),
+                    changed_fields: records::from_json_text(
+                        "connection_version",
+                        &version.changed_fields,
+                    )?,
+                    create_time: Some(pb_conversions::timestamp(version.create_time)),
+                })
+            })
+            .collect::<ControlResult<_>>()?;
+        Ok(pb::ListConnectionVersionsResponse {
+            connection_versions,
+            next_page_token,
+        })
+    }
+
+    async fn rollback_inner(
+        &self,
+        request: Request<pb::RollbackConnectionRequest>,
+    ) -> ControlResult<pb::Connection> {
+        let name = ConnectionName::parse("name", &request.get_ref().name)?;
+        let principal = self
+            .caller(&request, &name.workspace, Action::WriteConnection)
+            .await?;
+        let message = request.into_inner();
+        if message.version <= 0 {
+            return Err(ControlError::invalid(
+                "version",
+                "must be a positive version number",
+            ));
+        }
+        let write = self.store.begin_write().await?;
+        let row = find_connection(&write.txn, &name).await?;
+        check_etag(&message.etag, row.version, "connection")?;
+        let target = db(connection_version::Entity::find()
+            .filter(connection_version::Column::ConnectionPk.eq(row.id))
+            .filter(connection_version::Column::Version.eq(message.version))
+            .one(&write.txn)
+            .await)?
+        .ok_or_else(|| {
+            ControlError::NotFound(format!("version {} of {name} not found", message.version))
+        })?;
+        let snapshot: ConnectionSnapshot =
+            records::from_json_text("connection_version", &target.snapshot)?;
+        let old_secrets = self
+            .store
+            .secrets()
+            .get(
+                &write.txn,
+                &row.workspace,
+                &records::connection_owner(row.id),
+                target.secret_version,
+            )
+            .await?;
+        let restored = snapshot.spec.clone().with_secrets(&old_secrets);
+        let current = records::full_spec(self.store.secrets(), &write.txn, &row).await?;
+        let (_, current_secrets) = current.split_secrets();
+        let excluded: Vec<String> = snapshot
+            .excluded_deployments
+            .iter()
+            .filter(|id| !id.is_empty())
+            .cloned()
+            .collect();
+        // Deployments deleted since that version can no longer be excluded.
+        let mut still_there = Vec::new();
+        for id in excluded {
+            if visibility::find_deployment(&write.txn, &row.workspace, &id)
+                .await?
+                .is_some()
+            {
+                still_there.push(id);
+            }
+        }
+        let changed = changed_fields(&current, &restored);
+        let saved = save_connection(
+            self,
+            &write,
+            row,
+            &restored,
+            snapshot.link_to_all,
+            still_there,
+            Some(&current_secrets),
+            ConnectionWrite {
+                principal: &principal,
+                action: "RollbackConnection",
+                request_id: &message.request_id,
+                changed,
+            },
+        )
+        .await?;
+        write.commit().await?;
+        masked_connection(&saved)
+    }
+}
+
+#[tonic::async_trait]
+impl pb::connection_service_server::ConnectionService for Control {
+    async fn list_connection_types(
+        &self,
+        request: Request<pb::ListConnectionTypesRequest>,
+    ) -> Result<Response<pb::ListConnectionTypesResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        permission::authorize_catalog(&principal).map_err(ControlError::from)?;
+        Ok(Response::new(pb::ListConnectionTypesResponse {
+            connection_types: catalog::all().iter().map(catalog_to_pb).collect(),
+            next_page_token: String::new(),
+        }))
+    }
+
+    async fn create_connection(
+        &self,
+        request: Request<pb::CreateConnectionRequest>,
+    ) -> Result<Response<pb::Connection>, Status> {
+        Ok(Response::new(self.create_connection_inner(request).await?))
+    }
+
+    async fn get_connection(
+        &self,
+        request: Request<pb::GetConnectionRequest>,
+    ) -> Result<Response<pb::Connection>, Status> {
+        Ok(Response::new(self.get_connection_inner(request).await?))
+    }
+
+    async fn list_connections(
+        &self,
+        request: Request<pb::ListConnectionsRequest>,
+    ) -> Result<Response<pb::ListConnectionsResponse>, Status> {
+        Ok(Response::new(self.list_connections_inner(request).await?))
+    }
+
+    async fn update_connection(
+        &self,
+        request: Request<pb::UpdateConnectionRequest>,
+    ) -> Result<Response<pb::Connection>, Status> {
+        Ok(Response::new(self.update_connection_inner(request).await?))
+    }
+
+    async fn delete_connection(
+        &self,
+        request: Request<pb::DeleteConnectionRequest>,
+    ) -> Result<Response<()>, Status> {
+        self.delete_connection_inner(request).await?;
+        Ok(Response::new(()))
+    }
+
+    async fn create_link(
+        &self,
+        request: Request<pb::CreateLinkRequest>,
+    ) -> Result<Response<pb::Link>, Status> {
+        Ok(Response::new(self.create_link_inner(request).await?))
+    }
+
+    async fn get_link(
+        &self,
+        request: Request<pb::GetLinkRequest>,
+    ) -> Result<Response<pb::Link>, Status> {
+        Ok(Response::new(self.get_link_inner(request).await?))
+    }
+
+    async fn list_links(
+        &self,
+        request: Request<pb::ListLinksRequest>,
+    ) -> Result<Response<pb::ListLinksResponse>, Status> {
+        Ok(Response::new(self.list_links_inner(request).await?))
+    }
+
+    async fn update_link(
+        &self,
+        request: Request<pb::UpdateLinkRequest>,
+    ) -> Result<Response<pb::Link>, Status> {
+        Ok(Response::new(self.update_link_inner(request).await?))
+    }
+
+    async fn delete_link(
+        &self,
+        request: Request<pb::DeleteLinkRequest>,
+    ) -> Result<Response<()>, Status> {
+        self.delete_link_inner(request).await?;
+        Ok(Response::new(()))
+    }
+
+    async fn list_connection_versions(
+        &self,
+        request: Request<pb::ListConnectionVersionsRequest>,
+    ) -> Result<Response<pb::ListConnectionVersionsResponse>, Status> {
+        Ok(Response::new(self.list_versions_inner(request).await?))
+    }
+
+    async fn rollback_connection(
+        &self,
+        request: Request<pb::RollbackConnectionRequest>,
+    ) -> Result<Response<pb::Connection>, Status> {
+        Ok(Response::new(self.rollback_inner(request).await?))
+    }
+}

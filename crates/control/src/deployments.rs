@@ -1,0 +1,686 @@
+//! DeploymentService: deployments (STANDARD, BRANCH, PREVIEW) and their tokens.
+
+use switchboard_domain::FieldViolation;
+use switchboard_domain::names::{self, DeploymentName, TokenName, WorkspaceName};
+use switchboard_domain::permission::{Action, Principal};
+use switchboard_proto::v1 as pb;
+use switchboard_store::WriteTxn;
+use switchboard_store::auth;
+use switchboard_store::entity::{connection, deployment, deployment_token, link};
+use switchboard_store::records::{self, to_json_text};
+use switchboard_store::sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder,
+};
+use tonic::{Request, Response, Status};
+
+use crate::audit::{self, AuditRecord};
+use crate::connections::{check_etag, db, deployment_ref};
+use crate::error::{ControlError, ControlResult};
+use crate::idempotency;
+use crate::page_token;
+use crate::pb_conversions::{
+    delivery_from_pb, deployment_to_pb, kind_from_pb, required, token_to_pb,
+};
+use crate::service::Control;
+
+const KIND_DEPLOYMENT: &str = "deployment";
+const KIND_TOKEN: &str = "token";
+const MAX_DISPLAY_NAME: usize = 200;
+
+async fn find_deployment<C: ConnectionTrait>(
+    db_conn: &C,
+    name: &DeploymentName,
+) -> ControlResult<deployment::Model> {
+    switchboard_store::visibility::find_deployment(db_conn, &name.workspace, &name.deployment)
+        .await?
+        .ok_or_else(|| ControlError::NotFound(format!("deployment {name} not found")))
+}
+
+fn check_namespace(field: &str, namespace: &str, violations: &mut Vec<FieldViolation>) {
+    // Kubernetes namespaces are DNS labels; empty means "not in Kubernetes".
+    if !namespace.is_empty() {
+        if let Err(why) = names::validate_deployment_id(namespace) {
+            violations.push(FieldViolation::new(
+                field,
+                format!("must be a Kubernetes namespace name: {why}"),
+            ));
+        }
+    }
+}
+
+fn check_display_name(field: &str, display_name: &str, violations: &mut Vec<FieldViolation>) {
+    if display_name.chars().count() > MAX_DISPLAY_NAME || display_name.chars().any(char::is_control)
+    {
+        violations.push(FieldViolation::new(
+            field,
+            format!("must be at most {MAX_DISPLAY_NAME} characters without control characters"),
+        ));
+    }
+}
+
+/// Removes a deployment, its links and tokens, inside `write`.
+async fn delete_deployment_row(
+    control: &Control,
+    write: &WriteTxn,
+    row: &deployment::Model,
+    principal: &Principal,
+    request_id: &str,
+) -> ControlResult<()> {
+    let now = control.now();
+    let links = db(link::Entity::find()
+        .filter(link::Column::Workspace.eq(&row.workspace))
+        .filter(link::Column::DeploymentId.eq(&row.deployment_id))
+        .all(&write.txn)
+        .await)?;
+    for link_row in &links {
+        control
+            .store
+            .secrets()
+            .delete_owner(
+                &write.txn,
+                &row.workspace,
+                &records::link_owner(link_row.id),
+            )
+            .await?;
+        db(link::Entity::delete_by_id(link_row.id)
+            .exec(&write.txn)
+            .await)?;
+    }
+    // Drop the deployment from exclusion lists, so a later deployment of the
+    // same id starts with a clean slate.
+    let excluding = db(connection::Entity::find()
+        .filter(connection::Column::Workspace.eq(&row.workspace))
+        .filter(
+            connection::Column::ExcludedDeployments.contains(format!("\"{}\"", row.deployment_id)),
+        )
+        .all(&write.txn)
+        .await)?;
+    for conn in excluding {
+        let mut excluded: Vec<String> =
+            records::from_json_text("connection", &conn.excluded_deployments)?;
+        excluded.retain(|id| id != &row.deployment_id);
+        let mut active = conn.into_active_model();
+        active.excluded_deployments = Set(to_json_text(&excluded));
+        db(active.update(&write.txn).await)?;
+    }
+    db(deployment_token::Entity::delete_many()
+        .filter(deployment_token::Column::Workspace.eq(&row.workspace))
+        .filter(deployment_token::Column::DeploymentId.eq(&row.deployment_id))
+        .exec(&write.txn)
+        .await)?;
+    db(deployment::Entity::delete_by_id(row.id)
+        .exec(&write.txn)
+        .await)?;
+    audit::record(
+        write,
+        AuditRecord {
+            workspace: &row.workspace,
+            actor: principal.actor(),
+            action: "DeleteDeployment",
+            resource: deployment_to_pb(row).name,
+            request_id,
+            changed_fields: Vec::new(),
+        },
+        Some(KIND_DEPLOYMENT),
+        now,
+    )
+    .await
+}
+
+impl Control {
+    async fn create_deployment_inner(
+        &self,
+        request: Request<pb::CreateDeploymentRequest>,
+    ) -> ControlResult<pb::Deployment> {
+        let parent = WorkspaceName::parse("parent", &request.get_ref().parent)?;
+        let workspace = parent.workspace.clone();
+        let principal = self
+            .caller(&request, &workspace, Action::WriteDeployment)
+            .await?;
+        let message = request.into_inner();
+        idempotency::validate(&message.request_id)?;
+        if let Some(resource) = idempotency::previous(
+            self.store.db(),
+            &workspace,
+            "CreateDeployment",
+            &message.request_id,
+        )
+        .await?
+        {
+            let name = DeploymentName::parse("name", &resource)?;
+            return Ok(deployment_to_pb(
+                &find_deployment(self.store.db(), &name).await?,
+            ));
+        }
+        let deployment = required("deployment", message.deployment.as_ref())?;
+        let mut violations = Vec::new();
+        if let Err(why) = names::validate_deployment_id(&message.deployment_id) {
+            violations.push(FieldViolation::new("deployment_id", why));
+        }
+        check_display_name(
+            "deployment.display_name",
+            &deployment.display_name,
+            &mut violations,
+        );
+        check_namespace(
+            "deployment.namespace",
+            &deployment.namespace,
+            &mut violations,
+        );
+        let kind = pb::DeploymentKind::try_from(deployment.kind)
+            .map_err(|_| ControlError::invalid("deployment.kind", "is not a known kind"))?;
+        let delivery = pb::SecretDelivery::try_from(deployment.secret_delivery).map_err(|_| {
+            ControlError::invalid("deployment.secret_delivery", "is not a known delivery")
+        })?;
+        let kind = kind_from_pb(kind);
+        let parent_id = if deployment.parent_deployment.is_empty() {
+            if kind != "STANDARD" {
+                violations.push(FieldViolation::new(
+                    "deployment.parent_deployment",
+                    "is required for BRANCH and PREVIEW deployments",
+                ));
+            }
+            None
+        } else if kind == "STANDARD" {
+            violations.push(FieldViolation::new(
+                "deployment.parent_deployment",
+                "must be empty for STANDARD deployments",
+            ));
+            None
+        } else {
+            match deployment_ref(
+                "deployment.parent_deployment",
+                &workspace,
+                &deployment.parent_deployment,
+            ) {
+                Ok(id) => Some(id),
+                Err(violation) => {
+                    violations.push(violation);
+                    None
+                }
+            }
+        };
+        if !violations.is_empty() {
+            return Err(ControlError::InvalidArgument(violations));
+        }
+        let now = self.now();
+        let write = self.store.begin_write().await?;
+        let name = DeploymentName {
+            workspace: workspace.clone(),
+            deployment: message.deployment_id.clone(),
+        };
+        if switchboard_store::visibility::find_deployment(&write.txn, &workspace, &name.deployment)
+            .await?
+            .is_some()
+        {
+            return Err(ControlError::AlreadyExists(format!(
+                "deployment {name} already exists"
+            )));
+        }
+        if let Some(parent_id) = &parent_id {
+            let parent_name = DeploymentName {
+                workspace: workspace.clone(),
+                deployment: parent_id.clone(),
+            };
+            let parent_row = find_deployment(&write.txn, &parent_name).await?;
+            if parent_row.kind != "STANDARD" {
+                return Err(ControlError::FailedPrecondition(format!(
+                    "parent {parent_name} is a {} deployment; branch and preview deployments need a STANDARD parent",
+                    parent_row.kind
+                )));
+            }
+        }
+        let row = db(deployment::ActiveModel {
+            workspace: Set(workspace.clone()),
+            deployment_id: Set(name.deployment.clone()),
+            display_name: Set(deployment.display_name.clone()),
+            kind: Set(kind.to_owned()),
+            parent_deployment: Set(parent_id),
+            namespace: Set(deployment.namespace.clone()),
+            secret_delivery: Set(delivery_from_pb(delivery).to_owned()),
+            version: Set(1),
+            create_time: Set(now),
+            update_time: Set(now),
+            ..Default::default()
+        }
+        .insert(&write.txn)
+        .await)?;
+        audit::record(
+            &write,
+            AuditRecord {
+                workspace: &workspace,
+                actor: principal.actor(),
+                action: "CreateDeployment",
+                resource: name.to_string(),
+                request_id: &message.request_id,
+                changed_fields: vec![
+                    "display_name".into(),
+                    "kind".into(),
+                    "parent_deployment".into(),
+                    "namespace".into(),
+                    "secret_delivery".into(),
+                ],
+            },
+            Some(KIND_DEPLOYMENT),
+            now,
+        )
+        .await?;
+        idempotency::remember(
+            &write.txn,
+            &workspace,
+            "CreateDeployment",
+            &message.request_id,
+            &name.to_string(),
+            now,
+        )
+        .await?;
+        write.commit().await?;
+        Ok(deployment_to_pb(&row))
+    }
+
+    async fn update_deployment_inner(
+        &self,
+        request: Request<pb::UpdateDeploymentRequest>,
+    ) -> ControlResult<pb::Deployment> {
+        let deployment_ref_msg = required("deployment", request.get_ref().deployment.as_ref())?;
+        let name = DeploymentName::parse("deployment.name", &deployment_ref_msg.name)?;
+        let principal = self
+            .caller(&request, &name.workspace, Action::WriteDeployment)
+            .await?;
+        let message = request.into_inner();
+        let deployment = message.deployment.unwrap_or_default();
+        let mut paths: Vec<String> = message
+            .update_mask
+            .map(|mask| mask.paths)
+            .unwrap_or_default();
+        if paths.is_empty() || paths.iter().any(|path| path == "*") {
+            paths = vec![
+                "display_name".into(),
+                "namespace".into(),
+                "secret_delivery".into(),
+            ];
+        }
+        let mut violations = Vec::new();
+        for path in &paths {
+            match path.as_str() {
+                "display_name" => check_display_name(
+                    "deployment.display_name",
+                    &deployment.display_name,
+                    &mut violations,
+                ),
+                "namespace" => check_namespace(
+                    "deployment.namespace",
+                    &deployment.namespace,
+                    &mut violations,
+                ),
+                "secret_delivery" => {
+                    if pb::SecretDelivery::try_from(deployment.secret_delivery).is_err() {
+                        violations.push(FieldViolation::new(
+                            "deployment.secret_delivery",
+                            "is not a known delivery",
+                        ));
+                    }
+                }
+                "kind" | "parent_deployment" => violations.push(FieldViolation::new(
+                    "update_mask",
+                    format!("{path} cannot change after creation; create a new deployment instead"),
+                )),
+                other => violations.push(FieldViolation::new(
+                    "update_mask",
+                    format!(
+                        "unknown path '{other}'; use display_name, namespace or secret_delivery"
+                    ),
+                )),
+            }
+        }
+        if !violations.is_empty() {
+            return Err(ControlError::InvalidArgument(violations));
+        }
+        let now = self.now();
+        let write = self.store.begin_write().await?;
+        let row = find_deployment(&write.txn, &name).await?;
+        check_etag(&deployment.etag, row.version, "deployment")?;
+        let version = row.version;
+        let mut active = row.into_active_model();
+        for path in &paths {
+            match path.as_str() {
+                "display_name" => active.display_name = Set(deployment.display_name.clone()),
+                "namespace" => active.namespace = Set(deployment.namespace.clone()),
+                "secret_delivery" => {
+                    let delivery = pb::SecretDelivery::try_from(deployment.secret_delivery)
+                        .unwrap_or_default();
+                    active.secret_delivery = Set(delivery_from_pb(delivery).to_owned());
+                }
+                _ => {}
+            }
+        }
+        active.version = Set(version + 1);
+        active.update_time = Set(now);
+        let saved = db(active.update(&write.txn).await)?;
+        audit::record(
+            &write,
+            AuditRecord {
+                workspace: &name.workspace,
+                actor: principal.actor(),
+                action: "UpdateDeployment",
+                resource: name.to_string(),
+                request_id: &message.request_id,
+                changed_fields: paths,
+            },
+            Some(KIND_DEPLOYMENT),
+            now,
+        )
+        .await?;
+        write.commit().await?;
+        Ok(deployment_to_pb(&saved))
+    }
+
+    async fn delete_deployment_inner(
+        &self,
+        request: Request<pb::DeleteDeploymentRequest>,
+    ) -> ControlResult<()> {
+        let name = DeploymentName::parse("name", &request.get_ref().name)?;
+        let principal = self
+            .caller(&request, &name.workspace, Action::WriteDeployment)
+            .await?;
+        let message = request.into_inner();
+        let write = self.store.begin_write().await?;
+        let row = find_deployment(&write.txn, &name).await?;
+        check_etag(&message.etag, row.version, "deployment")?;
+        let children = db(deployment::Entity::find()
+            .filter(deployment::Column::Workspace.eq(&name.workspace))
+            .filter(deployment::Column::ParentDeployment.eq(&name.deployment))
+            .all(&write.txn)
+            .await)?;
+        if !children.is_empty() && !message.force {
+            let ids: Vec<&str> = children
+                .iter()
+                .map(|child| child.deployment_id.as_str())
+                .collect();
+            return Err(ControlError::FailedPrecondition(format!(
+                "deployment {name} has branch or preview deployments ({}); delete them first or set force",
+                ids.join(", ")
+            )));
+        }
+        for child in &children {
+            delete_deployment_row(self, &write, child, &principal, &message.request_id).await?;
+        }
+        delete_deployment_row(self, &write, &row, &principal, &message.request_id).await?;
+        write.commit().await?;
+        Ok(())
+    }
+
+    async fn create_token_inner(
+        &self,
+        request: Request<pb::CreateDeploymentTokenRequest>,
+    ) -> ControlResult<pb::DeploymentToken> {
+        let name = DeploymentName::parse("parent", &request.get_ref().parent)?;
+        let principal = self
+            .caller(&request, &name.workspace, Action::WriteDeployment)
+            .await?;
+        let message = request.into_inner();
+        idempotency::validate(&message.request_id)?;
+        let mut violations = Vec::new();
+        check_display_name("description", &message.description, &mut violations);
+        if !violations.is_empty() {
+            return Err(ControlError::InvalidArgument(violations));
+        }
+        if idempotency::previous(
+            self.store.db(),
+            &name.workspace,
+            "CreateDeploymentToken",
+            &message.request_id,
+        )
+        .await?
+        .is_some()
+        {
+            // The secret is not stored, so a retry cannot return it again.
+            return Err(ControlError::AlreadyExists(
+                "a token was already issued for this request_id; its secret is shown only once, so create a new token".into(),
+            ));
+        }
+        let now = self.now();
+        let write = self.store.begin_write().await?;
+        find_deployment(&write.txn, &name).await?;
+        let issued = auth::new_deployment_token();
+        let row = db(deployment_token::ActiveModel {
+            token_id: Set(issued.token_id.clone()),
+            workspace: Set(name.workspace.clone()),
+            deployment_id: Set(name.deployment.clone()),
+            token_hash: Set(issued.hash.clone()),
+            description: Set(message.description.clone()),
+            create_time: Set(now),
+            ..Default::default()
+        }
+        .insert(&write.txn)
+        .await)?;
+        let mut token = token_to_pb(&row);
+        audit::record(
+            &write,
+            AuditRecord {
+                workspace: &name.workspace,
+                actor: principal.actor(),
+                action: "CreateDeploymentToken",
+                resource: token.name.clone(),
+                request_id: &message.request_id,
+                changed_fields: Vec::new(),
+            },
+            Some(KIND_TOKEN),
+            now,
+        )
+        .await?;
+        idempotency::remember(
+            &write.txn,
+            &name.workspace,
+            "CreateDeploymentToken",
+            &message.request_id,
+            &token.name,
+            now,
+        )
+        .await?;
+        write.commit().await?;
+        token.token = issued.token;
+        Ok(token)
+    }
+
+    async fn list_tokens_inner(
+        &self,
+        request: Request<pb::ListDeploymentTokensRequest>,
+    ) -> ControlResult<pb::ListDeploymentTokensResponse> {
+        let name = DeploymentName::parse("parent", &request.get_ref().parent)?;
+        self.caller(&request, &name.workspace, Action::Read).await?;
+        let message = request.into_inner();
+        let page_size = page_token::page_size(message.page_size)?;
+        find_deployment(self.store.db(), &name).await?;
+        let fingerprint = format!("tokens|{name}");
+        let after = page_token::decode(&self.page_key, &fingerprint, &message.page_token)?;
+        let mut rows = db(deployment_token::Entity::find()
+            .filter(deployment_token::Column::Workspace.eq(&name.workspace))
+            .filter(deployment_token::Column::DeploymentId.eq(&name.deployment))
+            .order_by_asc(deployment_token::Column::TokenId)
+            .all(self.store.db())
+            .await)?;
+        rows.retain(|row| after.as_ref().is_none_or(|after| &row.token_id > after));
+        let next_page_token = if rows.len() as u64 > page_size {
+            rows.truncate(page_size as usize);
+            let last = rows
+                .last()
+                .map(|row| row.token_id.clone())
+                .unwrap_or_default();
+            page_token::encode(&self.page_key, &fingerprint, &last)
+        } else {
+            String::new()
+        };
+        Ok(pb::ListDeploymentTokensResponse {
+            deployment_tokens: rows.iter().map(token_to_pb).collect(),
+            next_page_token,
+        })
+    }
+
+    async fn revoke_token_inner(
+        &self,
+        request: Request<pb::RevokeDeploymentTokenRequest>,
+    ) -> ControlResult<pb::DeploymentToken> {
+        let name = TokenName::parse("name", &request.get_ref().name)?;
+        let principal = self
+            .caller(&request, &name.workspace, Action::WriteDeployment)
+            .await?;
+        let now = self.now();
+        let write = self.store.begin_write().await?;
+        let row = db(deployment_token::Entity::find()
+            .filter(deployment_token::Column::Workspace.eq(&name.workspace))
+            .filter(deployment_token::Column::DeploymentId.eq(&name.deployment))
+            .filter(deployment_token::Column::TokenId.eq(&name.token))
+            .one(&write.txn)
+            .await)?
+        .ok_or_else(|| ControlError::NotFound(format!("token {name} not found")))?;
+        if row.revoke_time.is_some() {
+            return Ok(token_to_pb(&row));
+        }
+        let mut active = row.into_active_model();
+        active.revoke_time = Set(Some(now));
+        let saved = db(active.update(&write.txn).await)?;
+        audit::record(
+            &write,
+            AuditRecord {
+                workspace: &name.workspace,
+                actor: principal.actor(),
+                action: "RevokeDeploymentToken",
+                resource: name.to_string(),
+                request_id: "",
+                changed_fields: vec!["revoke_time".into()],
+            },
+            Some(KIND_TOKEN),
+            now,
+        )
+        .await?;
+        write.commit().await?;
+        Ok(token_to_pb(&saved))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::deployment_service_server::DeploymentService for Control {
+    async fn create_deployment(
+        &self,
+        request: Request<pb::CreateDeploymentRequest>,
+    ) -> Result<Response<pb::Deployment>, Status> {
+        Ok(Response::new(self.create_deployment_inner(request).await?))
+    }
+
+    async fn get_deployment(
+        &self,
+        request: Request<pb::GetDeploymentRequest>,
+    ) -> Result<Response<pb::Deployment>, Status> {
+        let name =
+            DeploymentName::parse("name", &request.get_ref().name).map_err(ControlError::from)?;
+        self.caller(&request, &name.workspace, Action::Read).await?;
+        Ok(Response::new(deployment_to_pb(
+            &find_deployment(self.store.db(), &name).await?,
+        )))
+    }
+
+    async fn list_deployments(
+        &self,
+        request: Request<pb::ListDeploymentsRequest>,
+    ) -> Result<Response<pb::ListDeploymentsResponse>, Status> {
+        let parent = WorkspaceName::parse("parent", &request.get_ref().parent)
+            .map_err(ControlError::from)?;
+        self.caller(&request, &parent.workspace, Action::Read)
+            .await?;
+        let message = request.into_inner();
+        let page_size = page_token::page_size(message.page_size)?;
+        let fingerprint = format!("deployments|{}|{}", parent.workspace, message.filter);
+        let after = page_token::decode(&self.page_key, &fingerprint, &message.page_token)?;
+        let mut kind_filter = None;
+        let mut parent_filter = None;
+        for (key, value) in page_token::parse_filter(&message.filter)? {
+            match key.as_str() {
+                "kind" => {
+                    let kind = pb::DeploymentKind::from_str_name(&value).ok_or_else(|| {
+                        ControlError::invalid("filter", "kind must be a DEPLOYMENT_KIND_* value")
+                    })?;
+                    kind_filter = Some(kind_from_pb(kind));
+                }
+                "parent_deployment" => {
+                    parent_filter = Some(
+                        deployment_ref("filter", &parent.workspace, &value)
+                            .map_err(|violation| ControlError::InvalidArgument(vec![violation]))?,
+                    );
+                }
+                other => {
+                    return Err(ControlError::invalid(
+                        "filter",
+                        format!("unknown field '{other}'; use kind or parent_deployment"),
+                    )
+                    .into());
+                }
+            }
+        }
+        let mut rows = db(deployment::Entity::find()
+            .filter(deployment::Column::Workspace.eq(&parent.workspace))
+            .order_by_asc(deployment::Column::DeploymentId)
+            .all(self.store.db())
+            .await)?;
+        rows.retain(|row| {
+            kind_filter.is_none_or(|kind| row.kind == kind)
+                && parent_filter
+                    .as_ref()
+                    .is_none_or(|parent| row.parent_deployment.as_ref() == Some(parent))
+                && after
+                    .as_ref()
+                    .is_none_or(|after| &row.deployment_id > after)
+        });
+        let next_page_token = if rows.len() as u64 > page_size {
+            rows.truncate(page_size as usize);
+            let last = rows
+                .last()
+                .map(|row| row.deployment_id.clone())
+                .unwrap_or_default();
+            page_token::encode(&self.page_key, &fingerprint, &last)
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListDeploymentsResponse {
+            deployments: rows.iter().map(deployment_to_pb).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_deployment(
+        &self,
+        request: Request<pb::UpdateDeploymentRequest>,
+    ) -> Result<Response<pb::Deployment>, Status> {
+        Ok(Response::new(self.update_deployment_inner(request).await?))
+    }
+
+    async fn delete_deployment(
+        &self,
+        request: Request<pb::DeleteDeploymentRequest>,
+    ) -> Result<Response<()>, Status> {
+        self.delete_deployment_inner(request).await?;
+        Ok(Response::new(()))
+    }
+
+    async fn create_deployment_token(
+        &self,
+        request: Request<pb::CreateDeploymentTokenRequest>,
+    ) -> Result<Response<pb::DeploymentToken>, Status> {
+        Ok(Response::new(self.create_token_inner(request).await?))
+    }
+
+    async fn list_deployment_tokens(
+        &self,
+        request: Request<pb::ListDeploymentTokensRequest>,
+    ) -> Result<Response<pb::ListDeploymentTokensResponse>, Status> {
+        Ok(Response::new(self.list_tokens_inner(request).await?))
+    }
+
+    async fn revoke_deployment_token(
+        &self,
+        request: Request<pb::RevokeDeploymentTokenRequest>,
+    ) -> Result<Response<pb::DeploymentToken>, Status> {
+        Ok(Response::new(self.revoke_token_inner(request).await?))
+    }
+}

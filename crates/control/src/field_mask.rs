@@ -1,0 +1,221 @@
+//! Field masks (AIP-134) for connections and links.
+
+use serde_json::Value;
+use switchboard_domain::catalog;
+use switchboard_domain::{ConnectionSpec, Extra, Overrides};
+use switchboard_proto::v1 as pb;
+
+use crate::error::{ControlError, ControlResult};
+use crate::pb_conversions::{overrides_from_pb, spec_from_pb};
+
+/// Connection fields an update may name (besides `extra.<key>`).
+const CONNECTION_PATHS: &[&str] = &[
+    "type",
+    "conn_type",
+    "description",
+    "host",
+    "schema",
+    "login",
+    "password",
+    "port",
+    "extra",
+    "link_to_all_deployments",
+    "excluded_deployments",
+];
+
+/// The mask's paths; an empty mask means the fields the message sets.
+pub(crate) fn connection_paths(
+    mask: Option<&prost_types::FieldMask>,
+    message: &pb::Connection,
+) -> ControlResult<Vec<String>> {
+    let paths: Vec<String> = mask.map(|mask| mask.paths.clone()).unwrap_or_default();
+    if paths.is_empty() {
+        let spec = spec_from_pb(message);
+        let mut implied: Vec<String> = Vec::new();
+        let set = [
+            ("type", !message.r#type.is_empty()),
+            ("conn_type", !message.conn_type.is_empty()),
+            ("description", spec.description.is_some()),
+            ("host", spec.host.is_some()),
+            ("schema", spec.schema.is_some()),
+            ("login", spec.login.is_some()),
+            ("password", spec.password.is_some()),
+            ("port", spec.port.is_some()),
+            ("link_to_all_deployments", message.link_to_all_deployments),
+            (
+                "excluded_deployments",
+                !message.excluded_deployments.is_empty(),
+            ),
+        ];
+        implied.extend(
+            set.iter()
+                .filter(|(_, is_set)| *is_set)
+                .map(|(path, _)| (*path).to_owned()),
+        );
+        implied.extend(spec.extra.keys().map(|key| format!("extra.{key}")));
+        if implied.is_empty() {
+            return Err(ControlError::invalid(
+                "update_mask",
+                "is empty and the connection sets no field: nothing to update",
+            ));
+        }
+        return Ok(implied);
+    }
+    if paths.iter().any(|path| path == "*") {
+        return Ok(CONNECTION_PATHS
+            .iter()
+            .map(|path| (*path).to_owned())
+            .collect());
+    }
+    let mut violations = Vec::new();
+    for path in &paths {
+        let known = CONNECTION_PATHS.contains(&path.as_str())
+            || path
+                .strip_prefix("extra.")
+                .is_some_and(|key| !key.is_empty());
+        if !known {
+            violations.push(switchboard_domain::FieldViolation::new(
+                "update_mask",
+                format!(
+                    "unknown path '{path}'; use {} or extra.<key>",
+                    CONNECTION_PATHS.join(", ")
+                ),
+            ));
+        }
+    }
+    if !violations.is_empty() {
+        return Err(ControlError::InvalidArgument(violations));
+    }
+    Ok(paths)
+}
+
+/// Applies the masked fields of `message` to `current` (secrets included).
+/// With `*`, secret fields the message leaves empty keep their value, since
+/// reads never return them.
+pub(crate) fn apply_to_spec(
+    current: &ConnectionSpec,
+    message: &pb::Connection,
+    paths: &[String],
+    wildcard: bool,
+) -> ConnectionSpec {
+    let incoming = spec_from_pb(message);
+    let mut next = current.clone();
+    for path in paths {
+        match path.as_str() {
+            "type" => {
+                next.type_key = incoming.type_key.clone();
+                if let Some(entry) =
+                    catalog::get(&next.type_key).filter(|entry| !entry.conn_type.is_empty())
+                {
+                    next.conn_type = entry.conn_type.to_owned();
+                }
+            }
+            "conn_type" => {
+                if !incoming.conn_type.is_empty() {
+                    next.conn_type = incoming.conn_type.clone();
+                }
+            }
+            "description" => next.description = incoming.description.clone(),
+            "host" => next.host = incoming.host.clone(),
+            "schema" => next.schema = incoming.schema.clone(),
+            "login" => next.login = incoming.login.clone(),
+            "password" => {
+                if !(wildcard && incoming.password.is_none()) {
+                    next.password = incoming.password.clone();
+                }
+            }
+            "port" => next.port = incoming.port,
+            "extra" => {
+                let mut extra = incoming.extra.clone();
+                if wildcard {
+                    keep_unsent_secrets(&current.type_key, &current.extra, &mut extra);
+                }
+                next.extra = extra;
+            }
+            other => {
+                if let Some(key) = other.strip_prefix("extra.") {
+                    match incoming.extra.get(key) {
+                        Some(Value::Null) | None => {
+                            next.extra.remove(key);
+                        }
+                        Some(value) => {
+                            next.extra.insert(key.to_owned(), value.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    next.normalized()
+}
+
+fn keep_unsent_secrets(type_key: &str, current: &Extra, incoming: &mut Extra) {
+    for (key, value) in current {
+        if catalog::is_secret(type_key, &format!("extra.{key}")) && !incoming.contains_key(key) {
+            incoming.insert(key.clone(), value.clone());
+        }
+    }
+}
+
+/// Link override paths (besides `overrides.extra.<key>`).
+const LINK_PATHS: &[&str] = &[
+    "overrides",
+    "overrides.host",
+    "overrides.schema",
+    "overrides.login",
+    "overrides.password",
+    "overrides.port",
+    "overrides.extra",
+];
+
+/// Applies a link update. An empty mask means `overrides` (replace them all).
+pub(crate) fn apply_to_overrides(
+    current: &Overrides,
+    message: &pb::Link,
+    mask: Option<&prost_types::FieldMask>,
+) -> ControlResult<Overrides> {
+    let incoming = overrides_from_pb(message.overrides.as_ref());
+    let mut paths: Vec<String> = mask.map(|mask| mask.paths.clone()).unwrap_or_default();
+    if paths.is_empty() || paths.iter().any(|path| path == "*") {
+        paths = vec!["overrides".to_owned()];
+    }
+    let mut next = current.clone();
+    let mut violations = Vec::new();
+    for path in &paths {
+        match path.as_str() {
+            "overrides" => next = incoming.clone(),
+            "overrides.host" => next.host = incoming.host.clone(),
+            "overrides.schema" => next.schema = incoming.schema.clone(),
+            "overrides.login" => next.login = incoming.login.clone(),
+            "overrides.password" => next.password = incoming.password.clone(),
+            "overrides.port" => next.port = incoming.port,
+            "overrides.extra" => next.extra = incoming.extra.clone(),
+            other => match other
+                .strip_prefix("overrides.extra.")
+                .filter(|key| !key.is_empty())
+            {
+                Some(key) => match incoming.extra.get(key) {
+                    // Absent from the message: drop the override for this key.
+                    None => {
+                        next.extra.remove(key);
+                    }
+                    // Present (null included: null removes the key downstream).
+                    Some(value) => {
+                        next.extra.insert(key.to_owned(), value.clone());
+                    }
+                },
+                None => violations.push(switchboard_domain::FieldViolation::new(
+                    "update_mask",
+                    format!(
+                        "unknown path '{other}'; use {} or overrides.extra.<key>",
+                        LINK_PATHS.join(", ")
+                    ),
+                )),
+            },
+        }
+    }
+    if !violations.is_empty() {
+        return Err(ControlError::InvalidArgument(violations));
+    }
+    Ok(next)
+}

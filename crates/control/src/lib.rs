@@ -1,0 +1,22 @@
+//! Switchboard's control service: the gRPC ConnectionService,
+//! DeploymentService, WorkspaceService and AuditService. Every call is
+//! authenticated, authorized against the caller's role in the resource's
+//! workspace, and every mutation writes its audit event and change-feed entry
+//! in the same transaction as the change.
+
+mod audit;
+mod connections;
+mod deployments;
+mod error;
+mod field_mask;
+mod idempotency;
+mod links;
+mod page_token;
+mod pb_conversions;
+mod service;
+mod workspace;
+
+pub use error::{ControlError, ControlResult};
+pub use page_token::PageTokenKey;
+pub use pb_conversions::{json_to_struct, struct_to_json, timestamp};
+pub use service::Control;

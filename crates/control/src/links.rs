@@ -1,0 +1,424 @@
+//! Links: a connection attached to one deployment, with field overrides.
+
+use switchboard_domain::Overrides;
+use switchboard_domain::names::{ConnectionName, LinkName};
+use switchboard_domain::permission::{Action, Principal};
+use switchboard_domain::validate::validate_overrides;
+use switchboard_proto::v1 as pb;
+use switchboard_store::WriteTxn;
+use switchboard_store::entity::{connection, link};
+use switchboard_store::records::{self, to_json_text};
+use switchboard_store::sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder,
+};
+use tonic::Request;
+
+use crate::audit::{self, AuditRecord};
+use crate::connections::{
+    check_etag, db, deployment_ref, find_connection, require_deployments, validate_merged,
+};
+use crate::error::{ControlError, ControlResult};
+use crate::idempotency;
+use crate::page_token;
+use crate::pb_conversions::{link_to_pb, overrides_from_pb, required};
+use crate::service::Control;
+
+const KIND_LINK: &str = "link";
+
+fn link_name(conn: &connection::Model, deployment: &str) -> LinkName {
+    LinkName {
+        workspace: conn.workspace.clone(),
+        conn_id: conn.conn_id.clone(),
+        deployment: deployment.to_owned(),
+    }
+}
+
+/// Paths of the overrides that are set, for audit events.
+fn override_fields(overrides: &Overrides) -> Vec<String> {
+    let mut fields: Vec<String> = [
+        ("host", overrides.host.is_some()),
+        ("schema", overrides.schema.is_some()),
+        ("login", overrides.login.is_some()),
+        ("password", overrides.password.is_some()),
+        ("port", overrides.port.is_some()),
+    ]
+    .iter()
+    .filter(|(_, set)| *set)
+    .map(|(path, _)| format!("overrides.{path}"))
+    .collect();
+    fields.extend(
+        overrides
+            .extra
+            .keys()
+            .map(|key| format!("overrides.extra.{key}")),
+    );
+    fields
+}
+
+async fn find_link<C: ConnectionTrait>(
+    db_conn: &C,
+    conn: &connection::Model,
+    deployment: &str,
+) -> ControlResult<link::Model> {
+    db(link::Entity::find()
+        .filter(link::Column::ConnectionPk.eq(conn.id))
+        .filter(link::Column::DeploymentId.eq(deployment))
+        .one(db_conn)
+        .await)?
+    .ok_or_else(|| {
+        ControlError::NotFound(format!("link {} not found", link_name(conn, deployment)))
+    })
+}
+
+/// Stores the overrides' secrets and their public part on `active`.
+async fn store_overrides(
+    control: &Control,
+    write: &WriteTxn,
+    row: &link::Model,
+    type_key: &str,
+    overrides: &Overrides,
+    previous: Option<&Overrides>,
+) -> ControlResult<link::ActiveModel> {
+    let now = control.now();
+    let (public, secrets) = overrides.split_secrets(type_key);
+    let changed = previous.is_none_or(|previous| previous.split_secrets(type_key).1 != secrets);
+    let mut active = row.clone().into_active_model();
+    if changed {
+        let version = control
+            .store
+            .secrets()
+            .put(
+                &write.txn,
+                &row.workspace,
+                &records::link_owner(row.id),
+                &secrets,
+                now,
+            )
+            .await?;
+        active.secret_version = Set(version);
+    }
+    active.overrides = Set(to_json_text(&public));
+    active.secret_fields = Set(to_json_text(&overrides.secret_fields_set(type_key)));
+    active.version = Set(row.version + 1);
+    active.update_time = Set(now);
+    Ok(active)
+}
+
+/// Inserts a link (validated by the caller) inside `write`.
+pub(crate) async fn insert_link(
+    control: &Control,
+    write: &WriteTxn,
+    conn: &connection::Model,
+    deployment: &str,
+    overrides: &Overrides,
+    principal: &Principal,
+    request_id: &str,
+) -> ControlResult<link::Model> {
+    let now = control.now();
+    let row = db(link::ActiveModel {
+        workspace: Set(conn.workspace.clone()),
+        connection_pk: Set(conn.id),
+        deployment_id: Set(deployment.to_owned()),
+        overrides: Set("{}".to_owned()),
+        secret_fields: Set("[]".to_owned()),
+        version: Set(0),
+        create_time: Set(now),
+        update_time: Set(now),
+        ..Default::default()
+    }
+    .insert(&write.txn)
+    .await)?;
+    let active = store_overrides(control, write, &row, &conn.type_key, overrides, None).await?;
+    let saved = db(active.update(&write.txn).await)?;
+    audit::record(
+        write,
+        AuditRecord {
+            workspace: &conn.workspace,
+            actor: principal.actor(),
+            action: "CreateLink",
+            resource: link_name(conn, deployment).to_string(),
+            request_id,
+            changed_fields: override_fields(overrides),
+        },
+        Some(KIND_LINK),
+        now,
+    )
+    .await?;
+    Ok(saved)
+}
+
+/// Deletes a link and its secrets inside `write`.
+pub(crate) async fn delete_link_row(
+    control: &Control,
+    write: &WriteTxn,
+    conn: &connection::Model,
+    row: &link::Model,
+    principal: &Principal,
+    request_id: &str,
+) -> ControlResult<()> {
+    let now = control.now();
+    db(link::Entity::delete_by_id(row.id).exec(&write.txn).await)?;
+    control
+        .store
+        .secrets()
+        .delete_owner(&write.txn, &row.workspace, &records::link_owner(row.id))
+        .await?;
+    audit::record(
+        write,
+        AuditRecord {
+            workspace: &conn.workspace,
+            actor: principal.actor(),
+            action: "DeleteLink",
+            resource: link_name(conn, &row.deployment_id).to_string(),
+            request_id,
+            changed_fields: Vec::new(),
+        },
+        Some(KIND_LINK),
+        now,
+    )
+    .await
+}
+
+impl Control {
+    pub(crate) async fn create_link_inner(
+        &self,
+        request: Request<pb::CreateLinkRequest>,
+    ) -> ControlResult<pb::Link> {
+        let parent = ConnectionName::parse("parent", &request.get_ref().parent)?;
+        let principal = self
+            .caller(&request, &parent.workspace, Action::WriteConnection)
+            .await?;
+        let message = request.into_inner();
+        idempotency::validate(&message.request_id)?;
+        let link = required("link", message.link.as_ref())?;
+        let deployment = deployment_ref("link.deployment", &parent.workspace, &link.deployment)
+            .map_err(|violation| ControlError::InvalidArgument(vec![violation]))?;
+        if let Some(resource) = idempotency::previous(
+            self.store.db(),
+            &parent.workspace,
+            "CreateLink",
+            &message.request_id,
+        )
+        .await?
+        {
+            let name = LinkName::parse("name", &resource)?;
+            let conn = find_connection(
+                self.store.db(),
+                &ConnectionName {
+                    workspace: name.workspace.clone(),
+                    conn_id: name.conn_id.clone(),
+                },
+            )
+            .await?;
+            return link_to_pb(
+                &conn,
+                &find_link(self.store.db(), &conn, &name.deployment).await?,
+            );
+        }
+        let overrides = overrides_from_pb(link.overrides.as_ref());
+        let write = self.store.begin_write().await?;
+        let conn = find_connection(&write.txn, &parent).await?;
+        require_deployments(&write.txn, &parent.workspace, [&deployment]).await?;
+        let mut violations = match validate_overrides(&conn.type_key, &overrides) {
+            Err(found) => found
+                .into_iter()
+                .map(|violation| violation.scope("link.overrides"))
+                .collect(),
+            Ok(()) => Vec::new(),
+        };
+        if violations.is_empty() {
+            let base = records::full_spec(self.store.secrets(), &write.txn, &conn).await?;
+            violations = validate_merged(&base, &overrides, "link.overrides");
+        }
+        if !violations.is_empty() {
+            return Err(ControlError::InvalidArgument(violations));
+        }
+        let existing = db(link::Entity::find()
+            .filter(link::Column::ConnectionPk.eq(conn.id))
+            .filter(link::Column::DeploymentId.eq(&deployment))
+            .one(&write.txn)
+            .await)?;
+        if existing.is_some() {
+            return Err(ControlError::AlreadyExists(format!(
+                "link {} already exists; update it instead",
+                link_name(&conn, &deployment)
+            )));
+        }
+        let saved = insert_link(
+            self,
+            &write,
+            &conn,
+            &deployment,
+            &overrides,
+            &principal,
+            &message.request_id,
+        )
+        .await?;
+        idempotency::remember(
+            &write.txn,
+            &parent.workspace,
+            "CreateLink",
+            &message.request_id,
+            &link_name(&conn, &deployment).to_string(),
+            self.now(),
+        )
+        .await?;
+        write.commit().await?;
+        link_to_pb(&conn, &saved)
+    }
+
+    pub(crate) async fn get_link_inner(
+        &self,
+        request: Request<pb::GetLinkRequest>,
+    ) -> ControlResult<pb::Link> {
+        let name = LinkName::parse("name", &request.get_ref().name)?;
+        self.caller(&request, &name.workspace, Action::Read).await?;
+        let conn = find_connection(
+            self.store.db(),
+            &ConnectionName {
+                workspace: name.workspace.clone(),
+                conn_id: name.conn_id.clone(),
+            },
+        )
+        .await?;
+        link_to_pb(
+            &conn,
+            &find_link(self.store.db(), &conn, &name.deployment).await?,
+        )
+    }
+
+    pub(crate) async fn list_links_inner(
+        &self,
+        request: Request<pb::ListLinksRequest>,
+    ) -> ControlResult<pb::ListLinksResponse> {
+        let parent = ConnectionName::parse("parent", &request.get_ref().parent)?;
+        self.caller(&request, &parent.workspace, Action::Read)
+            .await?;
+        let message = request.into_inner();
+        let page_size = page_token::page_size(message.page_size)?;
+        let conn = find_connection(self.store.db(), &parent).await?;
+        let fingerprint = format!("links|{}|{}", parent.workspace, conn.id);
+        let after = page_token::decode(&self.page_key, &fingerprint, &message.page_token)?;
+        let mut rows = db(link::Entity::find()
+            .filter(link::Column::ConnectionPk.eq(conn.id))
+            .order_by_asc(link::Column::DeploymentId)
+            .all(self.store.db())
+            .await)?;
+        rows.retain(|row| {
+            after
+                .as_ref()
+                .is_none_or(|after| &row.deployment_id > after)
+        });
+        let next_page_token = if rows.len() as u64 > page_size {
+            rows.truncate(page_size as usize);
+            let last = rows
+                .last()
+                .map(|row| row.deployment_id.clone())
+                .unwrap_or_default();
+            page_token::encode(&self.page_key, &fingerprint, &last)
+        } else {
+            String::new()
+        };
+        Ok(pb::ListLinksResponse {
+            links: rows
+                .iter()
+                .map(|row| link_to_pb(&conn, row))
+                .collect::<ControlResult<_>>()?,
+            next_page_token,
+        })
+    }
+
+    pub(crate) async fn update_link_inner(
+        &self,
+        request: Request<pb::UpdateLinkRequest>,
+    ) -> ControlResult<pb::Link> {
+        let link_message = required("link", request.get_ref().link.as_ref())?;
+        let name = LinkName::parse("link.name", &link_message.name)?;
+        let principal = self
+            .caller(&request, &name.workspace, Action::WriteConnection)
+            .await?;
+        let message = request.into_inner();
+        let link_message = message.link.unwrap_or_default();
+        let write = self.store.begin_write().await?;
+        let conn = find_connection(
+            &write.txn,
+            &ConnectionName {
+                workspace: name.workspace.clone(),
+                conn_id: name.conn_id.clone(),
+            },
+        )
+        .await?;
+        let row = find_link(&write.txn, &conn, &name.deployment).await?;
+        check_etag(&link_message.etag, row.version, "link")?;
+        let current = records::full_overrides(self.store.secrets(), &write.txn, &row).await?;
+        let next = crate::field_mask::apply_to_overrides(
+            &current,
+            &link_message,
+            message.update_mask.as_ref(),
+        )?;
+        let mut violations = match validate_overrides(&conn.type_key, &next) {
+            Err(found) => found
+                .into_iter()
+                .map(|violation| violation.scope("link.overrides"))
+                .collect(),
+            Ok(()) => Vec::new(),
+        };
+        if violations.is_empty() {
+            let base = records::full_spec(self.store.secrets(), &write.txn, &conn).await?;
+            violations = validate_merged(&base, &next, "link.overrides");
+        }
+        if !violations.is_empty() {
+            return Err(ControlError::InvalidArgument(violations));
+        }
+        let active =
+            store_overrides(self, &write, &row, &conn.type_key, &next, Some(&current)).await?;
+        let saved = db(active.update(&write.txn).await)?;
+        let before: std::collections::BTreeSet<String> =
+            override_fields(&current).into_iter().collect();
+        let after: std::collections::BTreeSet<String> =
+            override_fields(&next).into_iter().collect();
+        let changed = before.union(&after).cloned().collect();
+        audit::record(
+            &write,
+            AuditRecord {
+                workspace: &conn.workspace,
+                actor: principal.actor(),
+                action: "UpdateLink",
+                resource: name.to_string(),
+                request_id: &message.request_id,
+                changed_fields: changed,
+            },
+            Some(KIND_LINK),
+            self.now(),
+        )
+        .await?;
+        write.commit().await?;
+        link_to_pb(&conn, &saved)
+    }
+
+    pub(crate) async fn delete_link_inner(
+        &self,
+        request: Request<pb::DeleteLinkRequest>,
+    ) -> ControlResult<()> {
+        let name = LinkName::parse("name", &request.get_ref().name)?;
+        let principal = self
+            .caller(&request, &name.workspace, Action::WriteConnection)
+            .await?;
+        let message = request.into_inner();
+        let write = self.store.begin_write().await?;
+        let conn = find_connection(
+            &write.txn,
+            &ConnectionName {
+                workspace: name.workspace.clone(),
+                conn_id: name.conn_id.clone(),
+            },
+        )
+        .await?;
+        let row = find_link(&write.txn, &conn, &name.deployment).await?;
+        check_etag(&message.etag, row.version, "link")?;
+        delete_link_row(self, &write, &conn, &row, &principal, &message.request_id).await?;
+        write.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,324 @@
+//! Every conversion between protobuf messages and domain/store values.
+
+use prost_types::value::Kind;
+use serde_json::Value;
+use switchboard_domain::names::{ConnectionName, DeploymentName, LinkName, TokenName};
+use switchboard_domain::{ConnectionSpec, Extra, Overrides};
+use switchboard_proto::v1 as pb;
+use switchboard_store::entity::{
+    audit_event, connection, deployment, deployment_token, link, policy,
+};
+use switchboard_store::records::{self, ConnectionSnapshot};
+
+use crate::error::{ControlError, ControlResult};
+
+/// Largest integer a JSON double holds exactly.
+const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+
+/// Converts a protobuf `Struct` to a JSON object; whole numbers become integers.
+pub fn struct_to_json(value: Option<&prost_types::Struct>) -> Extra {
+    value
+        .map(|object| {
+            object
+                .fields
+                .iter()
+                .map(|(key, value)| (key.clone(), value_to_json(value)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn value_to_json(value: &prost_types::Value) -> Value {
+    match &value.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::BoolValue(flag)) => Value::Bool(*flag),
+        Some(Kind::StringValue(text)) => Value::String(text.clone()),
+        Some(Kind::NumberValue(number)) => {
+            if number.fract() == 0.0 && number.abs() <= MAX_SAFE_INTEGER {
+                Value::from(*number as i64)
+            } else {
+                serde_json::Number::from_f64(*number).map_or(Value::Null, Value::Number)
+            }
+        }
+        Some(Kind::StructValue(object)) => Value::Object(struct_to_json(Some(object))),
+        Some(Kind::ListValue(list)) => {
+            Value::Array(list.values.iter().map(value_to_json).collect())
+        }
+    }
+}
+
+/// Converts a JSON object to a protobuf `Struct`.
+pub fn json_to_struct(object: &Extra) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: object
+            .iter()
+            .map(|(key, value)| (key.clone(), json_to_value(value)))
+            .collect(),
+    }
+}
+
+fn json_to_value(value: &Value) -> prost_types::Value {
+    let kind = match value {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(flag) => Kind::BoolValue(*flag),
+        Value::Number(number) => Kind::NumberValue(number.as_f64().unwrap_or_default()),
+        Value::String(text) => Kind::StringValue(text.clone()),
+        Value::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.iter().map(json_to_value).collect(),
+        }),
+        Value::Object(object) => Kind::StructValue(json_to_struct(object)),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+/// Converts Unix microseconds to a protobuf timestamp.
+pub fn timestamp(micros: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: (micros.rem_euclid(1_000_000) * 1000) as i32,
+    }
+}
+
+/// The etag of a row version.
+pub(crate) fn etag(version: i64) -> String {
+    format!("v{version}")
+}
+
+fn non_empty(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+/// The spec a Connection message describes (before validation).
+pub(crate) fn spec_from_pb(message: &pb::Connection) -> ConnectionSpec {
+    ConnectionSpec {
+        type_key: message.r#type.clone(),
+        conn_type: message.conn_type.clone(),
+        description: non_empty(&message.description),
+        host: non_empty(&message.host),
+        schema: non_empty(&message.schema),
+        login: non_empty(&message.login),
+        password: non_empty(&message.password),
+        port: (message.port != 0).then_some(message.port),
+        extra: struct_to_json(message.extra.as_ref()),
+    }
+    .normalized()
+}
+
+/// The overrides a LinkOverrides message describes.
+pub(crate) fn overrides_from_pb(message: Option<&pb::LinkOverrides>) -> Overrides {
+    let Some(message) = message else {
+        return Overrides::default();
+    };
+    Overrides {
+        host: message.host.clone(),
+        schema: message.schema.clone(),
+        login: message.login.clone(),
+        password: message.password.clone(),
+        port: message.port,
+        extra: struct_to_json(message.extra.as_ref()),
+    }
+}
+
+/// Overrides as sent back through control: secret values left out.
+pub(crate) fn overrides_to_pb(overrides: &Overrides) -> pb::LinkOverrides {
+    pb::LinkOverrides {
+        host: overrides.host.clone(),
+        schema: overrides.schema.clone(),
+        login: overrides.login.clone(),
+        password: None,
+        port: overrides.port,
+        extra: (!overrides.extra.is_empty()).then(|| json_to_struct(&overrides.extra)),
+    }
+}
+
+/// A connection message from a snapshot. `secrets` fills secret values when
+/// the caller may see them; otherwise they stay empty and are only listed.
+pub(crate) fn connection_to_pb(
+    name: &ConnectionName,
+    snapshot: &ConnectionSnapshot,
+    revealed: Option<&ConnectionSpec>,
+    row: Option<&connection::Model>,
+) -> pb::Connection {
+    let spec = revealed.unwrap_or(&snapshot.spec);
+    pb::Connection {
+        name: name.to_string(),
+        r#type: spec.type_key.clone(),
+        conn_type: spec.conn_type.clone(),
+        description: spec.description.clone().unwrap_or_default(),
+        host: spec.host.clone().unwrap_or_default(),
+        schema: spec.schema.clone().unwrap_or_default(),
+        login: spec.login.clone().unwrap_or_default(),
+        password: spec.password.clone().unwrap_or_default(),
+        port: spec.port.unwrap_or_default(),
+        extra: Some(json_to_struct(&spec.extra)),
+        link_to_all_deployments: snapshot.link_to_all,
+        excluded_deployments: snapshot
+            .excluded_deployments
+            .iter()
+            .map(|deployment| {
+                DeploymentName {
+                    workspace: name.workspace.clone(),
+                    deployment: deployment.clone(),
+                }
+                .to_string()
+            })
+            .collect(),
+        secret_fields_set: snapshot.secret_fields.clone(),
+        etag: row.map(|row| etag(row.version)).unwrap_or_default(),
+        create_time: row.map(|row| timestamp(row.create_time)),
+        update_time: row.map(|row| timestamp(row.update_time)),
+    }
+}
+
+/// The resource name of a connection row.
+pub(crate) fn connection_name(row: &connection::Model) -> ConnectionName {
+    ConnectionName {
+        workspace: row.workspace.clone(),
+        conn_id: row.conn_id.clone(),
+    }
+}
+
+/// A connection row as sent through control, secrets masked.
+pub(crate) fn masked_connection(row: &connection::Model) -> ControlResult<pb::Connection> {
+    let snapshot = records::snapshot_from_row(row)?;
+    Ok(connection_to_pb(
+        &connection_name(row),
+        &snapshot,
+        None,
+        Some(row),
+    ))
+}
+
+/// A link row as sent through control, secrets masked.
+pub(crate) fn link_to_pb(conn: &connection::Model, row: &link::Model) -> ControlResult<pb::Link> {
+    let overrides = records::overrides_from_row(row)?;
+    let secret_fields: Vec<String> = records::from_json_text("link", &row.secret_fields)?;
+    Ok(pb::Link {
+        name: LinkName {
+            workspace: conn.workspace.clone(),
+            conn_id: conn.conn_id.clone(),
+            deployment: row.deployment_id.clone(),
+        }
+        .to_string(),
+        deployment: DeploymentName {
+            workspace: row.workspace.clone(),
+            deployment: row.deployment_id.clone(),
+        }
+        .to_string(),
+        overrides: Some(overrides_to_pb(&overrides)),
+        secret_fields_set: secret_fields,
+        etag: etag(row.version),
+        create_time: Some(timestamp(row.create_time)),
+        update_time: Some(timestamp(row.update_time)),
+    })
+}
+
+/// Deployment kinds as stored.
+pub(crate) fn kind_to_pb(kind: &str) -> pb::DeploymentKind {
+    match kind {
+        "BRANCH" => pb::DeploymentKind::Branch,
+        "PREVIEW" => pb::DeploymentKind::Preview,
+        _ => pb::DeploymentKind::Standard,
+    }
+}
+
+/// Deployment kinds to store; unspecified means STANDARD.
+pub(crate) fn kind_from_pb(kind: pb::DeploymentKind) -> &'static str {
+    match kind {
+        pb::DeploymentKind::Unspecified | pb::DeploymentKind::Standard => "STANDARD",
+        pb::DeploymentKind::Branch => "BRANCH",
+        pb::DeploymentKind::Preview => "PREVIEW",
+    }
+}
+
+/// Secret delivery as stored.
+pub(crate) fn delivery_to_pb(delivery: &str) -> pb::SecretDelivery {
+    match delivery {
+        "TOKEN" => pb::SecretDelivery::Token,
+        "ENV" => pb::SecretDelivery::Env,
+        _ => pb::SecretDelivery::None,
+    }
+}
+
+/// Secret delivery to store; unspecified means NONE.
+pub(crate) fn delivery_from_pb(delivery: pb::SecretDelivery) -> &'static str {
+    match delivery {
+        pb::SecretDelivery::Unspecified | pb::SecretDelivery::None => "NONE",
+        pb::SecretDelivery::Token => "TOKEN",
+        pb::SecretDelivery::Env => "ENV",
+    }
+}
+
+/// A deployment row as a message.
+pub(crate) fn deployment_to_pb(row: &deployment::Model) -> pb::Deployment {
+    pb::Deployment {
+        name: DeploymentName {
+            workspace: row.workspace.clone(),
+            deployment: row.deployment_id.clone(),
+        }
+        .to_string(),
+        display_name: row.display_name.clone(),
+        kind: kind_to_pb(&row.kind) as i32,
+        parent_deployment: row
+            .parent_deployment
+            .as_ref()
+            .map(|parent| {
+                DeploymentName {
+                    workspace: row.workspace.clone(),
+                    deployment: parent.clone(),
+                }
+                .to_string()
+            })
+            .unwrap_or_default(),
+        namespace: row.namespace.clone(),
+        secret_delivery: delivery_to_pb(&row.secret_delivery) as i32,
+        etag: etag(row.version),
+        create_time: Some(timestamp(row.create_time)),
+        update_time: Some(timestamp(row.update_time)),
+    }
+}
+
+/// A token row as a message; the secret is never stored, so never sent here.
+pub(crate) fn token_to_pb(row: &deployment_token::Model) -> pb::DeploymentToken {
+    pb::DeploymentToken {
+        name: TokenName {
+            workspace: row.workspace.clone(),
+            deployment: row.deployment_id.clone(),
+            token: row.token_id.clone(),
+        }
+        .to_string(),
+        token: String::new(),
+        description: row.description.clone(),
+        create_time: Some(timestamp(row.create_time)),
+        revoke_time: row.revoke_time.map(timestamp),
+    }
+}
+
+/// A workspace's policy, defaults when no row exists.
+pub(crate) fn policy_to_pb(workspace: &str, row: Option<&policy::Model>) -> pb::WorkspacePolicy {
+    pb::WorkspacePolicy {
+        name: format!("workspaces/{workspace}/policy"),
+        allow_secret_reveal: row.is_some_and(|row| row.allow_secret_reveal),
+        allow_local_export: row.is_some_and(|row| row.allow_local_export),
+        etag: etag(row.map_or(0, |row| row.version)),
+        update_time: row.map(|row| timestamp(row.update_time)),
+    }
+}
+
+/// An audit row as a message.
+pub(crate) fn audit_to_pb(row: &audit_event::Model) -> ControlResult<pb::AuditEvent> {
+    Ok(pb::AuditEvent {
+        name: format!("workspaces/{}/auditEvents/{}", row.workspace, row.id),
+        actor: row.actor.clone(),
+        action: row.action.clone(),
+        resource: row.resource.clone(),
+        request_id: row.request_id.clone(),
+        changed_fields: records::from_json_text("audit_event", &row.changed_fields)?,
+        create_time: Some(timestamp(row.create_time)),
+    })
+}
+
+/// Rejects a request whose required message is missing.
+pub(crate) fn required<'a, T>(field: &str, value: Option<&'a T>) -> ControlResult<&'a T> {
+    value.ok_or_else(|| ControlError::invalid(field, "is required"))
+}

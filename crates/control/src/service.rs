@@ -1,0 +1,118 @@
+//! The shared state of control's services and the checks every call makes.
+
+use std::sync::Arc;
+
+use switchboard_domain::permission::{self, Action, PolicyFlags, Principal};
+use switchboard_proto::v1 as pb;
+use switchboard_store::auth::Authenticator;
+use switchboard_store::entity::policy;
+use switchboard_store::sea_orm::{ConnectionTrait, EntityTrait};
+use switchboard_store::{Clock, Store, StoreError};
+use tonic::Request;
+
+use crate::error::ControlResult;
+use crate::page_token::PageTokenKey;
+
+/// Control's state; cheap to clone. One value serves every control service.
+#[derive(Debug, Clone)]
+pub struct Control {
+    pub(crate) store: Store,
+    auth: Authenticator,
+    clock: Arc<dyn Clock>,
+    pub(crate) page_key: PageTokenKey,
+}
+
+impl Control {
+    /// Builds control over `store`, authenticating with `auth`.
+    pub fn new(
+        store: Store,
+        auth: Authenticator,
+        clock: Arc<dyn Clock>,
+        page_key: PageTokenKey,
+    ) -> Self {
+        Self {
+            store,
+            auth,
+            clock,
+            page_key,
+        }
+    }
+
+    /// The gRPC services, ready to add to a tonic router.
+    pub fn services(
+        &self,
+    ) -> (
+        pb::connection_service_server::ConnectionServiceServer<Self>,
+        pb::deployment_service_server::DeploymentServiceServer<Self>,
+        pb::workspace_service_server::WorkspaceServiceServer<Self>,
+        pb::audit_service_server::AuditServiceServer<Self>,
+    ) {
+        (
+            pb::connection_service_server::ConnectionServiceServer::new(self.clone()),
+            pb::deployment_service_server::DeploymentServiceServer::new(self.clone()),
+            pb::workspace_service_server::WorkspaceServiceServer::new(self.clone()),
+            pb::audit_service_server::AuditServiceServer::new(self.clone()),
+        )
+    }
+
+    /// Now, in Unix microseconds.
+    pub(crate) fn now(&self) -> i64 {
+        self.clock.now_micros()
+    }
+
+    /// Authenticates the caller from the `authorization` metadata.
+    pub(crate) async fn principal<T>(&self, request: &Request<T>) -> ControlResult<Principal> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .and_then(|value| value.to_str().ok());
+        Ok(self.auth.authenticate(self.store.db(), header).await?)
+    }
+
+    /// The policy switches of `workspace` (all off when never set).
+    pub(crate) async fn policy_flags<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        workspace: &str,
+    ) -> ControlResult<PolicyFlags> {
+        let row = policy::Entity::find_by_id(workspace.to_owned())
+            .one(db)
+            .await
+            .map_err(StoreError::from)?;
+        Ok(row.map_or_else(PolicyFlags::default, |row| PolicyFlags {
+            allow_secret_reveal: row.allow_secret_reveal,
+            allow_local_export: row.allow_local_export,
+        }))
+    }
+
+    /// Checks that `principal` may perform `action` in `workspace`, reading
+    /// the workspace policy only for the actions it gates.
+    pub(crate) async fn authorize(
+        &self,
+        principal: &Principal,
+        workspace: &str,
+        action: Action,
+    ) -> ControlResult<()> {
+        let policy = match action {
+            Action::RevealSecrets | Action::Resolve => {
+                self.policy_flags(self.store.db(), workspace).await?
+            }
+            _ => PolicyFlags::default(),
+        };
+        Ok(permission::authorize(
+            principal, workspace, action, policy, None,
+        )?)
+    }
+
+    /// Authenticates, then authorizes `action` in `workspace`.
+    pub(crate) async fn caller<T>(
+        &self,
+        request: &Request<T>,
+        workspace: &str,
+        action: Action,
+    ) -> ControlResult<Principal> {
+        let principal = self.principal(request).await?;
+        self.authorize(&principal, workspace, action).await?;
+        Ok(principal)
+    }
+}

@@ -1,0 +1,256 @@
+//! Authentication: user JWTs (HS256 with the development key) and opaque
+//! deployment tokens, stored only as SHA-256 hashes and compared in constant time.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use switchboard_domain::permission::{Principal, Role};
+
+use crate::entity::deployment_token;
+use crate::error::{StoreError, StoreResult};
+
+/// The audience every user JWT must carry.
+pub const AUDIENCE: &str = "switchboard";
+/// Length of the development HS256 key file.
+pub const DEV_KEY_LEN: usize = 32;
+/// Prefix of deployment tokens, so they are recognizable in secret scanners.
+pub const DEPLOYMENT_TOKEN_PREFIX: &str = "sbdt_";
+
+/// Claims of a user JWT.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserClaims {
+    pub sub: String,
+    pub exp: u64,
+    pub aud: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    /// Workspace id → role name.
+    #[serde(default)]
+    pub roles: BTreeMap<String, String>,
+}
+
+/// Signs development user JWTs (`switchboard token user`).
+pub struct JwtSigner {
+    key: EncodingKey,
+}
+
+impl fmt::Debug for JwtSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtSigner").finish_non_exhaustive()
+    }
+}
+
+impl JwtSigner {
+    /// A signer with the development HS256 key.
+    pub fn hs256(key: &[u8]) -> Self {
+        Self {
+            key: EncodingKey::from_secret(key),
+        }
+    }
+
+    /// Signs `claims`.
+    pub fn sign(&self, claims: &UserClaims) -> StoreResult<String> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.key)
+            .map_err(|err| StoreError::Secrets(format!("cannot sign token: {err}")))
+    }
+}
+
+/// Verifies user JWTs and deployment tokens.
+#[derive(Clone)]
+pub struct Authenticator {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator").finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// Verifies HS256 JWTs signed with the development key. Only HS256 is
+    /// accepted: `alg: none` and every other algorithm are refused.
+    pub fn hs256(key: &[u8]) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+        validation.leeway = 30;
+        Self {
+            key: DecodingKey::from_secret(key),
+            validation,
+        }
+    }
+
+    /// Resolves the `authorization` header value to a principal.
+    pub async fn authenticate<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        authorization: Option<&str>,
+    ) -> StoreResult<Principal> {
+        let header = authorization
+            .ok_or_else(|| StoreError::Unauthenticated("missing authorization metadata".into()))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| {
+                StoreError::Unauthenticated("authorization must be 'Bearer <token>'".into())
+            })?;
+        if token.starts_with(DEPLOYMENT_TOKEN_PREFIX) {
+            self.deployment(db, token).await
+        } else {
+            self.user(token)
+        }
+    }
+
+    fn user(&self, token: &str) -> StoreResult<Principal> {
+        let data = jsonwebtoken::decode::<UserClaims>(token, &self.key, &self.validation)
+            .map_err(|err| StoreError::Unauthenticated(format!("invalid user token: {err}")))?;
+        let claims = data.claims;
+        if claims.sub.is_empty() {
+            return Err(StoreError::Unauthenticated("token subject is empty".into()));
+        }
+        let mut roles = BTreeMap::new();
+        for (workspace, role_name) in claims.roles {
+            // Unknown role names grant nothing rather than failing the whole token.
+            if let Some(role) = Role::parse(&role_name) {
+                roles.insert(workspace, role);
+            }
+        }
+        Ok(Principal::User {
+            subject: claims.sub,
+            roles,
+        })
+    }
+
+    async fn deployment<C: ConnectionTrait>(&self, db: &C, token: &str) -> StoreResult<Principal> {
+        let invalid = || StoreError::Unauthenticated("invalid or revoked deployment token".into());
+        let token_id = parse_token_id(token).ok_or_else(invalid)?;
+        let row = deployment_token::Entity::find()
+            .filter(deployment_token::Column::TokenId.eq(token_id))
+            .one(db)
+            .await?
+            .ok_or_else(invalid)?;
+        let presented = hash_token(token);
+        let matches: bool = presented.as_bytes().ct_eq(row.token_hash.as_bytes()).into();
+        if !matches || row.revoke_time.is_some() {
+            return Err(invalid());
+        }
+        Ok(Principal::Deployment {
+            workspace: row.workspace,
+            deployment: row.deployment_id,
+            token_id: row.token_id,
+        })
+    }
+}
+
+/// A freshly issued deployment token.
+pub struct NewDeploymentToken {
+    /// Public id, part of the token's resource name.
+    pub token_id: String,
+    /// The whole secret token, shown once.
+    pub token: String,
+    /// What is stored.
+    pub hash: String,
+}
+
+impl fmt::Debug for NewDeploymentToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewDeploymentToken")
+            .field("token_id", &self.token_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Issues a deployment token: `sbdt_<id>_<256 random bits, base64url>`.
+pub fn new_deployment_token() -> NewDeploymentToken {
+    let mut id_bytes = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut id_bytes);
+    let token_id: String = id_bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    let token = format!(
+        "{DEPLOYMENT_TOKEN_PREFIX}{token_id}_{}",
+        URL_SAFE_NO_PAD.encode(secret)
+    );
+    let hash = hash_token(&token);
+    NewDeploymentToken {
+        token_id,
+        token,
+        hash,
+    }
+}
+
+fn parse_token_id(token: &str) -> Option<&str> {
+    let rest = token.strip_prefix(DEPLOYMENT_TOKEN_PREFIX)?;
+    let (token_id, secret) = rest.split_once('_')?;
+    let id_ok = token_id.len() == 16 && token_id.bytes().all(|byte| byte.is_ascii_hexdigit());
+    (id_ok && !secret.is_empty()).then_some(token_id)
+}
+
+/// Hex SHA-256 of a token.
+pub fn hash_token(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_tokens_carry_256_random_bits_and_parse() {
+        let issued = new_deployment_token();
+        let secret = issued.token.rsplit('_').next().unwrap();
+        assert_eq!(URL_SAFE_NO_PAD.decode(secret).unwrap().len(), 32);
+        assert_eq!(
+            parse_token_id(&issued.token),
+            Some(issued.token_id.as_str())
+        );
+        assert_eq!(issued.hash, hash_token(&issued.token));
+        assert_ne!(new_deployment_token().token, issued.token);
+    }
+
+    #[test]
+    fn refuses_alg_none_and_wrong_key() {
+        let auth = Authenticator::hs256(b"0123456789abcdef0123456789abcdef");
+        let claims = UserClaims {
+            sub: "alice".into(),
+            exp: 4_000_000_000,
+            aud: AUDIENCE.into(),
+            iss: None,
+            iat: None,
+            roles: BTreeMap::from([("acme".into(), "OWNER".into())]),
+        };
+        let good = JwtSigner::hs256(b"0123456789abcdef0123456789abcdef")
+            .sign(&claims)
+            .unwrap();
+        assert!(auth.user(&good).is_ok());
+        let other = JwtSigner::hs256(b"another key another key another!")
+            .sign(&claims)
+            .unwrap();
+        assert!(auth.user(&other).is_err());
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap());
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        assert!(auth.user(&format!("{header}.{payload}.")).is_err());
+        let expired = UserClaims { exp: 1, ..claims };
+        let expired = JwtSigner::hs256(b"0123456789abcdef0123456789abcdef")
+            .sign(&expired)
+            .unwrap();
+        assert!(auth.user(&expired).is_err());
+    }
+}

@@ -1,0 +1,73 @@
+//! Key files in the data directory: created with mode 0600 when absent, and
+//! refused when group- or world-readable.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use rand::RngCore;
+
+use crate::error::{StoreError, StoreResult};
+
+/// Reads the `len`-byte key at `path`, creating it with random bytes if absent.
+pub fn load_or_create(path: &Path, len: usize) -> StoreResult<Vec<u8>> {
+    let fail = |reason: String| StoreError::KeyFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    if !path.exists() {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|err| fail(err.to_string()))?;
+        }
+        let mut key = vec![0u8; len];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|err| fail(err.to_string()))?;
+        file.write_all(&key).map_err(|err| fail(err.to_string()))?;
+        file.sync_all().map_err(|err| fail(err.to_string()))?;
+        return Ok(key);
+    }
+    let metadata = fs::metadata(path).map_err(|err| fail(err.to_string()))?;
+    let mode = metadata.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(fail(format!(
+            "is readable by group or others (mode {:o}); run chmod 600 on it",
+            mode & 0o777
+        )));
+    }
+    let key = fs::read(path).map_err(|err| fail(err.to_string()))?;
+    if key.len() != len {
+        return Err(fail(format!("must hold exactly {len} bytes")));
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_private_key_and_reads_it_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/key");
+        let first = load_or_create(&path, 32).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(load_or_create(&path, 32).unwrap(), first);
+    }
+
+    #[test]
+    fn refuses_group_readable_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        load_or_create(&path, 32).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        let err = load_or_create(&path, 32).unwrap_err().to_string();
+        assert!(err.contains("readable by group or others"), "{err}");
+    }
+}

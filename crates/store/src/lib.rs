@@ -1,0 +1,21 @@
+//! Switchboard's persistence: sea-orm entities and migrations for SQLite and
+//! PostgreSQL, the change feed every write transaction records into, the
+//! embedded encrypted secret store, and the queries control and the resolver
+//! share (what a deployment sees).
+
+pub mod auth;
+pub mod entity;
+pub mod feed;
+pub mod keyfile;
+pub mod migration;
+pub mod records;
+pub mod secrets;
+pub mod visibility;
+
+mod error;
+mod store;
+
+pub use error::{StoreError, StoreResult};
+pub use sea_orm;
+pub use secrets::SecretStore;
+pub use store::{Clock, Store, SystemClock, WriteTxn};

@@ -1,0 +1,144 @@
+//! Connecting, migrating, and write transactions that bump the change feed.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sea_orm::{
+    ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, SqlxSqliteConnector,
+    Statement, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+
+use crate::error::{StoreError, StoreResult};
+use crate::feed;
+use crate::migration::Migrator;
+use crate::secrets::SecretStore;
+
+/// Source of the current time, injected so tests can control it.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// Microseconds since the Unix epoch.
+    fn now_micros(&self) -> i64;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_micros(&self) -> i64 {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX)
+    }
+}
+
+/// The database plus the secret store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    secrets: SecretStore,
+}
+
+impl Store {
+    /// Connects to `database_url` (`sqlite://…` or `postgres://…`) and runs
+    /// pending migrations.
+    pub async fn connect(database_url: &str, secrets: SecretStore) -> StoreResult<Self> {
+        let db = if database_url.starts_with("sqlite:") {
+            connect_sqlite(database_url).await?
+        } else {
+            Database::connect(database_url).await?
+        };
+        Migrator::up(&db, None).await?;
+        Ok(Self { db, secrets })
+    }
+
+    /// The database connection pool.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// The secret store.
+    pub fn secrets(&self) -> &SecretStore {
+        &self.secrets
+    }
+
+    /// Begins a write transaction. Its first statement increments the feed
+    /// counter, which takes the write lock at once and gives the transaction
+    /// its revision: revisions are handed out in commit order.
+    pub async fn begin_write(&self) -> StoreResult<WriteTxn> {
+        let txn = self.db.begin().await?;
+        let revision = feed::bump(&txn).await?;
+        Ok(WriteTxn { txn, revision })
+    }
+
+    /// Closes the pool.
+    pub async fn close(self) -> StoreResult<()> {
+        self.db.close().await?;
+        Ok(())
+    }
+}
+
+/// A write transaction and the feed revision it will commit as.
+#[derive(Debug)]
+pub struct WriteTxn {
+    pub txn: DatabaseTransaction,
+    pub revision: i64,
+}
+
+impl WriteTxn {
+    /// Records in the feed that `resource` (of `kind`) changed in this transaction.
+    pub async fn record_change(
+        &self,
+        workspace: &str,
+        kind: &str,
+        resource: &str,
+        now_micros: i64,
+    ) -> StoreResult<()> {
+        feed::record(
+            &self.txn,
+            self.revision,
+            workspace,
+            kind,
+            resource,
+            now_micros,
+        )
+        .await
+    }
+
+    /// Commits.
+    pub async fn commit(self) -> StoreResult<()> {
+        self.txn.commit().await?;
+        Ok(())
+    }
+}
+
+async fn connect_sqlite(database_url: &str) -> StoreResult<DatabaseConnection> {
+    let options = SqliteConnectOptions::from_str(database_url)
+        .map_err(|err| StoreError::Database(sea_orm::DbErr::Custom(err.to_string())))?
+        .create_if_missing(true)
+        .foreign_keys(true)
+        // WAL lets the resolver read while control writes, across processes.
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await
+        .map_err(|err| {
+            StoreError::Database(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(err)))
+        })?;
+    let db = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
+    // Fail early with a clear error if the file is not a database.
+    db.execute(Statement::from_string(
+        db.get_database_backend(),
+        "SELECT 1",
+    ))
+    .await?;
+    Ok(db)
+}
