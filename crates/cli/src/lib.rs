@@ -2,6 +2,7 @@
 //! `resolver`) and development tokens (`token user`).
 
 mod duration;
+mod metrics_layer;
 mod server;
 mod token;
 

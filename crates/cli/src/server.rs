@@ -104,8 +104,9 @@ async fn serve(role: Role, opt: ServeOpt) -> anyhow::Result<()> {
             "Vault/OpenBao secret storage is not available in this build yet; unset --vault-addr to keep secrets encrypted in the database"
         );
     }
-    if opt.metrics_listen.is_some() {
-        bail!("--metrics-listen is not available in this build yet");
+    if let Some(address) = opt.metrics_listen {
+        crate::metrics_layer::install(address)?;
+        info!(address = %address, "serving Prometheus metrics at /metrics");
     }
     create_data_dir(&opt.data_dir)?;
     let jwt_key = keyfile::load_or_create(&opt.data_dir.join(DEV_JWT_KEY_FILE), DEV_KEY_LEN)?;
@@ -129,6 +130,7 @@ async fn serve(role: Role, opt: ServeOpt) -> anyhow::Result<()> {
         .build_v1alpha()?;
 
     let mut router = Server::builder()
+        .layer(crate::metrics_layer::MetricsLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
