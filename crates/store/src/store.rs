@@ -8,8 +8,8 @@ use sea_orm::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 use sea_orm::{
-    ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, SqlxSqliteConnector,
-    Statement, TransactionTrait,
+    ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    SqlxSqliteConnector, Statement, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 
@@ -53,7 +53,7 @@ impl Store {
         } else {
             Database::connect(database_url).await?
         };
-        Migrator::up(&db, None).await?;
+        migrate(&db).await?;
         Ok(Self { db, secrets })
     }
 
@@ -115,6 +115,30 @@ impl WriteTxn {
         self.txn.commit().await?;
         Ok(())
     }
+}
+
+/// Runs pending migrations in one transaction that first takes a lock, so
+/// processes starting together (control and resolvers) migrate once, in turn.
+async fn migrate(db: &DatabaseConnection) -> StoreResult<()> {
+    let backend = db.get_database_backend();
+    let lock = match backend {
+        DbBackend::Postgres => "SELECT pg_advisory_xact_lock(7263001)",
+        _ => {
+            db.execute(Statement::from_string(
+                backend,
+                "CREATE TABLE IF NOT EXISTS switchboard_migration_lock (id INTEGER)",
+            ))
+            .await?;
+            // A write as the first statement takes SQLite's write lock before
+            // the migration table is read.
+            "DELETE FROM switchboard_migration_lock"
+        }
+    };
+    let txn = db.begin().await?;
+    txn.execute(Statement::from_string(backend, lock)).await?;
+    Migrator::up(&txn, None).await?;
+    txn.commit().await?;
+    Ok(())
 }
 
 async fn connect_sqlite(database_url: &str) -> StoreResult<DatabaseConnection> {
