@@ -6,13 +6,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use switchboard_control::{Control, PageTokenKey};
 use switchboard_proto::SERVICE_NAMES;
 use switchboard_resolver::Resolver;
 use switchboard_store::auth::{Authenticator, DEV_KEY_LEN};
 use switchboard_store::secrets::EMBEDDED_KEY_LEN;
+use switchboard_store::vault::{VaultConfig, VaultSecrets};
 use switchboard_store::{Clock, SecretStore, Store, SystemClock, keyfile};
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
@@ -52,6 +53,12 @@ pub(crate) struct ServeOpt {
     /// KV v2 mount in Vault.
     #[arg(long, env = "SWITCHBOARD_VAULT_MOUNT", default_value = "secret")]
     vault_mount: String,
+    /// Path prefix for Switchboard's entries under the mount.
+    #[arg(long, env = "SWITCHBOARD_VAULT_PREFIX", default_value = "switchboard")]
+    vault_prefix: String,
+    /// PEM CA certificate to trust for Vault's TLS.
+    #[arg(long, env = "SWITCHBOARD_VAULT_CA_CERT")]
+    vault_ca_cert: Option<PathBuf>,
     /// Address for Prometheus metrics at /metrics.
     #[arg(long, env = "SWITCHBOARD_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
@@ -99,20 +106,13 @@ fn create_data_dir(path: &Path) -> anyhow::Result<()> {
 }
 
 async fn serve(role: Role, opt: ServeOpt) -> anyhow::Result<()> {
-    if opt.vault_addr.is_some() || opt.vault_token_file.is_some() || opt.vault_mount != "secret" {
-        bail!(
-            "Vault/OpenBao secret storage is not available in this build yet; unset --vault-addr to keep secrets encrypted in the database"
-        );
-    }
     if let Some(address) = opt.metrics_listen {
         crate::metrics_layer::install(address)?;
         info!(address = %address, "serving Prometheus metrics at /metrics");
     }
     create_data_dir(&opt.data_dir)?;
     let jwt_key = keyfile::load_or_create(&opt.data_dir.join(DEV_JWT_KEY_FILE), DEV_KEY_LEN)?;
-    let secrets_key =
-        keyfile::load_or_create(&opt.data_dir.join(SECRETS_KEY_FILE), EMBEDDED_KEY_LEN)?;
-    let secrets = SecretStore::embedded(&secrets_key)?;
+    let secrets = secret_store(&opt)?;
     let store = Store::connect(&opt.database_url(), secrets)
         .await
         .context("cannot open the database")?;
@@ -194,6 +194,30 @@ async fn serve(role: Role, opt: ServeOpt) -> anyhow::Result<()> {
     store.close().await?;
     info!("stopped");
     Ok(())
+}
+
+/// Vault when `--vault-addr` is set, else the embedded store.
+fn secret_store(opt: &ServeOpt) -> anyhow::Result<SecretStore> {
+    let Some(address) = &opt.vault_addr else {
+        let key = keyfile::load_or_create(&opt.data_dir.join(SECRETS_KEY_FILE), EMBEDDED_KEY_LEN)?;
+        return Ok(SecretStore::embedded(&key)?);
+    };
+    let token = match &opt.vault_token_file {
+        Some(path) => keyfile::read_private_text(path)?,
+        None => std::env::var("VAULT_TOKEN")
+            .ok()
+            .filter(|token| !token.trim().is_empty())
+            .context("--vault-addr needs a token: set --vault-token-file or VAULT_TOKEN")?,
+    };
+    let config = VaultConfig {
+        address: address.clone(),
+        token: token.trim().to_owned(),
+        mount: opt.vault_mount.clone(),
+        prefix: opt.vault_prefix.clone(),
+        ca_certs: opt.vault_ca_cert.iter().cloned().collect(),
+    };
+    info!(address = %address, mount = %opt.vault_mount, "secrets in Vault KV v2");
+    Ok(SecretStore::Vault(VaultSecrets::new(&config)?))
 }
 
 async fn wait_for_signal() {

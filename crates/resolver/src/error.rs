@@ -41,6 +41,7 @@ impl From<StoreError> for ResolverError {
         }
         match err {
             StoreError::Unauthenticated(message) => Self::Unauthenticated(message),
+            StoreError::SecretsUnavailable(message) => Self::Unavailable(message),
             StoreError::Database(_)
             | StoreError::Secrets(_)
             | StoreError::KeyFile { .. }

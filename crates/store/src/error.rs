@@ -9,6 +9,9 @@ pub enum StoreError {
     /// The secret store failed (I/O, decryption, remote store).
     #[error("secret store error: {0}")]
     Secrets(String),
+    /// The remote secret store (Vault/OpenBao) could not be reached.
+    #[error("secret store unavailable: {0}")]
+    SecretsUnavailable(String),
     /// A key or configuration file could not be used.
     #[error("key file {path}: {reason}")]
     KeyFile { path: String, reason: String },
@@ -30,6 +33,7 @@ impl StoreError {
                     sea_orm::DbErr::Conn(_) | sea_orm::DbErr::ConnectionAcquire(_)
                 ) || is_busy(err)
             }
+            Self::SecretsUnavailable(_) => true,
             Self::Secrets(_)
             | Self::KeyFile { .. }
             | Self::Unauthenticated(_)

@@ -47,6 +47,27 @@ pub fn load_or_create(path: &Path, len: usize) -> StoreResult<Vec<u8>> {
     Ok(key)
 }
 
+/// Reads a secret text file (a token), refusing it when group- or world-readable.
+pub fn read_private_text(path: &Path) -> StoreResult<String> {
+    let fail = |reason: String| StoreError::KeyFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    let metadata = fs::metadata(path).map_err(|err| fail(err.to_string()))?;
+    let mode = metadata.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(fail(format!(
+            "is readable by group or others (mode {:o}); run chmod 600 on it",
+            mode & 0o777
+        )));
+    }
+    let text = fs::read_to_string(path).map_err(|err| fail(err.to_string()))?;
+    if text.trim().is_empty() {
+        return Err(fail("is empty".to_owned()));
+    }
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

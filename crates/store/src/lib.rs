@@ -10,6 +10,7 @@ pub mod keyfile;
 pub mod migration;
 pub mod records;
 pub mod secrets;
+pub mod vault;
 pub mod visibility;
 
 mod error;

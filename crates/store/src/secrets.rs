@@ -26,6 +26,8 @@ pub const EMBEDDED_KEY_LEN: usize = 32;
 pub enum SecretStore {
     /// AES-256-GCM ciphertexts in the database.
     Embedded(EmbeddedSecrets),
+    /// Vault or OpenBao KV v2.
+    Vault(crate::vault::VaultSecrets),
 }
 
 /// The embedded store's cipher. Its `Debug` never shows the key.
@@ -70,6 +72,9 @@ impl SecretStore {
                 .put(txn, workspace, owner, values, now_micros)
                 .await
                 .map(Some),
+            // Written before the database commit; a version no committed row
+            // points to is never read, and the sweep deletes it.
+            Self::Vault(vault) => vault.put(workspace, owner, values).await.map(Some),
         }
     }
 
@@ -89,6 +94,9 @@ impl SecretStore {
                     .await?;
                 Ok(())
             }
+            // Vault entries outlive the transaction: the sweep removes those no
+            // committed row points to.
+            Self::Vault(_) => Ok(()),
         }
     }
 
@@ -105,6 +113,7 @@ impl SecretStore {
         };
         match self {
             Self::Embedded(embedded) => embedded.get(db, workspace, owner, version).await,
+            Self::Vault(vault) => vault.get(workspace, owner, version).await,
         }
     }
 }
