@@ -12,6 +12,7 @@ use switchboard_control::{Control, PageTokenKey};
 use switchboard_proto::SERVICE_NAMES;
 use switchboard_resolver::Resolver;
 use switchboard_store::auth::{Authenticator, DEV_KEY_LEN};
+use switchboard_store::jwks::{Jwks, JwksSource};
 use switchboard_store::secrets::EMBEDDED_KEY_LEN;
 use switchboard_store::vault::{VaultConfig, VaultSecrets};
 use switchboard_store::{Clock, SecretStore, Store, SystemClock, keyfile};
@@ -59,6 +60,16 @@ pub(crate) struct ServeOpt {
     /// PEM CA certificate to trust for Vault's TLS.
     #[arg(long, env = "SWITCHBOARD_VAULT_CA_CERT")]
     vault_ca_cert: Option<PathBuf>,
+    /// JWKS file with the RS256/ES256 keys that sign user tokens (production;
+    /// replaces the development HS256 key).
+    #[arg(long, env = "SWITCHBOARD_JWKS_FILE", conflicts_with = "jwks_url")]
+    jwks_file: Option<PathBuf>,
+    /// JWKS URL with the keys that sign user tokens; cached and refreshed.
+    #[arg(long, env = "SWITCHBOARD_JWKS_URL")]
+    jwks_url: Option<String>,
+    /// Required `iss` of user tokens.
+    #[arg(long, env = "SWITCHBOARD_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
     /// Address for Prometheus metrics at /metrics.
     #[arg(long, env = "SWITCHBOARD_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
@@ -116,7 +127,7 @@ async fn serve(role: Role, opt: ServeOpt) -> anyhow::Result<()> {
     let store = Store::connect(&opt.database_url(), secrets)
         .await
         .context("cannot open the database")?;
-    let auth = Authenticator::hs256(&jwt_key);
+    let auth = authenticator(&opt, &jwt_key).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -194,6 +205,23 @@ async fn serve(role: Role, opt: ServeOpt) -> anyhow::Result<()> {
     store.close().await?;
     info!("stopped");
     Ok(())
+}
+
+/// JWKS-verified tokens when a JWKS is configured, else the development key.
+async fn authenticator(opt: &ServeOpt, dev_key: &[u8]) -> anyhow::Result<Authenticator> {
+    let source = match (&opt.jwks_file, &opt.jwks_url) {
+        (Some(path), _) => JwksSource::File(path.clone()),
+        (None, Some(url)) => JwksSource::Url(url.clone()),
+        (None, None) => {
+            if opt.jwt_issuer.is_some() {
+                anyhow::bail!("--jwt-issuer needs --jwks-file or --jwks-url");
+            }
+            return Ok(Authenticator::hs256(dev_key));
+        }
+    };
+    let jwks = Jwks::load(source).await.context("cannot load the JWKS")?;
+    info!("user tokens verified against the JWKS (RS256/ES256)");
+    Ok(Authenticator::jwks(jwks, opt.jwt_issuer.clone()))
 }
 
 /// Vault when `--vault-addr` is set, else the embedded store.

@@ -16,6 +16,7 @@ use switchboard_domain::permission::{Principal, Role};
 
 use crate::entity::deployment_token;
 use crate::error::{StoreError, StoreResult};
+use crate::jwks::Jwks;
 
 /// The audience every user JWT must carry.
 pub const AUDIENCE: &str = "switchboard";
@@ -65,11 +66,20 @@ impl JwtSigner {
     }
 }
 
+/// Where user-token signing keys come from.
+#[derive(Clone)]
+enum UserKeys {
+    /// The development HS256 key.
+    Hs256(DecodingKey),
+    /// RS256/ES256 keys from a JWKS.
+    Jwks(Jwks),
+}
+
 /// Verifies user JWTs and deployment tokens.
 #[derive(Clone)]
 pub struct Authenticator {
-    key: DecodingKey,
-    validation: Validation,
+    keys: UserKeys,
+    issuer: Option<String>,
 }
 
 impl fmt::Debug for Authenticator {
@@ -82,14 +92,30 @@ impl Authenticator {
     /// Verifies HS256 JWTs signed with the development key. Only HS256 is
     /// accepted: `alg: none` and every other algorithm are refused.
     pub fn hs256(key: &[u8]) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
+        Self {
+            keys: UserKeys::Hs256(DecodingKey::from_secret(key)),
+            issuer: None,
+        }
+    }
+
+    /// Verifies RS256/ES256 JWTs against `jwks`; the development key is not
+    /// accepted. With `issuer`, tokens must carry that `iss`.
+    pub fn jwks(jwks: Jwks, issuer: Option<String>) -> Self {
+        Self {
+            keys: UserKeys::Jwks(jwks),
+            issuer,
+        }
+    }
+
+    fn validation(&self, algorithm: Algorithm) -> Validation {
+        let mut validation = Validation::new(algorithm);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "sub", "aud"]);
         validation.leeway = 30;
-        Self {
-            key: DecodingKey::from_secret(key),
-            validation,
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
         }
+        validation
     }
 
     /// Resolves the `authorization` header value to a principal.
@@ -111,13 +137,36 @@ impl Authenticator {
         if token.starts_with(DEPLOYMENT_TOKEN_PREFIX) {
             self.deployment(db, token).await
         } else {
-            self.user(token)
+            self.user(token).await
         }
     }
 
-    fn user(&self, token: &str) -> StoreResult<Principal> {
-        let data = jsonwebtoken::decode::<UserClaims>(token, &self.key, &self.validation)
-            .map_err(|err| StoreError::Unauthenticated(format!("invalid user token: {err}")))?;
+    async fn user(&self, token: &str) -> StoreResult<Principal> {
+        let invalid = |err: jsonwebtoken::errors::Error| {
+            StoreError::Unauthenticated(format!("invalid user token: {err}"))
+        };
+        let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
+        let data = match &self.keys {
+            UserKeys::Hs256(key) => {
+                if header.alg != Algorithm::HS256 {
+                    return Err(StoreError::Unauthenticated(
+                        "user tokens must be signed with HS256 here".into(),
+                    ));
+                }
+                jsonwebtoken::decode::<UserClaims>(token, key, &self.validation(Algorithm::HS256))
+                    .map_err(invalid)?
+            }
+            UserKeys::Jwks(jwks) => {
+                if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
+                    return Err(StoreError::Unauthenticated(
+                        "user tokens must be signed with RS256 or ES256".into(),
+                    ));
+                }
+                let key = jwks.key(header.kid.as_deref(), header.alg).await?;
+                jsonwebtoken::decode::<UserClaims>(token, &key, &self.validation(header.alg))
+                    .map_err(invalid)?
+            }
+        };
         let claims = data.claims;
         if claims.sub.is_empty() {
             return Err(StoreError::Unauthenticated("token subject is empty".into()));
@@ -225,8 +274,8 @@ mod tests {
         assert_ne!(new_deployment_token().token, issued.token);
     }
 
-    #[test]
-    fn refuses_alg_none_and_wrong_key() {
+    #[tokio::test]
+    async fn refuses_alg_none_and_wrong_key() {
         let auth = Authenticator::hs256(b"0123456789abcdef0123456789abcdef");
         let claims = UserClaims {
             sub: "alice".into(),
@@ -239,18 +288,18 @@ mod tests {
         let good = JwtSigner::hs256(b"0123456789abcdef0123456789abcdef")
             .sign(&claims)
             .unwrap();
-        assert!(auth.user(&good).is_ok());
+        assert!(auth.user(&good).await.is_ok());
         let other = JwtSigner::hs256(b"another key another key another!")
             .sign(&claims)
             .unwrap();
-        assert!(auth.user(&other).is_err());
+        assert!(auth.user(&other).await.is_err());
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap());
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
-        assert!(auth.user(&format!("{header}.{payload}.")).is_err());
+        assert!(auth.user(&format!("{header}.{payload}.")).await.is_err());
         let expired = UserClaims { exp: 1, ..claims };
         let expired = JwtSigner::hs256(b"0123456789abcdef0123456789abcdef")
             .sign(&expired)
             .unwrap();
-        assert!(auth.user(&expired).is_err());
+        assert!(auth.user(&expired).await.is_err());
     }
 }

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod entity;
 pub mod feed;
+pub mod jwks;
 pub mod keyfile;
 pub mod migration;
 pub mod records;
