@@ -6,12 +6,31 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use std::collections::BTreeSet;
+
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use switchboard_domain::SecretValues;
+use vaultrs::api::kv2::requests::SetSecretMetadataRequest;
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 use vaultrs::kv2;
 
+use crate::entity::{connection, connection_version, link};
 use crate::error::{StoreError, StoreResult};
+
+/// KV versions kept per entry: the history rollback can reach.
+pub const MAX_VERSIONS: u64 = 1000;
+
+/// What a sweep removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Entries examined.
+    pub entries: usize,
+    /// Versions destroyed because no committed row points to them.
+    pub destroyed_versions: usize,
+    /// Entries deleted because their connection or link is gone.
+    pub deleted_entries: usize,
+}
 
 /// How to reach Vault.
 #[derive(Clone)]
@@ -106,6 +125,17 @@ impl VaultSecrets {
         let metadata = kv2::set(self.client.as_ref(), &self.mount, &path, values)
             .await
             .map_err(|err| classify(err, "writing secrets"))?;
+        if metadata.version == 1 {
+            // Keep enough history for rollbacks; the mount's default is 10.
+            kv2::set_metadata(
+                self.client.as_ref(),
+                &self.mount,
+                &path,
+                Some(SetSecretMetadataRequest::builder().max_versions(MAX_VERSIONS)),
+            )
+            .await
+            .map_err(|err| classify(err, "configuring secret history"))?;
+        }
         i64::try_from(metadata.version)
             .map_err(|_| StoreError::Secrets("vault version out of range".into()))
     }
@@ -123,4 +153,125 @@ impl VaultSecrets {
             .await
             .map_err(|err| classify(err, "reading secrets"))
     }
+}
+
+impl VaultSecrets {
+    async fn list(&self, path: &str) -> StoreResult<Vec<String>> {
+        match kv2::list(self.client.as_ref(), &self.mount, path).await {
+            Ok(keys) => Ok(keys),
+            Err(ClientError::APIError { code: 404, .. }) => Ok(Vec::new()),
+            Err(err) => Err(classify(err, "listing secrets")),
+        }
+    }
+
+    /// Destroys KV versions that no committed row points to, and deletes
+    /// entries whose connection or link is gone. Versions created after
+    /// `written_before` are left alone: their transaction may still commit.
+    pub async fn sweep<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        written_before: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<SweepReport> {
+        let mut report = SweepReport::default();
+        for workspace in self.list(&format!("{}/", self.prefix)).await? {
+            let workspace = workspace.trim_end_matches('/').to_owned();
+            for kind in ["connections", "links"] {
+                for key in self
+                    .list(&format!("{}/{workspace}/{kind}/", self.prefix))
+                    .await?
+                {
+                    let Ok(pk) = key.parse::<i64>() else { continue };
+                    let owner = format!("{kind}/{pk}");
+                    let referenced = referenced_versions(db, &workspace, kind, pk).await?;
+                    report.entries += 1;
+                    self.sweep_entry(&workspace, &owner, referenced, written_before, &mut report)
+                        .await?;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn sweep_entry(
+        &self,
+        workspace: &str,
+        owner: &str,
+        referenced: Option<BTreeSet<u64>>,
+        written_before: chrono::DateTime<chrono::Utc>,
+        report: &mut SweepReport,
+    ) -> StoreResult<()> {
+        let path = self.path(workspace, owner);
+        let metadata = kv2::read_metadata(self.client.as_ref(), &self.mount, &path)
+            .await
+            .map_err(|err| classify(err, "reading secret metadata"))?;
+        let old_enough = |created: &str| {
+            chrono::DateTime::parse_from_rfc3339(created)
+                .map(|created| created < written_before)
+                .unwrap_or(false)
+        };
+        let Some(referenced) = referenced else {
+            // The row is gone; once every version is past the grace period the
+            // whole entry goes.
+            if metadata
+                .versions
+                .values()
+                .all(|version| old_enough(&version.created_time))
+            {
+                kv2::delete_metadata(self.client.as_ref(), &self.mount, &path)
+                    .await
+                    .map_err(|err| classify(err, "deleting secrets"))?;
+                report.deleted_entries += 1;
+            }
+            return Ok(());
+        };
+        let orphans: Vec<u64> = metadata
+            .versions
+            .iter()
+            .filter(|(_, version)| !version.destroyed && old_enough(&version.created_time))
+            .filter_map(|(number, _)| number.parse::<u64>().ok())
+            .filter(|number| !referenced.contains(number))
+            .collect();
+        if !orphans.is_empty() {
+            report.destroyed_versions += orphans.len();
+            kv2::destroy_versions(self.client.as_ref(), &self.mount, &path, orphans)
+                .await
+                .map_err(|err| classify(err, "destroying secret versions"))?;
+        }
+        Ok(())
+    }
+}
+
+/// The KV versions committed rows point to; `None` when the owner row is gone.
+async fn referenced_versions<C: ConnectionTrait>(
+    db: &C,
+    workspace: &str,
+    kind: &str,
+    pk: i64,
+) -> StoreResult<Option<BTreeSet<u64>>> {
+    let to_u64 = |version: Option<i64>| version.and_then(|version| u64::try_from(version).ok());
+    if kind == "links" {
+        let row = link::Entity::find_by_id(pk)
+            .filter(link::Column::Workspace.eq(workspace))
+            .one(db)
+            .await?;
+        return Ok(row.map(|row| to_u64(row.secret_version).into_iter().collect()));
+    }
+    let Some(row) = connection::Entity::find_by_id(pk)
+        .filter(connection::Column::Workspace.eq(workspace))
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut versions: BTreeSet<u64> = to_u64(row.secret_version).into_iter().collect();
+    let history = connection_version::Entity::find()
+        .filter(connection_version::Column::ConnectionPk.eq(pk))
+        .all(db)
+        .await?;
+    versions.extend(
+        history
+            .into_iter()
+            .filter_map(|version| to_u64(version.secret_version)),
+    );
+    Ok(Some(versions))
 }

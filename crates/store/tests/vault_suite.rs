@@ -7,6 +7,8 @@ use serde_json::json;
 use switchboard_store::vault::{VaultConfig, VaultSecrets};
 use switchboard_store::{SecretStore, Store};
 
+/// A store whose Vault entries live under their own prefix, so tests don't
+/// sweep each other's entries.
 async fn vault_store() -> Option<(Store, tempfile::TempDir)> {
     let Ok(address) = std::env::var("SWITCHBOARD_TEST_VAULT_ADDR") else {
         eprintln!(
@@ -18,7 +20,7 @@ async fn vault_store() -> Option<(Store, tempfile::TempDir)> {
         address,
         token: std::env::var("VAULT_TOKEN").unwrap_or_else(|_| "root".to_owned()),
         mount: "secret".to_owned(),
-        prefix: "switchboard-test".to_owned(),
+        prefix: unique("switchboard-test"),
         ca_certs: Vec::new(),
     };
     let secrets = SecretStore::Vault(VaultSecrets::new(&config).unwrap());
@@ -95,4 +97,119 @@ async fn unreachable_vault_is_unavailable() {
         .unwrap_err();
     assert!(err.is_unavailable(), "{err}");
     assert!(!err.to_string().contains("never-written"));
+}
+
+#[tokio::test]
+async fn sweep_destroys_versions_no_committed_row_points_to() {
+    use switchboard_store::entity::{connection, connection_version};
+    use switchboard_store::sea_orm::{ActiveModelTrait, ActiveValue::Set};
+
+    let Some((store, _dir)) = vault_store().await else {
+        return;
+    };
+    let SecretStore::Vault(vault) = store.secrets().clone() else {
+        unreachable!()
+    };
+    let workspace = unique("sweep");
+    let db = store.db();
+    let row = connection::ActiveModel {
+        workspace: Set(workspace.clone()),
+        conn_id: Set("pg".into()),
+        conn_id_folded: Set("PG".into()),
+        type_key: Set("postgres".into()),
+        conn_type: Set("postgres".into()),
+        extra: Set("{}".into()),
+        link_to_all: Set(false),
+        excluded_deployments: Set("[]".into()),
+        secret_fields: Set("[]".into()),
+        version: Set(2),
+        create_time: Set(0),
+        update_time: Set(0),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .unwrap();
+    let owner = format!("connections/{}", row.id);
+    let mut versions = Vec::new();
+    for value in ["history", "current", "aborted"] {
+        let values = BTreeMap::from([("password".to_owned(), json!(value))]);
+        versions.push(
+            store
+                .secrets()
+                .put(db, &workspace, &owner, &values, 0)
+                .await
+                .unwrap(),
+        );
+    }
+    // v2 is current, v1 is kept by the version history, v3 was never committed.
+    let mut active: connection::ActiveModel = row.clone().into();
+    active.secret_version = Set(versions[1]);
+    active.update(db).await.unwrap();
+    connection_version::ActiveModel {
+        connection_pk: Set(row.id),
+        version: Set(1),
+        snapshot: Set("{}".into()),
+        secret_version: Set(versions[0]),
+        actor: Set("t".into()),
+        action: Set("create".into()),
+        changed_fields: Set("[]".into()),
+        create_time: Set(0),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .unwrap();
+    // A link whose row is gone.
+    let gone = BTreeMap::from([("password".to_owned(), json!("gone"))]);
+    store
+        .secrets()
+        .put(db, &workspace, "links/999999", &gone, 0)
+        .await
+        .unwrap();
+
+    // Inside the grace period nothing is touched.
+    let early = vault
+        .sweep(db, chrono::Utc::now() - chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!((early.destroyed_versions, early.deleted_entries), (0, 0));
+
+    let report = vault
+        .sweep(db, chrono::Utc::now() + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert!(
+        report.destroyed_versions >= 1 && report.deleted_entries >= 1,
+        "{report:?}"
+    );
+    let secrets = store.secrets();
+    assert_eq!(
+        secrets
+            .get(db, &workspace, &owner, versions[0])
+            .await
+            .unwrap()["password"],
+        json!("history")
+    );
+    assert_eq!(
+        secrets
+            .get(db, &workspace, &owner, versions[1])
+            .await
+            .unwrap()["password"],
+        json!("current")
+    );
+    assert!(
+        secrets
+            .get(db, &workspace, &owner, versions[2])
+            .await
+            .is_err(),
+        "aborted version survives"
+    );
+    assert!(
+        secrets
+            .get(db, &workspace, "links/999999", Some(1))
+            .await
+            .is_err(),
+        "orphan entry survives"
+    );
 }
