@@ -8,7 +8,12 @@ pub mod switchboard {
     pub mod v1 {
         // Generated code: prost and tonic emit items without docs and public
         // items the lints would otherwise flag.
-        #![allow(missing_docs, unreachable_pub, missing_debug_implementations, clippy::all)]
+        #![allow(
+            missing_docs,
+            unreachable_pub,
+            missing_debug_implementations,
+            clippy::all
+        )]
         include!(concat!(env!("OUT_DIR"), "/switchboard.v1.rs"));
     }
 }
