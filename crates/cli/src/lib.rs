@@ -1,6 +1,7 @@
 //! The `switchboard` command line: the servers (`dev`, `control`,
 //! `resolver`) and development tokens (`token user`).
 
+mod config;
 mod duration;
 mod metrics_layer;
 mod server;
@@ -27,15 +28,19 @@ enum Command {
     /// encrypted secrets in the data dir).
     ///
     /// Example: switchboard dev --data-dir ./.switchboard --listen 127.0.0.1:50051
-    Dev(server::ServeOpt),
+    Dev(config::ServeOpt),
     /// Serves the control services (connections, deployments, policy, audit).
     ///
     /// Example: switchboard control --database-url postgres://… --listen 0.0.0.0:50051
-    Control(server::ServeOpt),
+    Control(config::ServeOpt),
     /// Serves the resolver that Airflow deployments call.
     ///
     /// Example: switchboard resolver --database-url sqlite://./.switchboard/switchboard.db --listen 127.0.0.1:50052
-    Resolver(server::ServeOpt),
+    Resolver(config::ServeOpt),
+    /// Applies pending database migrations and exits (servers also do this at start-up).
+    ///
+    /// Example: switchboard migrate --database-url postgres://switchboard@db/switchboard
+    Migrate(config::ServeOpt),
     /// Mints tokens for development.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -48,6 +53,7 @@ pub fn startup(args: Vec<OsString>) -> ExitCode {
         Command::Dev(opt) => server::run(server::Role::Dev, opt),
         Command::Control(opt) => server::run(server::Role::Control, opt),
         Command::Resolver(opt) => server::run(server::Role::Resolver, opt),
+        Command::Migrate(opt) => server::migrate(opt),
         Command::Token(command) => token::run(command),
     };
     match result {

@@ -2,12 +2,10 @@
 //! health and reflection (v1 and v1alpha), and a clean shutdown on SIGTERM or
 //! Ctrl-C (health flips to NOT_SERVING, in-flight calls drain, exit 0).
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Args;
 use switchboard_control::{Control, PageTokenKey};
 use switchboard_proto::SERVICE_NAMES;
 use switchboard_resolver::Resolver;
@@ -19,6 +17,8 @@ use switchboard_store::{Clock, SecretStore, Store, SystemClock, keyfile};
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tracing::info;
+
+use crate::config::{ServeOpt, Settings};
 
 /// File in the data dir holding the development HS256 key.
 pub(crate) const DEV_JWT_KEY_FILE: &str = "jwt-hs256.key";
@@ -33,61 +33,9 @@ pub(crate) enum Role {
     Resolver,
 }
 
-/// Flags shared by `dev`, `control` and `resolver`.
-#[derive(Debug, Args)]
-pub(crate) struct ServeOpt {
-    /// Data directory: SQLite file, development keys (created if absent).
-    #[arg(long, env = "SWITCHBOARD_DATA_DIR", default_value = "./.switchboard")]
-    data_dir: PathBuf,
-    /// Address to serve gRPC on.
-    #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:50051")]
-    listen: SocketAddr,
-    /// Database URL, sqlite://PATH or postgres://…; defaults to a SQLite file in the data dir.
-    #[arg(long, env = "SWITCHBOARD_DATABASE_URL")]
-    database_url: Option<String>,
-    /// Vault or OpenBao address; unset keeps secrets encrypted in the database.
-    #[arg(long, env = "SWITCHBOARD_VAULT_ADDR")]
-    vault_addr: Option<String>,
-    /// File holding the Vault token (otherwise VAULT_TOKEN).
-    #[arg(long, env = "SWITCHBOARD_VAULT_TOKEN_FILE")]
-    vault_token_file: Option<PathBuf>,
-    /// KV v2 mount in Vault.
-    #[arg(long, env = "SWITCHBOARD_VAULT_MOUNT", default_value = "secret")]
-    vault_mount: String,
-    /// Path prefix for Switchboard's entries under the mount.
-    #[arg(long, env = "SWITCHBOARD_VAULT_PREFIX", default_value = "switchboard")]
-    vault_prefix: String,
-    /// PEM CA certificate to trust for Vault's TLS.
-    #[arg(long, env = "SWITCHBOARD_VAULT_CA_CERT")]
-    vault_ca_cert: Option<PathBuf>,
-    /// JWKS file with the RS256/ES256 keys that sign user tokens (production;
-    /// replaces the development HS256 key).
-    #[arg(long, env = "SWITCHBOARD_JWKS_FILE", conflicts_with = "jwks_url")]
-    jwks_file: Option<PathBuf>,
-    /// JWKS URL with the keys that sign user tokens; cached and refreshed.
-    #[arg(long, env = "SWITCHBOARD_JWKS_URL")]
-    jwks_url: Option<String>,
-    /// Required `iss` of user tokens.
-    #[arg(long, env = "SWITCHBOARD_JWT_ISSUER")]
-    jwt_issuer: Option<String>,
-    /// Address for Prometheus metrics at /metrics.
-    #[arg(long, env = "SWITCHBOARD_METRICS_LISTEN")]
-    metrics_listen: Option<SocketAddr>,
-}
-
-impl ServeOpt {
-    fn database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| {
-            format!(
-                "sqlite://{}",
-                self.data_dir.join("switchboard.db").display()
-            )
-        })
-    }
-}
-
 pub(crate) fn run(role: Role, opt: ServeOpt) -> anyhow::Result<()> {
     init_tracing();
+    let opt = opt.settings()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -95,12 +43,32 @@ pub(crate) fn run(role: Role, opt: ServeOpt) -> anyhow::Result<()> {
     runtime.block_on(serve(role, opt))
 }
 
+pub(crate) fn migrate(opt: ServeOpt) -> anyhow::Result<()> {
+    init_tracing();
+    let settings = opt.settings()?;
+    if settings.database_url.starts_with("sqlite:") {
+        create_data_dir(&settings.data_dir)?;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime
+        .block_on(Store::migrate(&settings.database_url))
+        .context("migration failed")?;
+    info!("database schema is up to date");
+    Ok(())
+}
+
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn")
+        });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -116,7 +84,7 @@ fn create_data_dir(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(role: Role, opt: ServeOpt) -> anyhow::Result<()> {
+async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
     if let Some(address) = opt.metrics_listen {
         crate::metrics_layer::install(address)?;
         info!(address = %address, "serving Prometheus metrics at /metrics");
@@ -124,7 +92,7 @@ async fn serve(role: Role, opt: ServeOpt) -> anyhow::Result<()> {
     create_data_dir(&opt.data_dir)?;
     let jwt_key = keyfile::load_or_create(&opt.data_dir.join(DEV_JWT_KEY_FILE), DEV_KEY_LEN)?;
     let secrets = secret_store(&opt)?;
-    let store = Store::connect(&opt.database_url(), secrets)
+    let store = Store::connect(&opt.database_url, secrets)
         .await
         .context("cannot open the database")?;
     let auth = authenticator(&opt, &jwt_key).await?;
@@ -208,43 +176,38 @@ async fn serve(role: Role, opt: ServeOpt) -> anyhow::Result<()> {
 }
 
 /// JWKS-verified tokens when a JWKS is configured, else the development key.
-async fn authenticator(opt: &ServeOpt, dev_key: &[u8]) -> anyhow::Result<Authenticator> {
+async fn authenticator(opt: &Settings, dev_key: &[u8]) -> anyhow::Result<Authenticator> {
     let source = match (&opt.jwks_file, &opt.jwks_url) {
         (Some(path), _) => JwksSource::File(path.clone()),
         (None, Some(url)) => JwksSource::Url(url.clone()),
-        (None, None) => {
-            if opt.jwt_issuer.is_some() {
-                anyhow::bail!("--jwt-issuer needs --jwks-file or --jwks-url");
-            }
-            return Ok(Authenticator::hs256(dev_key));
-        }
+        (None, None) => return Ok(Authenticator::hs256(dev_key)),
     };
     let jwks = Jwks::load(source).await.context("cannot load the JWKS")?;
     info!("user tokens verified against the JWKS (RS256/ES256)");
     Ok(Authenticator::jwks(jwks, opt.jwt_issuer.clone()))
 }
 
-/// Vault when `--vault-addr` is set, else the embedded store.
-fn secret_store(opt: &ServeOpt) -> anyhow::Result<SecretStore> {
-    let Some(address) = &opt.vault_addr else {
+/// Vault when configured, else the embedded store.
+fn secret_store(opt: &Settings) -> anyhow::Result<SecretStore> {
+    let Some(vault) = &opt.vault else {
         let key = keyfile::load_or_create(&opt.data_dir.join(SECRETS_KEY_FILE), EMBEDDED_KEY_LEN)?;
         return Ok(SecretStore::embedded(&key)?);
     };
-    let token = match &opt.vault_token_file {
+    let token = match &vault.token_file {
         Some(path) => keyfile::read_private_text(path)?,
         None => std::env::var("VAULT_TOKEN")
             .ok()
             .filter(|token| !token.trim().is_empty())
-            .context("--vault-addr needs a token: set --vault-token-file or VAULT_TOKEN")?,
+            .context("Vault needs a token: set --vault-token-file or VAULT_TOKEN")?,
     };
     let config = VaultConfig {
-        address: address.clone(),
+        address: vault.addr.clone(),
         token: token.trim().to_owned(),
-        mount: opt.vault_mount.clone(),
-        prefix: opt.vault_prefix.clone(),
-        ca_certs: opt.vault_ca_cert.iter().cloned().collect(),
+        mount: vault.mount.clone(),
+        prefix: vault.prefix.clone(),
+        ca_certs: vault.ca_cert.iter().cloned().collect(),
     };
-    info!(address = %address, mount = %opt.vault_mount, "secrets in Vault KV v2");
+    info!(address = %vault.addr, mount = %vault.mount, "secrets in Vault KV v2");
     Ok(SecretStore::Vault(VaultSecrets::new(&config)?))
 }
 

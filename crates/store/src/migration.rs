@@ -14,8 +14,14 @@ impl MigratorTrait for Migrator {
     }
 }
 
-#[derive(Debug, DeriveMigrationName)]
+#[derive(Debug)]
 struct Initial;
+
+impl MigrationName for Initial {
+    fn name(&self) -> &str {
+        "m20261128_000001_initial"
+    }
+}
 
 fn id() -> ColumnDef {
     ColumnDef::new(Alias::new("id"))

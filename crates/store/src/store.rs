@@ -48,13 +48,17 @@ impl Store {
     /// Connects to `database_url` (`sqlite://…` or `postgres://…`) and runs
     /// pending migrations.
     pub async fn connect(database_url: &str, secrets: SecretStore) -> StoreResult<Self> {
-        let db = if database_url.starts_with("sqlite:") {
-            connect_sqlite(database_url).await?
-        } else {
-            Database::connect(database_url).await?
-        };
+        let db = open_database(database_url).await?;
         migrate(&db).await?;
         Ok(Self { db, secrets })
+    }
+
+    /// Runs pending migrations on `database_url` and returns (`switchboard migrate`).
+    pub async fn migrate(database_url: &str) -> StoreResult<()> {
+        let db = open_database(database_url).await?;
+        migrate(&db).await?;
+        db.close().await?;
+        Ok(())
     }
 
     /// The database connection pool.
@@ -114,6 +118,14 @@ impl WriteTxn {
     pub async fn commit(self) -> StoreResult<()> {
         self.txn.commit().await?;
         Ok(())
+    }
+}
+
+async fn open_database(database_url: &str) -> StoreResult<DatabaseConnection> {
+    if database_url.starts_with("sqlite:") {
+        connect_sqlite(database_url).await
+    } else {
+        Ok(Database::connect(database_url).await?)
     }
 }
 

@@ -1,0 +1,234 @@
+//! Server configuration, layered: built-in defaults, then a TOML file
+//! (`--config`), then `SWITCHBOARD_*` environment variables, then flags.
+//! Unknown keys in the file are errors, so a typo never silently falls back
+//! to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde::Deserialize;
+
+/// Flags shared by `dev`, `control` and `resolver`. Each also reads the
+/// environment variable it names; unset ones fall back to the config file,
+/// then to the default shown.
+#[derive(Debug, Default, Args)]
+pub(crate) struct ServeOpt {
+    /// TOML configuration file (see README for an example).
+    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory: SQLite file, development keys (created if absent) [default: ./.switchboard].
+    #[arg(long, env = "SWITCHBOARD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to serve gRPC on [default: 127.0.0.1:50051].
+    #[arg(long, env = "SWITCHBOARD_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Database URL, sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [default: a SQLite file in the data dir].
+    #[arg(long, env = "SWITCHBOARD_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Vault or OpenBao address; unset keeps secrets encrypted in the database.
+    #[arg(long, env = "SWITCHBOARD_VAULT_ADDR")]
+    vault_addr: Option<String>,
+    /// File holding the Vault token (otherwise VAULT_TOKEN); must be mode 0600.
+    #[arg(long, env = "SWITCHBOARD_VAULT_TOKEN_FILE")]
+    vault_token_file: Option<PathBuf>,
+    /// KV v2 mount in Vault [default: secret].
+    #[arg(long, env = "SWITCHBOARD_VAULT_MOUNT")]
+    vault_mount: Option<String>,
+    /// Path prefix for Switchboard's entries under the mount [default: switchboard].
+    #[arg(long, env = "SWITCHBOARD_VAULT_PREFIX")]
+    vault_prefix: Option<String>,
+    /// PEM CA certificate to trust for Vault's TLS.
+    #[arg(long, env = "SWITCHBOARD_VAULT_CA_CERT")]
+    vault_ca_cert: Option<PathBuf>,
+    /// JWKS file with the RS256/ES256 keys that sign user tokens (replaces the
+    /// development HS256 key).
+    #[arg(long, env = "SWITCHBOARD_JWKS_FILE", conflicts_with = "jwks_url")]
+    jwks_file: Option<PathBuf>,
+    /// JWKS URL with the keys that sign user tokens; cached and refreshed.
+    #[arg(long, env = "SWITCHBOARD_JWKS_URL")]
+    jwks_url: Option<String>,
+    /// Required `iss` of user tokens.
+    #[arg(long, env = "SWITCHBOARD_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// Address for Prometheus metrics at /metrics.
+    #[arg(long, env = "SWITCHBOARD_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+}
+
+/// The TOML file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    database_url: Option<String>,
+    metrics_listen: Option<SocketAddr>,
+    #[serde(default)]
+    vault: VaultFile,
+    #[serde(default)]
+    auth: AuthFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VaultFile {
+    addr: Option<String>,
+    token_file: Option<PathBuf>,
+    mount: Option<String>,
+    prefix: Option<String>,
+    ca_cert: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthFile {
+    jwks_file: Option<PathBuf>,
+    jwks_url: Option<String>,
+    issuer: Option<String>,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub metrics_listen: Option<SocketAddr>,
+    pub vault: Option<VaultSettings>,
+    pub jwks_file: Option<PathBuf>,
+    pub jwks_url: Option<String>,
+    pub jwt_issuer: Option<String>,
+}
+
+/// Where Vault is and how to authenticate.
+#[derive(Debug, Clone)]
+pub(crate) struct VaultSettings {
+    pub addr: String,
+    pub token_file: Option<PathBuf>,
+    pub mount: String,
+    pub prefix: String,
+    pub ca_cert: Option<PathBuf>,
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+impl ServeOpt {
+    /// Layers flags and environment over the file over defaults, and validates.
+    pub(crate) fn settings(self) -> anyhow::Result<Settings> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./.switchboard"));
+        let listen = self
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051)));
+        let database_url = self
+            .database_url
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("switchboard.db").display()));
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            bail!("database_url must start with sqlite:// or postgres://");
+        }
+        let vault_addr = self.vault_addr.or(file.vault.addr);
+        let vault = vault_addr.map(|addr| VaultSettings {
+            addr,
+            token_file: self.vault_token_file.or(file.vault.token_file),
+            mount: self
+                .vault_mount
+                .or(file.vault.mount)
+                .unwrap_or_else(|| "secret".to_owned()),
+            prefix: self
+                .vault_prefix
+                .or(file.vault.prefix)
+                .unwrap_or_else(|| "switchboard".to_owned()),
+            ca_cert: self.vault_ca_cert.or(file.vault.ca_cert),
+        });
+        let jwks_file = self.jwks_file.or(file.auth.jwks_file);
+        let jwks_url = self.jwks_url.or(file.auth.jwks_url);
+        let jwt_issuer = self.jwt_issuer.or(file.auth.issuer);
+        if jwks_file.is_some() && jwks_url.is_some() {
+            bail!("set one of jwks_file and jwks_url, not both");
+        }
+        if jwt_issuer.is_some() && jwks_file.is_none() && jwks_url.is_none() {
+            bail!("a JWT issuer needs jwks_file or jwks_url");
+        }
+        Ok(Settings {
+            data_dir,
+            listen,
+            database_url,
+            metrics_listen: self.metrics_listen.or(file.metrics_listen),
+            vault,
+            jwks_file,
+            jwks_url,
+            jwt_issuer,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_defaults() {
+        let file = write(
+            "listen = \"127.0.0.1:6000\"\ndatabase_url = \"postgres://u@h/db\"\n[vault]\naddr = \"http://127.0.0.1:8200\"\nmount = \"kv\"\n",
+        );
+        let opt = ServeOpt {
+            config: Some(file.path().to_owned()),
+            listen: Some("127.0.0.1:7000".parse().unwrap()),
+            ..ServeOpt::default()
+        };
+        let settings = opt.settings().unwrap();
+        assert_eq!(settings.listen.port(), 7000);
+        assert_eq!(settings.database_url, "postgres://u@h/db");
+        let vault = settings.vault.unwrap();
+        assert_eq!(
+            (vault.mount.as_str(), vault.prefix.as_str()),
+            ("kv", "switchboard")
+        );
+        assert_eq!(settings.data_dir, PathBuf::from("./.switchboard"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        for text in [
+            "lisen = \"127.0.0.1:1\"",
+            "[vault]\nadress = \"x\"",
+            "listen = \"nope\"",
+        ] {
+            let file = write(text);
+            let opt = ServeOpt {
+                config: Some(file.path().to_owned()),
+                ..ServeOpt::default()
+            };
+            let err = format!("{:#}", opt.settings().unwrap_err());
+            assert!(err.contains("invalid config file"), "{text}: {err}");
+        }
+        let opt = ServeOpt {
+            database_url: Some("mysql://x".into()),
+            ..ServeOpt::default()
+        };
+        assert!(opt.settings().is_err());
+    }
+}
