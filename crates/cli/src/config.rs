@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -55,6 +56,10 @@ pub(crate) struct ServeOpt {
     /// Address for Prometheus metrics at /metrics.
     #[arg(long, env = "SWITCHBOARD_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Resolver: how long cached values are served while the database or
+    /// secret store is unreachable, e.g. 15m [default: 15m].
+    #[arg(long, env = "SWITCHBOARD_MAX_STALE", value_parser = crate::duration::parse)]
+    max_stale: Option<Duration>,
 }
 
 /// The TOML file's shape.
@@ -65,6 +70,7 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     database_url: Option<String>,
     metrics_listen: Option<SocketAddr>,
+    max_stale: Option<String>,
     #[serde(default)]
     vault: VaultFile,
     #[serde(default)]
@@ -100,6 +106,7 @@ pub(crate) struct Settings {
     pub jwks_file: Option<PathBuf>,
     pub jwks_url: Option<String>,
     pub jwt_issuer: Option<String>,
+    pub max_stale: Duration,
 }
 
 /// Where Vault is and how to authenticate.
@@ -166,7 +173,14 @@ impl ServeOpt {
         if jwt_issuer.is_some() && jwks_file.is_none() && jwks_url.is_none() {
             bail!("a JWT issuer needs jwks_file or jwks_url");
         }
+        let max_stale = match (self.max_stale, file.max_stale) {
+            (Some(flag), _) => flag,
+            (None, Some(text)) => crate::duration::parse(&text)
+                .map_err(|why| anyhow::anyhow!("invalid max_stale in the config file: {why}"))?,
+            (None, None) => Duration::from_secs(15 * 60),
+        };
         Ok(Settings {
+            max_stale,
             data_dir,
             listen,
             database_url,

@@ -34,6 +34,7 @@ pub(crate) fn install(address: SocketAddr) -> anyhow::Result<()> {
         GRPC_REQUEST_DURATION_SECONDS,
         "gRPC request latency in seconds, by method"
     );
+    switchboard_resolver::describe_metrics();
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use switchboard_control::{Control, PageTokenKey};
 use switchboard_proto::SERVICE_NAMES;
-use switchboard_resolver::Resolver;
+use switchboard_resolver::{Resolver, ResolverOptions};
 use switchboard_store::auth::{Authenticator, DEV_KEY_LEN};
 use switchboard_store::jwks::{Jwks, JwksSource};
 use switchboard_store::secrets::EMBEDDED_KEY_LEN;
@@ -135,7 +135,19 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
         );
     }
     if matches!(role, Role::Dev | Role::Resolver) {
-        let resolver = Resolver::new(store.clone(), auth.clone(), clock.clone());
+        let options = ResolverOptions {
+            max_stale: opt.max_stale,
+            ..ResolverOptions::default()
+        };
+        let resolver = Resolver::start(
+            store.clone(),
+            auth.clone(),
+            clock.clone(),
+            options,
+            Some(health.clone()),
+        )
+        .await
+        .context("cannot start the resolver")?;
         router = router.add_service(resolver.service());
         served.push("switchboard.v1.ResolverService");
     }

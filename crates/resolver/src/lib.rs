@@ -1,11 +1,17 @@
 //! Switchboard's resolver: the ResolverService Airflow deployments call on
 //! their hot path. It authenticates deployment tokens (or users the policy
-//! allows), and answers with the deployment's effective connections read
-//! straight from the database and secret store; it holds no state of its own.
+//! allows) and answers with the deployment's effective connections. It is
+//! stateless: a bounded cache in front of the database and secret store,
+//! invalidated by following the change feed, and serving cached values for up
+//! to `max_stale` when the backends are unreachable.
 
+mod cache;
 mod error;
+mod follower;
+mod metric_definitions;
 mod pb_conversions;
 mod service;
 
 pub use error::{ResolverError, ResolverResult};
-pub use service::Resolver;
+pub use metric_definitions::describe_metrics;
+pub use service::{Resolver, ResolverOptions};

@@ -1,19 +1,45 @@
-//! The ResolverService.
+//! The ResolverService: authenticate, find the deployment, answer from the
+//! cache when the feed says it is current, else from the database.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use subtle::ConstantTimeEq;
+use switchboard_domain::FieldViolation;
 use switchboard_domain::conn_id;
 use switchboard_domain::names::DeploymentName;
 use switchboard_domain::permission::{self, Action, PolicyFlags, Principal};
 use switchboard_proto::v1 as pb;
-use switchboard_store::auth::Authenticator;
-use switchboard_store::entity::{audit_event, deployment, policy};
+use switchboard_store::auth::{self, Authenticator, DEPLOYMENT_TOKEN_PREFIX};
+use switchboard_store::entity::{audit_event, policy};
 use switchboard_store::sea_orm::{ActiveValue::Set, EntityTrait};
 use switchboard_store::{Clock, Store, StoreError, feed, visibility};
 use tonic::{Request, Response, Status};
+use tonic_health::server::HealthReporter;
 
+use crate::cache::{Caches, TokenEntry, View};
 use crate::error::{ResolverError, ResolverResult};
+use crate::follower;
+use crate::metric_definitions::{CACHE_HITS_TOTAL, CACHE_MISSES_TOTAL, STALE_SERVED_TOTAL};
 use crate::pb_conversions::resolved_to_pb;
+
+/// How the resolver follows the feed and tolerates outages.
+#[derive(Debug, Clone, Copy)]
+pub struct ResolverOptions {
+    /// How long cached values are served while the database or secret store is unreachable.
+    pub max_stale: Duration,
+    /// How often the change feed is polled (PostgreSQL notifications wake it sooner).
+    pub poll_interval: Duration,
+}
+
+impl Default for ResolverOptions {
+    fn default() -> Self {
+        Self {
+            max_stale: Duration::from_secs(15 * 60),
+            poll_interval: Duration::from_millis(250),
+        }
+    }
+}
 
 /// The resolver's state; cheap to clone.
 #[derive(Debug, Clone)]
@@ -21,17 +47,47 @@ pub struct Resolver {
     store: Store,
     auth: Authenticator,
     clock: Arc<dyn Clock>,
+    caches: Arc<Caches>,
 }
 
 impl Resolver {
-    /// Builds a resolver over `store`.
-    pub fn new(store: Store, auth: Authenticator, clock: Arc<dyn Clock>) -> Self {
-        Self { store, auth, clock }
+    /// Builds a resolver over `store` and starts following the change feed.
+    /// `health`, when given, turns NOT_SERVING once cached values are older than `max_stale`.
+    pub async fn start(
+        store: Store,
+        auth: Authenticator,
+        clock: Arc<dyn Clock>,
+        options: ResolverOptions,
+        health: Option<HealthReporter>,
+    ) -> ResolverResult<Self> {
+        let head = feed::head(store.db()).await?;
+        // Three missed polls (plus slack) before the feed counts as down.
+        let healthy_within = options.poll_interval * 3 + Duration::from_secs(1);
+        let caches = Arc::new(Caches::new(options.max_stale, healthy_within, head));
+        tokio::spawn(follower::run(
+            store.clone(),
+            caches.clone(),
+            options.poll_interval,
+            health,
+        ));
+        Ok(Self {
+            store,
+            auth,
+            clock,
+            caches,
+        })
     }
 
     /// The gRPC service, ready to add to a tonic router.
     pub fn service(&self) -> pb::resolver_service_server::ResolverServiceServer<Self> {
         pb::resolver_service_server::ResolverServiceServer::new(self.clone())
+    }
+
+    fn note_hit(&self, cache: &'static str) {
+        metrics::counter!(CACHE_HITS_TOTAL, "cache" => cache).increment(1);
+        if !self.caches.outage().is_zero() {
+            metrics::counter!(STALE_SERVED_TOTAL, "cache" => cache).increment(1);
+        }
     }
 
     async fn policy_flags(&self, workspace: &str) -> ResolverResult<PolicyFlags> {
@@ -45,38 +101,80 @@ impl Resolver {
         }))
     }
 
-    /// Authenticates the caller and finds the deployment it may resolve.
+    /// Authenticates, serving deployment tokens from the cache when current.
+    async fn principal(&self, header: Option<&str>) -> ResolverResult<Principal> {
+        let token = header
+            .and_then(|header| {
+                header
+                    .strip_prefix("Bearer ")
+                    .or_else(|| header.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|token| token.starts_with(DEPLOYMENT_TOKEN_PREFIX));
+        let Some(token) = token else {
+            return Ok(self.auth.authenticate(self.store.db(), header).await?);
+        };
+        let token_id = auth::parse_token_id(token).ok_or_else(|| {
+            ResolverError::Unauthenticated("invalid or revoked deployment token".into())
+        })?;
+        let presented = auth::hash_token(token);
+        if self.caches.cache_trusted() {
+            if let Some(entry) = self.caches.token(token_id).await {
+                let matches: bool = presented.as_bytes().ct_eq(entry.hash.as_bytes()).into();
+                if !matches {
+                    return Err(ResolverError::Unauthenticated(
+                        "invalid or revoked deployment token".into(),
+                    ));
+                }
+                self.note_hit("token");
+                return Ok(entry.principal.clone());
+            }
+        }
+        metrics::counter!(CACHE_MISSES_TOTAL, "cache" => "token").increment(1);
+        let revision = feed::head(self.store.db()).await?;
+        let principal = self.auth.authenticate(self.store.db(), header).await?;
+        if let Principal::Deployment { workspace, .. } = &principal {
+            let entry = TokenEntry {
+                revision,
+                workspace: workspace.clone(),
+                hash: presented,
+                principal: principal.clone(),
+            };
+            self.caches.put_token(token_id, Arc::new(entry)).await;
+        }
+        Ok(principal)
+    }
+
+    /// Authenticates the caller and names the deployment it may resolve.
     async fn target<T>(
         &self,
         request: &Request<T>,
         deployment: &str,
-    ) -> ResolverResult<(Principal, deployment::Model)> {
+    ) -> ResolverResult<DeploymentName> {
         let header = request
             .metadata()
             .get("authorization")
             .and_then(|value| value.to_str().ok());
-        let principal = self.auth.authenticate(self.store.db(), header).await?;
-        let name = if deployment.is_empty() {
-            match &principal {
+        let principal = self.principal(header).await?;
+        let name = match (&principal, deployment.is_empty()) {
+            (
                 Principal::Deployment {
                     workspace,
                     deployment,
                     ..
-                } => DeploymentName {
-                    workspace: workspace.clone(),
-                    deployment: deployment.clone(),
                 },
-                Principal::User { .. } => {
-                    return Err(ResolverError::InvalidArgument(vec![
-                        switchboard_domain::FieldViolation::new(
-                            "deployment",
-                            "is required with a user token",
-                        ),
-                    ]));
-                }
+                true,
+            ) => DeploymentName {
+                workspace: workspace.clone(),
+                deployment: deployment.clone(),
+            },
+            (Principal::User { .. }, true) => {
+                return Err(ResolverError::InvalidArgument(vec![FieldViolation::new(
+                    "deployment",
+                    "is required with a user token",
+                )]));
             }
-        } else {
-            DeploymentName::parse("deployment", deployment)?
+            (_, false) => DeploymentName::parse("deployment", deployment)?,
         };
         let policy = match principal {
             Principal::User { .. } => self.policy_flags(&name.workspace).await?,
@@ -89,11 +187,8 @@ impl Resolver {
             policy,
             Some(&name.deployment),
         )?;
-        let row = visibility::find_deployment(self.store.db(), &name.workspace, &name.deployment)
-            .await?
-            .ok_or_else(|| ResolverError::NotFound(format!("deployment {name} not found")))?;
         if let Principal::User { .. } = &principal {
-            // Local exports reveal secrets to a person: each one is audited.
+            // A local export reveals secrets to a person: each one is audited.
             audit_event::Entity::insert(audit_event::ActiveModel {
                 workspace: Set(name.workspace.clone()),
                 actor: Set(principal.actor()),
@@ -108,63 +203,80 @@ impl Resolver {
             .await
             .map_err(StoreError::from)?;
         }
-        Ok((principal, row))
+        Ok(name)
+    }
+
+    /// The deployment's effective connections, from cache when current.
+    async fn view(&self, name: &DeploymentName) -> ResolverResult<Arc<View>> {
+        if self.caches.cache_trusted() {
+            if let Some(view) = self.caches.view(&name.workspace, &name.deployment).await {
+                self.note_hit("view");
+                return Ok(view);
+            }
+        }
+        metrics::counter!(CACHE_MISSES_TOTAL, "cache" => "view").increment(1);
+        let db = self.store.db();
+        // Read before the data: a change racing this load marks the view stale.
+        let revision = feed::head(db).await?;
+        let deployment = visibility::find_deployment(db, &name.workspace, &name.deployment)
+            .await?
+            .ok_or_else(|| ResolverError::NotFound(format!("deployment {name} not found")))?;
+        let mut connections = Vec::new();
+        for visible in visibility::visible_connections(db, &deployment).await? {
+            connections.push(visibility::effective(self.store.secrets(), db, &visible).await?);
+        }
+        let view = Arc::new(View {
+            revision,
+            connections,
+        });
+        self.caches
+            .put_view(&name.workspace, &name.deployment, view.clone())
+            .await;
+        Ok(view)
     }
 }
 
 #[tonic::async_trait]
 impl pb::resolver_service_server::ResolverService for Resolver {
+    #[tracing::instrument(skip_all)]
     async fn resolve_connection(
         &self,
         request: Request<pb::ResolveConnectionRequest>,
     ) -> Result<Response<pb::ResolvedConnection>, Status> {
-        let (_, deployment) = self.target(&request, &request.get_ref().deployment).await?;
-        let wanted = &request.get_ref().conn_id;
-        conn_id::validate(wanted).map_err(|why| {
-            ResolverError::InvalidArgument(vec![switchboard_domain::FieldViolation::new(
-                "conn_id", why,
-            )])
+        let wanted = request.get_ref().conn_id.clone();
+        conn_id::validate(&wanted).map_err(|why| {
+            ResolverError::InvalidArgument(vec![FieldViolation::new("conn_id", why)])
         })?;
-        let folded = conn_id::fold(wanted);
-        let db = self.store.db();
-        let revision = feed::head(db).await.map_err(ResolverError::from)?;
-        let visible = visibility::visible_connections(db, &deployment)
-            .await
-            .map_err(ResolverError::from)?
-            .into_iter()
-            .find(|visible| visible.connection.conn_id_folded == folded)
+        let name = self.target(&request, &request.get_ref().deployment).await?;
+        let view = self.view(&name).await?;
+        let folded = conn_id::fold(&wanted);
+        let connection = view
+            .connections
+            .iter()
+            .find(|connection| conn_id::fold(&connection.conn_id) == folded)
             .ok_or_else(|| {
                 ResolverError::NotFound(format!(
                     "connection {wanted} is not linked to deployment {}",
-                    deployment.deployment_id
+                    name.deployment
                 ))
             })?;
-        let effective = visibility::effective(self.store.secrets(), db, &visible)
-            .await
-            .map_err(ResolverError::from)?;
-        Ok(Response::new(resolved_to_pb(&effective, revision)))
+        Ok(Response::new(resolved_to_pb(connection, view.revision)))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn list_resolved_connections(
         &self,
         request: Request<pb::ListResolvedConnectionsRequest>,
     ) -> Result<Response<pb::ListResolvedConnectionsResponse>, Status> {
-        let (_, deployment) = self.target(&request, &request.get_ref().deployment).await?;
-        let db = self.store.db();
-        let revision = feed::head(db).await.map_err(ResolverError::from)?;
-        let mut connections = Vec::new();
-        for visible in visibility::visible_connections(db, &deployment)
-            .await
-            .map_err(ResolverError::from)?
-        {
-            let effective = visibility::effective(self.store.secrets(), db, &visible)
-                .await
-                .map_err(ResolverError::from)?;
-            connections.push(resolved_to_pb(&effective, revision));
-        }
+        let name = self.target(&request, &request.get_ref().deployment).await?;
+        let view = self.view(&name).await?;
         Ok(Response::new(pb::ListResolvedConnectionsResponse {
-            connections,
-            revision,
+            connections: view
+                .connections
+                .iter()
+                .map(|connection| resolved_to_pb(connection, view.revision))
+                .collect(),
+            revision: view.revision,
         }))
     }
 }

@@ -242,7 +242,8 @@ pub fn new_deployment_token() -> NewDeploymentToken {
     }
 }
 
-fn parse_token_id(token: &str) -> Option<&str> {
+/// The public id inside a deployment token, if it is well-formed.
+pub fn parse_token_id(token: &str) -> Option<&str> {
     let rest = token.strip_prefix(DEPLOYMENT_TOKEN_PREFIX)?;
     let (token_id, secret) = rest.split_once('_')?;
     let id_ok = token_id.len() == 16 && token_id.bytes().all(|byte| byte.is_ascii_hexdigit());

@@ -12,6 +12,9 @@ use sea_orm::{
 use crate::entity::{change, feed_head};
 use crate::error::{StoreError, StoreResult};
 
+/// PostgreSQL channel each write transaction notifies at commit.
+pub const NOTIFY_CHANNEL: &str = "switchboard_feed";
+
 /// Increments the feed counter inside `txn` and returns the new revision.
 pub async fn bump<C: ConnectionTrait>(txn: &C) -> StoreResult<i64> {
     let row = txn

@@ -114,8 +114,21 @@ impl WriteTxn {
         .await
     }
 
-    /// Commits.
+    /// Commits. On PostgreSQL the transaction also notifies
+    /// [`feed::NOTIFY_CHANNEL`], delivered at commit, so followers wake at once.
     pub async fn commit(self) -> StoreResult<()> {
+        if self.txn.get_database_backend() == DbBackend::Postgres {
+            self.txn
+                .execute(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT pg_notify($1, $2)",
+                    [
+                        feed::NOTIFY_CHANNEL.into(),
+                        self.revision.to_string().into(),
+                    ],
+                ))
+                .await?;
+        }
         self.txn.commit().await?;
         Ok(())
     }

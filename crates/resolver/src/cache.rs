@@ -1,0 +1,157 @@
+//! The resolver's caches and the change-feed state that invalidates them.
+//!
+//! Each cached value remembers the feed revision read *before* its data was
+//! loaded. The follower records, per workspace, the highest revision that
+//! changed it; a value is valid while its revision is at least that. A value
+//! loaded concurrently with a change is therefore never mistaken for fresh.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use switchboard_domain::connection::EffectiveConnection;
+use switchboard_domain::permission::Principal;
+
+/// Largest number of deployments whose connections are cached.
+const MAX_VIEWS: u64 = 10_000;
+/// Largest number of deployment tokens cached.
+const MAX_TOKENS: u64 = 100_000;
+
+/// A deployment's effective connections at a revision.
+#[derive(Debug)]
+pub(crate) struct View {
+    pub revision: i64,
+    pub connections: Vec<EffectiveConnection>,
+}
+
+/// A verified deployment token.
+#[derive(Debug)]
+pub(crate) struct TokenEntry {
+    pub revision: i64,
+    pub workspace: String,
+    pub hash: String,
+    pub principal: Principal,
+}
+
+/// What the follower knows about the feed.
+#[derive(Debug)]
+struct FeedHealth {
+    last_ok: Instant,
+    applied: i64,
+}
+
+/// Caches plus the follower's invalidation state; shared by every request.
+#[derive(Debug)]
+pub(crate) struct Caches {
+    views: Cache<(String, String), Arc<View>>,
+    tokens: Cache<String, Arc<TokenEntry>>,
+    /// Workspace → highest revision that changed its connections.
+    connections_changed: RwLock<HashMap<String, i64>>,
+    /// Workspace → highest revision that changed its tokens or deployments.
+    tokens_changed: RwLock<HashMap<String, i64>>,
+    health: Mutex<FeedHealth>,
+    pub max_stale: Duration,
+    /// A feed silent for longer than this counts as an outage.
+    pub healthy_within: Duration,
+}
+
+impl Caches {
+    pub(crate) fn new(max_stale: Duration, healthy_within: Duration, applied: i64) -> Self {
+        Self {
+            views: Cache::new(MAX_VIEWS),
+            tokens: Cache::new(MAX_TOKENS),
+            connections_changed: RwLock::new(HashMap::new()),
+            tokens_changed: RwLock::new(HashMap::new()),
+            health: Mutex::new(FeedHealth {
+                last_ok: Instant::now(),
+                applied,
+            }),
+            max_stale,
+            healthy_within,
+        }
+    }
+
+    fn changed_at(map: &RwLock<HashMap<String, i64>>, workspace: &str) -> i64 {
+        map.read()
+            .map(|map| map.get(workspace).copied().unwrap_or(i64::MIN))
+            .unwrap_or(i64::MAX)
+    }
+
+    /// A view still valid per the feed.
+    pub(crate) async fn view(&self, workspace: &str, deployment: &str) -> Option<Arc<View>> {
+        let view = self
+            .views
+            .get(&(workspace.to_owned(), deployment.to_owned()))
+            .await?;
+        (view.revision >= Self::changed_at(&self.connections_changed, workspace)).then_some(view)
+    }
+
+    pub(crate) async fn put_view(&self, workspace: &str, deployment: &str, view: Arc<View>) {
+        self.views
+            .insert((workspace.to_owned(), deployment.to_owned()), view)
+            .await;
+    }
+
+    /// A token entry still valid per the feed.
+    pub(crate) async fn token(&self, token_id: &str) -> Option<Arc<TokenEntry>> {
+        let entry = self.tokens.get(token_id).await?;
+        (entry.revision >= Self::changed_at(&self.tokens_changed, &entry.workspace))
+            .then_some(entry)
+    }
+
+    pub(crate) async fn put_token(&self, token_id: &str, entry: Arc<TokenEntry>) {
+        self.tokens.insert(token_id.to_owned(), entry).await;
+    }
+
+    /// Records a change of `kind` in `workspace` at `revision`.
+    pub(crate) fn invalidate(&self, workspace: &str, kind: &str, revision: i64) {
+        let maps: &[&RwLock<HashMap<String, i64>>] = match kind {
+            "token" => &[&self.tokens_changed],
+            "deployment" => &[&self.tokens_changed, &self.connections_changed],
+            "policy" => &[],
+            _ => &[&self.connections_changed],
+        };
+        for map in maps {
+            if let Ok(mut map) = map.write() {
+                let entry = map.entry(workspace.to_owned()).or_insert(revision);
+                *entry = (*entry).max(revision);
+            }
+        }
+    }
+
+    /// Records a successful feed read up to `applied`.
+    pub(crate) fn feed_ok(&self, applied: i64) {
+        if let Ok(mut health) = self.health.lock() {
+            health.last_ok = Instant::now();
+            health.applied = health.applied.max(applied);
+        }
+    }
+
+    /// The revision applied so far.
+    pub(crate) fn applied(&self) -> i64 {
+        self.health
+            .lock()
+            .map(|health| health.applied)
+            .unwrap_or_default()
+    }
+
+    /// How long the feed has been unreadable; zero while healthy.
+    pub(crate) fn outage(&self) -> Duration {
+        let since = self
+            .health
+            .lock()
+            .map(|health| health.last_ok.elapsed())
+            .unwrap_or(Duration::MAX);
+        if since <= self.healthy_within {
+            Duration::ZERO
+        } else {
+            since
+        }
+    }
+
+    /// Whether cached values may be served without confirming them.
+    pub(crate) fn cache_trusted(&self) -> bool {
+        self.outage() < self.max_stale
+    }
+}
