@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Runs every check and test of the repository, the way CI does:
+#   tools     scripts/install-tools.sh (grpcurl, buf into tools/)
+#   services  PostgreSQL and OpenBao for the storage suites (scripts/postgres.sh, scripts/openbao.sh)
+#   buf       buf lint of proto/
+#   fmt       cargo fmt --check
+#   clippy    cargo clippy, warnings denied
+#   build     the switchboard binary the end-to-end tests start
+#   test      cargo test --workspace (unit, storage suites, end-to-end)
+#   airflow   Airflow reads our JSON and URI encodings back unchanged
+# Stops at the first failing section and prints how long each section took.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+timings=()
+current=""
+started=0
+services_started=()
+
+now() { date +%s.%N; }
+elapsed() { awk -v end="$(now)" -v start="$started" 'BEGIN { printf "%.1f", end - start }'; }
+
+summary() {
+  local status=$1
+  if [[ -n "$current" ]]; then
+    timings+=("$(printf '%-9s %7ss  FAILED' "$current" "$(elapsed)")")
+  fi
+  echo
+  echo "=== summary ==="
+  local line
+  for line in "${timings[@]}"; do
+    echo "  $line"
+  done
+  if [[ $status -eq 0 ]]; then
+    echo "=== all checks passed ==="
+  else
+    echo "=== FAILED in section '${current:-?}' (exit $status) ==="
+  fi
+}
+
+stop_services() {
+  local service
+  for service in "${services_started[@]}"; do
+    "scripts/$service.sh" stop || true
+  done
+}
+
+on_exit() {
+  local status=$?
+  stop_services
+  summary "$status"
+  exit "$status"
+}
+trap on_exit EXIT
+
+section() {
+  finish_section
+  current=$1
+  started=$(now)
+  echo
+  echo "=== $current: $2 ==="
+}
+
+finish_section() {
+  if [[ -n "$current" ]]; then
+    timings+=("$(printf '%-9s %7ss  ok' "$current" "$(elapsed)")")
+    current=""
+  fi
+}
+
+section tools "scripts/install-tools.sh"
+scripts/install-tools.sh
+
+section services "PostgreSQL and OpenBao for the storage suites"
+if [[ -x scripts/postgres.sh ]]; then
+  SWITCHBOARD_TEST_DATABASE_URL="$(scripts/postgres.sh start)"
+  export SWITCHBOARD_TEST_DATABASE_URL
+  services_started+=(postgres)
+  echo "PostgreSQL at ${SWITCHBOARD_TEST_DATABASE_URL%%@*}@…"
+fi
+if [[ -x scripts/openbao.sh ]]; then
+  SWITCHBOARD_TEST_VAULT_ADDR="$(scripts/openbao.sh start)"
+  export SWITCHBOARD_TEST_VAULT_ADDR
+  services_started+=(openbao)
+  echo "OpenBao at $SWITCHBOARD_TEST_VAULT_ADDR"
+fi
+
+section buf "buf lint"
+tools/bin/buf lint
+echo "buf lint: clean"
+
+section fmt "cargo fmt --all -- --check"
+cargo fmt --all -- --check
+
+section clippy "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+section build "cargo build -p switchboard-cli"
+cargo build -p switchboard-cli
+
+section test "cargo test --workspace"
+cargo test --workspace
+
+if [[ -x scripts/airflow-venv.sh && -f tests/airflow/check_encoding.py ]]; then
+  section airflow "Airflow reads the JSON and URI encodings back unchanged"
+  scripts/airflow-venv.sh
+  airflow_python="$root/tools/airflow-venv/bin/python"
+  "$airflow_python" tests/airflow/check_encoding.py
+fi
+
+finish_section

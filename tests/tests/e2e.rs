@@ -1,0 +1,12 @@
+//! End-to-end tests: the real `switchboard` binary driven over gRPC (tonic
+//! clients and real grpcurl). Build the binary first:
+//! `cargo build -p switchboard-cli` (or `scripts/test.sh`, which does).
+
+mod auth;
+mod fixture;
+mod grpcurl;
+mod seed_story;
+mod separate_processes;
+mod support;
+mod unimplemented;
+mod validation;
