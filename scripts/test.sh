@@ -74,17 +74,30 @@ section tools "scripts/install-tools.sh"
 scripts/install-tools.sh
 
 section services "PostgreSQL and OpenBao for the storage suites"
+# Starts a service unless one is already running; only services started here
+# are stopped at exit.
+start_service() {
+  local service=$1 variable=$2 messages value
+  messages="$(mktemp)"
+  if ! value="$("scripts/$service.sh" start 2>"$messages")"; then
+    cat "$messages" >&2
+    rm -f "$messages"
+    return 1
+  fi
+  cat "$messages" >&2
+  if grep -q "starting" "$messages"; then
+    services_started+=("$service")
+  else
+    echo "$service: already running, reusing it"
+  fi
+  rm -f "$messages"
+  export "$variable=$value"
+}
 if [[ -x scripts/postgres.sh ]]; then
-  SWITCHBOARD_TEST_DATABASE_URL="$(scripts/postgres.sh start)"
-  export SWITCHBOARD_TEST_DATABASE_URL
-  services_started+=(postgres)
-  echo "PostgreSQL at ${SWITCHBOARD_TEST_DATABASE_URL%%@*}@…"
+  start_service postgres SWITCHBOARD_TEST_DATABASE_URL
 fi
 if [[ -x scripts/openbao.sh ]]; then
-  SWITCHBOARD_TEST_VAULT_ADDR="$(scripts/openbao.sh start)"
-  export SWITCHBOARD_TEST_VAULT_ADDR
-  services_started+=(openbao)
-  echo "OpenBao at $SWITCHBOARD_TEST_VAULT_ADDR"
+  start_service openbao SWITCHBOARD_TEST_VAULT_ADDR
 fi
 
 section buf "buf lint"
