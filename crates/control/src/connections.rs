@@ -92,10 +92,10 @@ pub(crate) fn deployment_ref(
 
 /// Fills conn_type from the catalog for non-generic types when left empty.
 pub(crate) fn with_derived_conn_type(mut spec: ConnectionSpec) -> ConnectionSpec {
-    if spec.conn_type.is_empty() {
-        if let Some(entry) = catalog::get(&spec.type_key) {
-            spec.conn_type = entry.conn_type.to_owned();
-        }
+    if spec.conn_type.is_empty()
+        && let Some(entry) = catalog::get(&spec.type_key)
+    {
+        spec.conn_type = entry.conn_type.to_owned();
     }
     spec
 }
@@ -163,18 +163,28 @@ pub(crate) struct ConnectionWrite<'a> {
     pub changed: Vec<String>,
 }
 
-/// Stores `spec` (with secrets) as the new state of `row`, bumping its version.
+/// The state a connection is saved with: its spec (secrets included) and sharing.
+pub(crate) struct ConnectionState<'a> {
+    pub spec: &'a ConnectionSpec,
+    pub link_to_all: bool,
+    pub excluded: Vec<String>,
+}
+
+/// Stores `state` as the new state of `row`, bumping its version.
 pub(crate) async fn save_connection(
     control: &Control,
     write: &WriteTxn,
     mut row: connection::Model,
-    spec: &ConnectionSpec,
-    link_to_all: bool,
-    excluded: Vec<String>,
+    state: ConnectionState<'_>,
     previous_secrets: Option<&switchboard_domain::SecretValues>,
     how: ConnectionWrite<'_>,
 ) -> ControlResult<connection::Model> {
     let now = control.now();
+    let ConnectionState {
+        spec,
+        link_to_all,
+        excluded,
+    } = state;
     let (public, secrets) = spec.split_secrets();
     let secrets_changed = previous_secrets.is_none_or(|previous| previous != &secrets);
     if secrets_changed {
@@ -465,9 +475,11 @@ impl Control {
             self,
             &write,
             row,
-            &spec,
-            connection.link_to_all_deployments,
-            excluded,
+            ConnectionState {
+                spec: &spec,
+                link_to_all: connection.link_to_all_deployments,
+                excluded,
+            },
             None,
             ConnectionWrite {
                 principal: &principal,
@@ -688,9 +700,11 @@ impl Control {
             self,
             &write,
             row,
-            &next,
-            link_to_all,
-            excluded,
+            ConnectionState {
+                spec: &next,
+                link_to_all,
+                excluded,
+            },
             Some(&current_secrets),
             ConnectionWrite {
                 principal: &principal,
@@ -889,9 +903,11 @@ impl Control {
             self,
             &write,
             row,
-            &restored,
-            snapshot.link_to_all,
-            still_there,
+            ConnectionState {
+                spec: &restored,
+                link_to_all: snapshot.link_to_all,
+                excluded: still_there,
+            },
             Some(&current_secrets),
             ConnectionWrite {
                 principal: &principal,

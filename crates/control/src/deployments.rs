@@ -39,13 +39,13 @@ async fn find_deployment<C: ConnectionTrait>(
 
 fn check_namespace(field: &str, namespace: &str, violations: &mut Vec<FieldViolation>) {
     // Kubernetes namespaces are DNS labels; empty means "not in Kubernetes".
-    if !namespace.is_empty() {
-        if let Err(why) = names::validate_deployment_id(namespace) {
-            violations.push(FieldViolation::new(
-                field,
-                format!("must be a Kubernetes namespace name: {why}"),
-            ));
-        }
+    if !namespace.is_empty()
+        && let Err(why) = names::validate_deployment_id(namespace)
+    {
+        violations.push(FieldViolation::new(
+            field,
+            format!("must be a Kubernetes namespace name: {why}"),
+        ));
     }
 }
 

@@ -81,12 +81,12 @@ pub(crate) async fn run(
                         down = true;
                         tracing::warn!(error = %err, "cannot read the change feed; serving cached values for up to max_stale");
                     }
-                    if !caches.cache_trusted() {
-                        if let Some(health) = &health {
-                            health
-                                .set_service_status(RESOLVER_SERVICE, ServingStatus::NotServing)
-                                .await;
-                        }
+                    if !caches.cache_trusted()
+                        && let Some(health) = &health
+                    {
+                        health
+                            .set_service_status(RESOLVER_SERVICE, ServingStatus::NotServing)
+                            .await;
                     }
                     break;
                 }

@@ -118,17 +118,17 @@ impl Resolver {
             ResolverError::Unauthenticated("invalid or revoked deployment token".into())
         })?;
         let presented = auth::hash_token(token);
-        if self.caches.cache_trusted() {
-            if let Some(entry) = self.caches.token(token_id).await {
-                let matches: bool = presented.as_bytes().ct_eq(entry.hash.as_bytes()).into();
-                if !matches {
-                    return Err(ResolverError::Unauthenticated(
-                        "invalid or revoked deployment token".into(),
-                    ));
-                }
-                self.note_hit("token");
-                return Ok(entry.principal.clone());
+        if self.caches.cache_trusted()
+            && let Some(entry) = self.caches.token(token_id).await
+        {
+            let matches: bool = presented.as_bytes().ct_eq(entry.hash.as_bytes()).into();
+            if !matches {
+                return Err(ResolverError::Unauthenticated(
+                    "invalid or revoked deployment token".into(),
+                ));
             }
+            self.note_hit("token");
+            return Ok(entry.principal.clone());
         }
         metrics::counter!(CACHE_MISSES_TOTAL, "cache" => "token").increment(1);
         let revision = feed::head(self.store.db()).await?;
@@ -208,11 +208,11 @@ impl Resolver {
 
     /// The deployment's effective connections, from cache when current.
     async fn view(&self, name: &DeploymentName) -> ResolverResult<Arc<View>> {
-        if self.caches.cache_trusted() {
-            if let Some(view) = self.caches.view(&name.workspace, &name.deployment).await {
-                self.note_hit("view");
-                return Ok(view);
-            }
+        if self.caches.cache_trusted()
+            && let Some(view) = self.caches.view(&name.workspace, &name.deployment).await
+        {
+            self.note_hit("view");
+            return Ok(view);
         }
         metrics::counter!(CACHE_MISSES_TOTAL, "cache" => "view").increment(1);
         let db = self.store.db();

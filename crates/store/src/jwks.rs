@@ -99,10 +99,10 @@ fn select(keys: &JwkSet, kid: Option<&str>, algorithm: Algorithm) -> Option<Deco
         None => return None,
     };
     // A key declaring another algorithm must not verify this token.
-    if let Some(declared) = jwk.common.key_algorithm {
-        if format!("{declared:?}") != format!("{algorithm:?}") {
-            return None;
-        }
+    if let Some(declared) = jwk.common.key_algorithm
+        && format!("{declared:?}") != format!("{algorithm:?}")
+    {
+        return None;
     }
     DecodingKey::from_jwk(jwk).ok()
 }
