@@ -5,6 +5,7 @@
 mod auth;
 mod fixture;
 mod grpcurl;
+mod readme;
 mod seed_story;
 mod separate_processes;
 mod support;
