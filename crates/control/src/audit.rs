@@ -70,19 +70,40 @@ struct AuditFilter {
     resource: Option<String>,
     actor: Option<String>,
     action: Option<String>,
+    /// Bounds on create_time in Unix microseconds: (operator, value).
+    times: Vec<(&'static str, i64)>,
 }
 
 fn parse_filter(filter: &str) -> ControlResult<AuditFilter> {
     let mut parsed = AuditFilter::default();
-    for (key, value) in crate::page_token::parse_filter(filter)? {
-        match key.as_str() {
-            "resource" => parsed.resource = Some(value),
-            "actor" => parsed.actor = Some(value),
-            "action" => parsed.action = Some(value),
+    for term in crate::page_token::parse_filter_terms(filter)? {
+        let equality = |value: String| {
+            if term.op == "=" {
+                Ok(Some(value))
+            } else {
+                Err(ControlError::invalid(
+                    "filter",
+                    format!("{} supports only '='", term.key),
+                ))
+            }
+        };
+        match term.key.as_str() {
+            "resource" => parsed.resource = equality(term.value.clone())?,
+            "actor" => parsed.actor = equality(term.value.clone())?,
+            "action" => parsed.action = equality(term.value.clone())?,
+            "create_time" => {
+                let time = chrono::DateTime::parse_from_rfc3339(&term.value).map_err(|_| {
+                    ControlError::invalid(
+                        "filter",
+                        "create_time must be an RFC 3339 time, e.g. 2026-11-28T00:00:00Z",
+                    )
+                })?;
+                parsed.times.push((term.op, time.timestamp_micros()));
+            }
             other => {
                 return Err(ControlError::invalid(
                     "filter",
-                    format!("unknown field '{other}'; use resource, actor or action"),
+                    format!("unknown field '{other}'; use resource, actor, action or create_time"),
                 ));
             }
         }
@@ -124,6 +145,16 @@ impl pb::audit_service_server::AuditService for Control {
         }
         if let Some(actor) = filter.actor {
             query = query.filter(audit_event::Column::Actor.eq(actor));
+        }
+        for (op, micros) in filter.times {
+            let column = audit_event::Column::CreateTime;
+            query = query.filter(match op {
+                ">=" => column.gte(micros),
+                ">" => column.gt(micros),
+                "<=" => column.lte(micros),
+                "<" => column.lt(micros),
+                _ => column.eq(micros),
+            });
         }
         if let Some(action) = filter.action {
             query = query.filter(audit_event::Column::Action.eq(action));

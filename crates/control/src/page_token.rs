@@ -83,32 +83,46 @@ pub(crate) fn page_size(requested: i32) -> ControlResult<u64> {
     }
 }
 
-/// Parses a filter of the form `key = "value" AND key = "value"` (AIP-160's
-/// conjunction of equalities).
-pub(crate) fn parse_filter(filter: &str) -> ControlResult<Vec<(String, String)>> {
+/// One comparison of a filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FilterTerm {
+    pub key: String,
+    /// `=`, `>=`, `<=`, `>` or `<`.
+    pub op: &'static str,
+    pub value: String,
+}
+
+/// Parses a filter of the form `key = "value" AND key >= "value"` (AIP-160's
+/// conjunction of comparisons with quoted values).
+pub(crate) fn parse_filter_terms(filter: &str) -> ControlResult<Vec<FilterTerm>> {
     let mut terms = Vec::new();
     let mut rest = filter.trim();
     let invalid = |why: &str| ControlError::invalid("filter", why.to_owned());
     while !rest.is_empty() {
-        let (key, after_key) = rest
-            .split_once('=')
+        let key_end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .ok_or_else(|| invalid("must be terms like key = \"value\" joined by AND"))?;
-        let key = key.trim();
-        if key.is_empty()
-            || !key
-                .bytes()
-                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_')
-        {
+        let key = &rest[..key_end];
+        if key.is_empty() {
             return Err(invalid("has a malformed field name"));
         }
-        let after_key = after_key.trim_start();
-        let quoted = after_key
+        let after_key = rest[key_end..].trim_start();
+        let op = [">=", "<=", "=", ">", "<"]
+            .into_iter()
+            .find(|op| after_key.starts_with(op))
+            .ok_or_else(|| invalid("must be terms like key = \"value\" joined by AND"))?;
+        let quoted = after_key[op.len()..]
+            .trim_start()
             .strip_prefix('"')
             .ok_or_else(|| invalid("values must be double-quoted"))?;
         let end = quoted
             .find('"')
             .ok_or_else(|| invalid("has an unterminated string"))?;
-        terms.push((key.to_owned(), quoted[..end].to_owned()));
+        terms.push(FilterTerm {
+            key: key.to_owned(),
+            op,
+            value: quoted[..end].to_owned(),
+        });
         rest = quoted[end + 1..].trim_start();
         if !rest.is_empty() {
             rest = rest
@@ -121,6 +135,23 @@ pub(crate) fn parse_filter(filter: &str) -> ControlResult<Vec<(String, String)>>
         }
     }
     Ok(terms)
+}
+
+/// Parses a filter of equalities only: `key = "value" AND key = "value"`.
+pub(crate) fn parse_filter(filter: &str) -> ControlResult<Vec<(String, String)>> {
+    parse_filter_terms(filter)?
+        .into_iter()
+        .map(|term| {
+            if term.op == "=" {
+                Ok((term.key, term.value))
+            } else {
+                Err(ControlError::invalid(
+                    "filter",
+                    format!("{} supports only '='", term.key),
+                ))
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -156,6 +187,12 @@ mod tests {
             terms[1],
             ("deployment".into(), "workspaces/a/deployments/b".into())
         );
+        let terms = parse_filter_terms(
+            r#"create_time >= "2026-01-01T00:00:00Z" AND create_time<"2027-01-01T00:00:00Z""#,
+        )
+        .unwrap();
+        assert_eq!((terms[0].op, terms[1].op), (">=", "<"));
+        assert!(parse_filter(r#"type >= "x""#).is_err());
         for bad in [
             "type",
             "type = postgres",
