@@ -115,6 +115,9 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
         .add_service(reflection_v1alpha);
     let mut served: Vec<&str> = Vec::new();
     if matches!(role, Role::Dev | Role::Control) {
+        if let SecretStore::Vault(vault) = store.secrets() {
+            tokio::spawn(sweep_vault(vault.clone(), store.clone()));
+        }
         let page_key = keyfile::load_or_create(&opt.data_dir.join(PAGE_TOKEN_KEY_FILE), 32)?;
         let control = Control::new(
             store.clone(),
@@ -221,6 +224,26 @@ fn secret_store(opt: &Settings) -> anyhow::Result<SecretStore> {
     };
     info!(address = %vault.addr, mount = %vault.mount, "secrets in Vault KV v2");
     Ok(SecretStore::Vault(VaultSecrets::new(&config)?))
+}
+
+/// How often control sweeps Vault, and how old an unreferenced version must
+/// be before it goes (a write may still be between Vault and its commit).
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+async fn sweep_vault(vault: switchboard_store::vault::VaultSecrets, store: Store) {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        let grace = chrono::Duration::from_std(SWEEP_EVERY).unwrap_or_default();
+        match vault.sweep(store.db(), chrono::Utc::now() - grace).await {
+            Ok(report) => info!(
+                entries = report.entries,
+                destroyed_versions = report.destroyed_versions,
+                deleted_entries = report.deleted_entries,
+                "vault sweep finished"
+            ),
+            Err(err) => tracing::warn!(error = %err, "vault sweep failed; retrying next round"),
+        }
+    }
 }
 
 async fn wait_for_signal() {
