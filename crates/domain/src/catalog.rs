@@ -1,4 +1,6 @@
-//! The catalog of connection types, checked against each provider's hook source.
+//! The catalog of connection types. Each entry names the Airflow conn_type,
+//! the provider package that supplies its hook, and the parameters that hook
+//! reads, checked against the provider's own hook source (versions noted).
 
 /// Where Airflow reads a parameter from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,7 +17,14 @@ pub enum Field {
 impl Field {
     /// Path as used in field masks and violations: `host`, …, `extra.<key>`.
     pub fn path(&self) -> String {
-        todo!("domain helper")
+        match self {
+            Self::Host => "host".to_owned(),
+            Self::Schema => "schema".to_owned(),
+            Self::Login => "login".to_owned(),
+            Self::Password => "password".to_owned(),
+            Self::Port => "port".to_owned(),
+            Self::Extra(key) => format!("extra.{key}"),
+        }
     }
 }
 
@@ -55,26 +64,561 @@ pub struct ConnectionType {
     pub parameters: &'static [Parameter],
 }
 
+const fn param(
+    name: &'static str,
+    field: Field,
+    data_type: DataType,
+    description: &'static str,
+) -> Parameter {
+    Parameter {
+        name,
+        field,
+        required: false,
+        secret: false,
+        pattern: None,
+        data_type,
+        description,
+    }
+}
+
+const fn required(parameter: Parameter) -> Parameter {
+    Parameter {
+        required: true,
+        ..parameter
+    }
+}
+
+const fn secret(parameter: Parameter) -> Parameter {
+    Parameter {
+        secret: true,
+        ..parameter
+    }
+}
+
+const fn pattern(parameter: Parameter, regex: &'static str) -> Parameter {
+    Parameter {
+        pattern: Some(regex),
+        ..parameter
+    }
+}
+
+use DataType::{Boolean, Integer, Json, String as Text};
+use Field::{Extra, Host, Login, Password, Port, Schema};
+
+/// Snowflake account identifiers: `orgname-account`, `locator`, or
+/// `locator.region.cloud`.
+const SNOWFLAKE_ACCOUNT: &str = r"[A-Za-z0-9][A-Za-z0-9_.-]*";
+const SNOWFLAKE_OBJECT: &str = r#"[A-Za-z_][A-Za-z0-9_$]*|"[^"]+""#;
+
+// apache-airflow-providers-amazon 9.39.0, hooks/redshift_sql.py
+// (RedshiftSQLHook: conn_type "redshift", port defaults to 5439, database from
+// `schema`; extras iam, cluster_identifier, is_serverless,
+// serverless_work_group, serverless_token_duration_seconds).
+const REDSHIFT: &[Parameter] = &[
+    required(param(
+        "host",
+        Host,
+        Text,
+        "cluster endpoint, e.g. examplecluster.abc123.us-west-2.redshift.amazonaws.com",
+    )),
+    required(param("database", Schema, Text, "database to connect to")),
+    required(param("user", Login, Text, "database user")),
+    secret(param(
+        "password",
+        Password,
+        Text,
+        "password of the database user (leave empty with IAM)",
+    )),
+    param(
+        "port",
+        Port,
+        Integer,
+        "port, 5439 unless the cluster says otherwise",
+    ),
+    param(
+        "iam",
+        Extra("iam"),
+        Boolean,
+        "authenticate with IAM instead of the password",
+    ),
+    param(
+        "cluster_identifier",
+        Extra("cluster_identifier"),
+        Text,
+        "cluster identifier, for IAM authentication",
+    ),
+    param(
+        "is_serverless",
+        Extra("is_serverless"),
+        Boolean,
+        "Redshift Serverless workgroup, for IAM authentication",
+    ),
+    param(
+        "serverless_work_group",
+        Extra("serverless_work_group"),
+        Text,
+        "Redshift Serverless workgroup name",
+    ),
+    param(
+        "serverless_token_duration_seconds",
+        Extra("serverless_token_duration_seconds"),
+        Integer,
+        "lifetime of Redshift Serverless IAM credentials",
+    ),
+];
+
+// apache-airflow-providers-databricks 7.23.0, hooks/databricks_base.py
+// (conn_type "databricks"; a personal access token in `password`, or the
+// legacy extra `token`; `http_path` read by hooks/databricks_sql.py).
+const DATABRICKS: &[Parameter] = &[
+    required(param(
+        "host",
+        Host,
+        Text,
+        "workspace URL, e.g. https://adb-123.4.azuredatabricks.net",
+    )),
+    required(secret(param(
+        "token",
+        Password,
+        Text,
+        "personal access token (or service principal secret with login)",
+    ))),
+    param(
+        "login",
+        Login,
+        Text,
+        "service principal client id, when not using a personal access token",
+    ),
+    param(
+        "http_path",
+        Extra("http_path"),
+        Text,
+        "HTTP path of a SQL warehouse or cluster, for SQL operators",
+    ),
+    param(
+        "use_azure_managed_identity",
+        Extra("use_azure_managed_identity"),
+        Boolean,
+        "authenticate with the Azure managed identity",
+    ),
+];
+
+// airflow-provider-fivetran-async 2.4.0, fivetran_provider_async/hooks.py
+// (FivetranHook: conn_type "Fivetran" with a capital F, package named
+// airflow-provider-*, API key and secret in login and password).
+const FIVETRAN: &[Parameter] = &[
+    required(param("api_key", Login, Text, "Fivetran API key")),
+    required(secret(param(
+        "api_secret",
+        Password,
+        Text,
+        "Fivetran API secret",
+    ))),
+];
+
+// apache-airflow-providers-postgres 7.1.1, hooks/postgres.py (conn_type
+// "postgres"; database from `schema`; extras passed to psycopg such as
+// sslmode, plus cursor, iam and aws_conn_id read by the hook).
+const POSTGRES: &[Parameter] = &[
+    required(param("host", Host, Text, "server host name")),
+    param("database", Schema, Text, "database to connect to"),
+    required(param("user", Login, Text, "database user")),
+    secret(param(
+        "password",
+        Password,
+        Text,
+        "password of the database user",
+    )),
+    param("port", Port, Integer, "port, 5432 by default"),
+    pattern(
+        param("sslmode", Extra("sslmode"), Text, "libpq sslmode"),
+        "disable|allow|prefer|require|verify-ca|verify-full",
+    ),
+    param(
+        "sslrootcert",
+        Extra("sslrootcert"),
+        Text,
+        "path of the CA certificate on the workers",
+    ),
+    param(
+        "sslcert",
+        Extra("sslcert"),
+        Text,
+        "path of the client certificate on the workers",
+    ),
+    param(
+        "sslkey",
+        Extra("sslkey"),
+        Text,
+        "path of the client key on the workers",
+    ),
+    param(
+        "application_name",
+        Extra("application_name"),
+        Text,
+        "application name reported to the server",
+    ),
+    param(
+        "connect_timeout",
+        Extra("connect_timeout"),
+        Integer,
+        "seconds to wait for a connection",
+    ),
+    pattern(
+        param("cursor", Extra("cursor"), Text, "cursor class"),
+        "dictcursor|realdictcursor|namedtuplecursor",
+    ),
+    param(
+        "iam",
+        Extra("iam"),
+        Boolean,
+        "authenticate with AWS IAM (RDS)",
+    ),
+    param(
+        "aws_conn_id",
+        Extra("aws_conn_id"),
+        Text,
+        "AWS connection used for IAM authentication",
+    ),
+];
+
+// apache-airflow-providers-google 22.8.0, common/hooks/base_google.py
+// (GoogleBaseHook: conn_type "google_cloud_platform"; extras read through
+// _get_field with or without the extra__google_cloud_platform__ prefix;
+// keyfile_dict may be a JSON object or a string holding one). BigQuery
+// operators use it through gcp_conn_id.
+const BIGQUERY: &[Parameter] = &[
+    required(pattern(
+        param("project", Extra("project"), Text, "Google Cloud project id"),
+        r"[a-z][-a-z0-9]{4,28}[a-z0-9]",
+    )),
+    secret(param(
+        "keyfile_dict",
+        Extra("keyfile_dict"),
+        Json,
+        "service account key JSON",
+    )),
+    param(
+        "key_path",
+        Extra("key_path"),
+        Text,
+        "path of a service account key file on the workers",
+    ),
+    param(
+        "scope",
+        Extra("scope"),
+        Text,
+        "comma-separated OAuth scopes",
+    ),
+    param(
+        "num_retries",
+        Extra("num_retries"),
+        Integer,
+        "retries of Google API calls",
+    ),
+    param(
+        "impersonation_chain",
+        Extra("impersonation_chain"),
+        Text,
+        "service account to impersonate",
+    ),
+];
+
+// apache-airflow-providers-snowflake 6.20.0, hooks/snowflake.py (conn_type
+// "snowflake"; host and port hidden; extras read through _get_field, with or
+// without the extra__snowflake__ prefix; with a private key the password is
+// its passphrase; private_key_content is PEM or base64-encoded PEM).
+const SNOWFLAKE_PASSWORD: &[Parameter] = &[
+    required(pattern(
+        param(
+            "account",
+            Extra("account"),
+            Text,
+            "account identifier, e.g. myorg-myaccount",
+        ),
+        SNOWFLAKE_ACCOUNT,
+    )),
+    required(param("user", Login, Text, "Snowflake user")),
+    required(secret(param(
+        "password",
+        Password,
+        Text,
+        "password of the Snowflake user",
+    ))),
+    pattern(
+        param("warehouse", Extra("warehouse"), Text, "virtual warehouse"),
+        SNOWFLAKE_OBJECT,
+    ),
+    pattern(
+        param("database", Extra("database"), Text, "database"),
+        SNOWFLAKE_OBJECT,
+    ),
+    param("schema", Schema, Text, "schema"),
+    pattern(param("role", Extra("role"), Text, "role"), SNOWFLAKE_OBJECT),
+    param(
+        "region",
+        Extra("region"),
+        Text,
+        "region, for legacy account locators",
+    ),
+    param(
+        "authenticator",
+        Extra("authenticator"),
+        Text,
+        "authenticator, snowflake by default",
+    ),
+    param(
+        "insecure_mode",
+        Extra("insecure_mode"),
+        Boolean,
+        "turn off OCSP certificate checks",
+    ),
+    param(
+        "session_parameters",
+        Extra("session_parameters"),
+        Json,
+        "session parameters",
+    ),
+];
+
+const SNOWFLAKE_PRIVATE_KEY: &[Parameter] = &[
+    required(pattern(
+        param(
+            "account",
+            Extra("account"),
+            Text,
+            "account identifier, e.g. myorg-myaccount",
+        ),
+        SNOWFLAKE_ACCOUNT,
+    )),
+    required(param("user", Login, Text, "Snowflake user")),
+    required(secret(param(
+        "private_key_content",
+        Extra("private_key_content"),
+        Text,
+        "private key, PEM or base64-encoded PEM",
+    ))),
+    secret(param(
+        "private_key_passphrase",
+        Password,
+        Text,
+        "passphrase of an encrypted private key",
+    )),
+    pattern(
+        param("warehouse", Extra("warehouse"), Text, "virtual warehouse"),
+        SNOWFLAKE_OBJECT,
+    ),
+    pattern(
+        param("database", Extra("database"), Text, "database"),
+        SNOWFLAKE_OBJECT,
+    ),
+    param("schema", Schema, Text, "schema"),
+    pattern(param("role", Extra("role"), Text, "role"), SNOWFLAKE_OBJECT),
+    param(
+        "region",
+        Extra("region"),
+        Text,
+        "region, for legacy account locators",
+    ),
+    param(
+        "session_parameters",
+        Extra("session_parameters"),
+        Json,
+        "session parameters",
+    ),
+];
+
+const CATALOG: &[ConnectionType] = &[
+    ConnectionType {
+        key: "aws_redshift",
+        display_name: "AWS Redshift",
+        conn_type: "redshift",
+        provider_package: "apache-airflow-providers-amazon",
+        default_port: Some(5439),
+        parameters: REDSHIFT,
+    },
+    ConnectionType {
+        key: "databricks",
+        display_name: "Databricks",
+        conn_type: "databricks",
+        provider_package: "apache-airflow-providers-databricks",
+        default_port: None,
+        parameters: DATABRICKS,
+    },
+    ConnectionType {
+        key: "fivetran",
+        display_name: "Fivetran",
+        conn_type: "Fivetran",
+        provider_package: "airflow-provider-fivetran-async",
+        default_port: None,
+        parameters: FIVETRAN,
+    },
+    ConnectionType {
+        key: "postgres",
+        display_name: "Postgres",
+        conn_type: "postgres",
+        provider_package: "apache-airflow-providers-postgres",
+        default_port: Some(5432),
+        parameters: POSTGRES,
+    },
+    ConnectionType {
+        key: "bigquery",
+        display_name: "BigQuery",
+        conn_type: "google_cloud_platform",
+        provider_package: "apache-airflow-providers-google",
+        default_port: None,
+        parameters: BIGQUERY,
+    },
+    ConnectionType {
+        key: "snowflake_private_key",
+        display_name: "Snowflake (private key)",
+        conn_type: "snowflake",
+        provider_package: "apache-airflow-providers-snowflake",
+        default_port: None,
+        parameters: SNOWFLAKE_PRIVATE_KEY,
+    },
+    ConnectionType {
+        key: "snowflake_password",
+        display_name: "Snowflake (username and password)",
+        conn_type: "snowflake",
+        provider_package: "apache-airflow-providers-snowflake",
+        default_port: None,
+        parameters: SNOWFLAKE_PASSWORD,
+    },
+    ConnectionType {
+        key: "generic",
+        display_name: "Generic",
+        conn_type: "",
+        provider_package: "",
+        default_port: None,
+        parameters: &[],
+    },
+];
+
+/// Parts of extra key names Airflow's secrets masker treats as sensitive
+/// (`DEFAULT_SENSITIVE_FIELDS`); matched as substrings of the lower-cased key.
+const SENSITIVE_NAMES: &[&str] = &[
+    "access_token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "passphrase",
+    "passwd",
+    "password",
+    "private_key",
+    "secret",
+    "token",
+    "keyfile_dict",
+    "service_account",
+];
+
 /// Every catalog entry, in display order.
 pub fn all() -> &'static [ConnectionType] {
-    todo!("domain helper")
+    CATALOG
 }
 
 /// The entry with catalog key `key`.
 pub fn get(key: &str) -> Option<&'static ConnectionType> {
-    let _ = key;
-    todo!("domain helper")
+    CATALOG.iter().find(|entry| entry.key == key)
+}
+
+/// The parameter of `type_key` stored at `path`, if the catalog lists one.
+pub fn parameter(type_key: &str, path: &str) -> Option<&'static Parameter> {
+    get(type_key)?
+        .parameters
+        .iter()
+        .find(|parameter| parameter.field.path() == path)
 }
 
 /// Whether the field at `path` (`password`, `extra.<key>`, …) of a connection
 /// of type `type_key` is secret.
 pub fn is_secret(type_key: &str, path: &str) -> bool {
-    let _ = (type_key, path);
-    todo!("domain helper")
+    if path == "password" {
+        return true;
+    }
+    if let Some(parameter) = parameter(type_key, path) {
+        return parameter.secret;
+    }
+    match path.strip_prefix("extra.") {
+        Some(key) => {
+            let lower = key.to_ascii_lowercase();
+            SENSITIVE_NAMES.iter().any(|name| lower.contains(name))
+        }
+        None => false,
+    }
 }
 
 /// The provider package that supplies a hook for Airflow `conn_type`, if known.
 pub fn provider_for_conn_type(conn_type: &str) -> Option<&'static str> {
-    let _ = conn_type;
-    todo!("domain helper")
+    CATALOG
+        .iter()
+        .find(|entry| !entry.conn_type.is_empty() && entry.conn_type == conn_type)
+        .map(|entry| entry.provider_package)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn has_the_eight_seed_types_with_unique_keys() {
+        let keys: Vec<&str> = all().iter().map(|entry| entry.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "aws_redshift",
+                "databricks",
+                "fivetran",
+                "postgres",
+                "bigquery",
+                "snowflake_private_key",
+                "snowflake_password",
+                "generic"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_pattern_compiles_and_parameter_paths_are_unique() {
+        for entry in all() {
+            let mut paths: Vec<String> = entry.parameters.iter().map(|p| p.field.path()).collect();
+            let count = paths.len();
+            paths.sort();
+            paths.dedup();
+            assert_eq!(paths.len(), count, "{}", entry.key);
+            for parameter in entry.parameters {
+                if let Some(pattern) = parameter.pattern {
+                    regex::Regex::new(&format!("^(?:{pattern})$")).unwrap();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn secrets_follow_the_catalog_then_airflow_sensitive_names() {
+        assert!(is_secret("postgres", "password"));
+        assert!(is_secret(
+            "snowflake_private_key",
+            "extra.private_key_content"
+        ));
+        assert!(is_secret("bigquery", "extra.keyfile_dict"));
+        assert!(!is_secret("snowflake_password", "extra.warehouse"));
+        assert!(is_secret("generic", "extra.API_KEY"));
+        assert!(is_secret("generic", "extra.client_secret"));
+        assert!(!is_secret("generic", "extra.region"));
+        assert!(!is_secret("generic", "host"));
+    }
+
+    #[test]
+    fn provider_packages_by_conn_type() {
+        assert_eq!(
+            provider_for_conn_type("Fivetran"),
+            Some("airflow-provider-fivetran-async")
+        );
+        assert_eq!(
+            provider_for_conn_type("redshift"),
+            Some("apache-airflow-providers-amazon")
+        );
+        assert_eq!(provider_for_conn_type("http"), None);
+    }
 }

@@ -60,7 +60,10 @@ impl DomainError {
     pub fn scope(self, scope: &str) -> Self {
         match self {
             Self::InvalidArgument(violations) => Self::InvalidArgument(
-                violations.into_iter().map(|violation| violation.scope(scope)).collect(),
+                violations
+                    .into_iter()
+                    .map(|violation| violation.scope(scope))
+                    .collect(),
             ),
             other => other,
         }

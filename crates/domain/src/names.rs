@@ -146,14 +146,22 @@ impl ConnectionName {
 
 impl std::fmt::Display for ConnectionName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "workspaces/{}/connections/{}", self.workspace, self.conn_id)
+        write!(
+            f,
+            "workspaces/{}/connections/{}",
+            self.workspace, self.conn_id
+        )
     }
 }
 
 impl DeploymentName {
     /// Parses `name`, reporting problems against `field`.
     pub fn parse(field: &str, name: &str) -> Result<Self, DomainError> {
-        let ids = segments(field, name, "workspaces/{workspace}/deployments/{deployment}")?;
+        let ids = segments(
+            field,
+            name,
+            "workspaces/{workspace}/deployments/{deployment}",
+        )?;
         check(field, validate_workspace_id(ids[0]), "workspace id")?;
         check(field, validate_deployment_id(ids[1]), "deployment id")?;
         Ok(Self {
@@ -165,7 +173,11 @@ impl DeploymentName {
 
 impl std::fmt::Display for DeploymentName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "workspaces/{}/deployments/{}", self.workspace, self.deployment)
+        write!(
+            f,
+            "workspaces/{}/deployments/{}",
+            self.workspace, self.deployment
+        )
     }
 }
 
@@ -256,8 +268,11 @@ mod tests {
 
     #[test]
     fn parses_and_formats_round_trip() {
-        let name = LinkName::parse("name", "workspaces/acme/connections/snowflake_default/links/prod")
-            .unwrap();
+        let name = LinkName::parse(
+            "name",
+            "workspaces/acme/connections/snowflake_default/links/prod",
+        )
+        .unwrap();
         assert_eq!(name.conn_id, "snowflake_default");
         assert_eq!(name.deployment, "prod");
         assert_eq!(

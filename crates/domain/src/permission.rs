@@ -200,8 +200,26 @@ mod tests {
     #[test]
     fn author_cannot_write_and_other_workspace_is_denied() {
         let off = PolicyFlags::default();
-        assert!(authorize(&user("a", Role::Author), "a", Action::WriteConnection, off, None).is_err());
-        assert!(authorize(&user("a", Role::Operator), "a", Action::WriteConnection, off, None).is_ok());
+        assert!(
+            authorize(
+                &user("a", Role::Author),
+                "a",
+                Action::WriteConnection,
+                off,
+                None
+            )
+            .is_err()
+        );
+        assert!(
+            authorize(
+                &user("a", Role::Operator),
+                "a",
+                Action::WriteConnection,
+                off,
+                None
+            )
+            .is_ok()
+        );
         assert!(authorize(&user("a", Role::Owner), "b", Action::Read, off, None).is_err());
     }
 
@@ -215,9 +233,36 @@ mod tests {
         let owner = user("a", Role::Owner);
         assert!(authorize(&owner, "a", Action::RevealSecrets, off, None).is_err());
         assert!(authorize(&owner, "a", Action::RevealSecrets, on, None).is_ok());
-        assert!(authorize(&user("a", Role::Author), "a", Action::RevealSecrets, on, None).is_err());
-        assert!(authorize(&user("a", Role::Author), "a", Action::Resolve, on, Some("d")).is_ok());
-        assert!(authorize(&user("a", Role::Member), "a", Action::Resolve, on, Some("d")).is_err());
+        assert!(
+            authorize(
+                &user("a", Role::Author),
+                "a",
+                Action::RevealSecrets,
+                on,
+                None
+            )
+            .is_err()
+        );
+        assert!(
+            authorize(
+                &user("a", Role::Author),
+                "a",
+                Action::Resolve,
+                on,
+                Some("d")
+            )
+            .is_ok()
+        );
+        assert!(
+            authorize(
+                &user("a", Role::Member),
+                "a",
+                Action::Resolve,
+                on,
+                Some("d")
+            )
+            .is_err()
+        );
     }
 
     #[test]
