@@ -23,7 +23,6 @@ use crate::config::{ServeOpt, Settings};
 /// File in the data dir holding the development HS256 key.
 pub(crate) const DEV_JWT_KEY_FILE: &str = "jwt-hs256.key";
 const SECRETS_KEY_FILE: &str = "secrets.key";
-const PAGE_TOKEN_KEY_FILE: &str = "page-token.key";
 
 /// Which services a process serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +117,7 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
         if let SecretStore::Vault(vault) = store.secrets() {
             tokio::spawn(sweep_vault(vault.clone(), store.clone()));
         }
-        let page_key = keyfile::load_or_create(&opt.data_dir.join(PAGE_TOKEN_KEY_FILE), 32)?;
+        let page_key = store.shared_key("page-token", 32).await?;
         let control = Control::new(
             store.clone(),
             auth.clone(),

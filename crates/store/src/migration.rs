@@ -10,12 +10,49 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(Initial)]
+        vec![Box::new(Initial), Box::new(SharedKeys)]
     }
 }
 
 #[derive(Debug)]
 struct Initial;
+
+/// Keys every replica must share (page-token signing), kept in the database
+/// so that replicas agree without shipping a key file to each.
+#[derive(Debug)]
+struct SharedKeys;
+
+impl MigrationName for SharedKeys {
+    fn name(&self) -> &str {
+        "m20261128_000002_shared_keys"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for SharedKeys {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("shared_key"))
+                    .col(
+                        ColumnDef::new(Alias::new("name"))
+                            .string_len(64)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(ColumnDef::new(Alias::new("value")).binary().not_null())
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(Alias::new("shared_key")).to_owned())
+            .await
+    }
+}
 
 impl MigrationName for Initial {
     fn name(&self) -> &str {

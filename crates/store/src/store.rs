@@ -80,6 +80,40 @@ impl Store {
         Ok(WriteTxn { txn, revision })
     }
 
+    /// The shared random key called `name` (`len` bytes), created on first use.
+    /// Every replica on the same database gets the same key.
+    pub async fn shared_key(&self, name: &str, len: usize) -> StoreResult<Vec<u8>> {
+        use rand::RngCore;
+        use sea_orm::EntityTrait;
+        use sea_orm::sea_query::OnConflict;
+
+        use crate::entity::shared_key;
+
+        let mut fresh = vec![0u8; len];
+        rand::rngs::OsRng.fill_bytes(&mut fresh);
+        // Whoever inserts first wins; the others keep the stored key.
+        shared_key::Entity::insert(shared_key::ActiveModel {
+            name: sea_orm::ActiveValue::Set(name.to_owned()),
+            value: sea_orm::ActiveValue::Set(fresh),
+        })
+        .on_conflict(
+            OnConflict::column(shared_key::Column::Name)
+                .do_nothing()
+                .to_owned(),
+        )
+        .do_nothing()
+        .exec(&self.db)
+        .await?;
+        let row = shared_key::Entity::find_by_id(name.to_owned())
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt {
+                table: "shared_key",
+                reason: format!("{name} missing after insert"),
+            })?;
+        Ok(row.value)
+    }
+
     /// Closes the pool.
     pub async fn close(self) -> StoreResult<()> {
         self.db.close().await?;

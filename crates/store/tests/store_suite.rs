@@ -125,6 +125,18 @@ macro_rules! store_suite {
             }
 
             #[tokio::test]
+            async fn shared_keys_are_created_once_and_agreed_on() {
+                let Some(backend) = super::$backend().await else { return };
+                let name = unique("key");
+                let first = backend.store.shared_key(&name, 32).await.unwrap();
+                let again = backend.store.shared_key(&name, 32).await.unwrap();
+                let other = backend.store.shared_key(&unique("other"), 32).await.unwrap();
+                assert_eq!(first.len(), 32);
+                assert_eq!(first, again);
+                assert_ne!(first, other);
+            }
+
+            #[tokio::test]
             async fn each_write_gets_a_higher_revision_and_records_changes() {
                 let Some(backend) = super::$backend().await else { return };
                 let workspace = unique("ws");

@@ -12,3 +12,4 @@ pub mod link;
 pub mod policy;
 pub mod request_log;
 pub mod secret;
+pub mod shared_key;
