@@ -6,6 +6,7 @@
 #   fmt       cargo fmt --check
 #   clippy    cargo clippy, warnings denied
 #   build     the switchboard binary the end-to-end tests start
+#   deploy    deploy/ manifests rendered and validated against Kubernetes schemas
 #   test      cargo test --workspace (unit, storage suites, end-to-end)
 #   airflow   Airflow reads our JSON and URI encodings back unchanged
 # Stops at the first failing section and prints how long each section took.
@@ -112,6 +113,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 section build "cargo build -p switchboard-cli"
 cargo build -p switchboard-cli
+
+if [[ -x scripts/validate-deploy.sh ]]; then
+  section deploy "kubectl kustomize + kubernetes-validate of deploy/"
+  scripts/validate-deploy.sh
+fi
 
 section test "cargo test --workspace"
 cargo test --workspace
