@@ -43,6 +43,19 @@ pub(crate) struct ServeOpt {
     /// PEM CA certificate to trust for Vault's TLS.
     #[arg(long, env = "SWITCHBOARD_VAULT_CA_CERT")]
     vault_ca_cert: Option<PathBuf>,
+    /// Log in to Vault with this AppRole role id instead of a token.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_VAULT_APPROLE_ROLE_ID",
+        requires = "vault_approle_secret_id_file"
+    )]
+    vault_approle_role_id: Option<String>,
+    /// File holding the AppRole secret id (mode 0600).
+    #[arg(long, env = "SWITCHBOARD_VAULT_APPROLE_SECRET_ID_FILE")]
+    vault_approle_secret_id_file: Option<PathBuf>,
+    /// Mount of the AppRole auth method [default: approle].
+    #[arg(long, env = "SWITCHBOARD_VAULT_APPROLE_MOUNT")]
+    vault_approle_mount: Option<String>,
     /// JWKS file with the RS256/ES256 keys that sign user tokens (replaces the
     /// development HS256 key).
     #[arg(long, env = "SWITCHBOARD_JWKS_FILE", conflicts_with = "jwks_url")]
@@ -85,6 +98,9 @@ struct VaultFile {
     mount: Option<String>,
     prefix: Option<String>,
     ca_cert: Option<PathBuf>,
+    approle_role_id: Option<String>,
+    approle_secret_id_file: Option<PathBuf>,
+    approle_mount: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +133,8 @@ pub(crate) struct VaultSettings {
     pub mount: String,
     pub prefix: String,
     pub ca_cert: Option<PathBuf>,
+    /// (mount, role id, secret id file) when logging in with AppRole.
+    pub approle: Option<(String, String, PathBuf)>,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -163,7 +181,27 @@ impl ServeOpt {
                 .or(file.vault.prefix)
                 .unwrap_or_else(|| "switchboard".to_owned()),
             ca_cert: self.vault_ca_cert.or(file.vault.ca_cert),
+            approle: None,
         });
+        let approle_role_id = self.vault_approle_role_id.or(file.vault.approle_role_id);
+        let approle_secret_id_file = self
+            .vault_approle_secret_id_file
+            .or(file.vault.approle_secret_id_file);
+        let approle_mount = self
+            .vault_approle_mount
+            .or(file.vault.approle_mount)
+            .unwrap_or_else(|| "approle".to_owned());
+        let vault = match (vault, approle_role_id, approle_secret_id_file) {
+            (Some(vault), Some(role_id), Some(secret_file)) => Some(VaultSettings {
+                approle: Some((approle_mount, role_id, secret_file)),
+                ..vault
+            }),
+            (_, Some(_), None) | (_, None, Some(_)) => {
+                bail!("AppRole needs both a role id and a secret id file")
+            }
+            (None, Some(_), Some(_)) => bail!("AppRole settings need a Vault address"),
+            (vault, None, None) => vault,
+        };
         let jwks_file = self.jwks_file.or(file.auth.jwks_file);
         let jwks_url = self.jwks_url.or(file.auth.jwks_url);
         let jwt_issuer = self.jwt_issuer.or(file.auth.issuer);

@@ -12,7 +12,7 @@ use switchboard_resolver::{Resolver, ResolverOptions};
 use switchboard_store::auth::{Authenticator, DEV_KEY_LEN};
 use switchboard_store::jwks::{Jwks, JwksSource};
 use switchboard_store::secrets::EMBEDDED_KEY_LEN;
-use switchboard_store::vault::{VaultConfig, VaultSecrets};
+use switchboard_store::vault::{AppRole, VaultConfig, VaultSecrets};
 use switchboard_store::{Clock, SecretStore, Store, SystemClock, keyfile};
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
@@ -90,7 +90,7 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
     }
     create_data_dir(&opt.data_dir)?;
     let jwt_key = keyfile::load_or_create(&opt.data_dir.join(DEV_JWT_KEY_FILE), DEV_KEY_LEN)?;
-    let secrets = secret_store(&opt)?;
+    let secrets = secret_store(&opt).await?;
     let store = Store::connect(&opt.database_url, secrets)
         .await
         .context("cannot open the database")?;
@@ -202,12 +202,21 @@ async fn authenticator(opt: &Settings, dev_key: &[u8]) -> anyhow::Result<Authent
 }
 
 /// Vault when configured, else the embedded store.
-fn secret_store(opt: &Settings) -> anyhow::Result<SecretStore> {
+async fn secret_store(opt: &Settings) -> anyhow::Result<SecretStore> {
     let Some(vault) = &opt.vault else {
         let key = keyfile::load_or_create(&opt.data_dir.join(SECRETS_KEY_FILE), EMBEDDED_KEY_LEN)?;
         return Ok(SecretStore::embedded(&key)?);
     };
+    let approle = match &vault.approle {
+        Some((mount, role_id, secret_file)) => Some(AppRole {
+            mount: mount.clone(),
+            role_id: role_id.clone(),
+            secret_id: keyfile::read_private_text(secret_file)?.trim().to_owned(),
+        }),
+        None => None,
+    };
     let token = match &vault.token_file {
+        _ if approle.is_some() => String::new(),
         Some(path) => keyfile::read_private_text(path)?,
         None => std::env::var("VAULT_TOKEN")
             .ok()
@@ -217,12 +226,13 @@ fn secret_store(opt: &Settings) -> anyhow::Result<SecretStore> {
     let config = VaultConfig {
         address: vault.addr.clone(),
         token: token.trim().to_owned(),
+        approle,
         mount: vault.mount.clone(),
         prefix: vault.prefix.clone(),
         ca_certs: vault.ca_cert.iter().cloned().collect(),
     };
     info!(address = %vault.addr, mount = %vault.mount, "secrets in Vault KV v2");
-    Ok(SecretStore::Vault(VaultSecrets::new(&config)?))
+    Ok(SecretStore::Vault(VaultSecrets::connect(&config).await?))
 }
 
 /// How often control sweeps Vault, and how old an unreferenced version must

@@ -32,16 +32,36 @@ pub struct SweepReport {
     pub deleted_entries: usize,
 }
 
+/// AppRole credentials: the service logs in and renews its own token.
+#[derive(Clone)]
+pub struct AppRole {
+    /// Mount of the AppRole auth method, `approle` by default.
+    pub mount: String,
+    pub role_id: String,
+    pub secret_id: String,
+}
+
 /// How to reach Vault.
 #[derive(Clone)]
 pub struct VaultConfig {
     pub address: String,
+    /// Token to use; ignored when `approle` is set.
     pub token: String,
+    /// Log in with AppRole instead of a fixed token.
+    pub approle: Option<AppRole>,
     pub mount: String,
     /// Path prefix under the mount.
     pub prefix: String,
     /// PEM CA certificates to trust for TLS.
     pub ca_certs: Vec<PathBuf>,
+}
+
+impl fmt::Debug for AppRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppRole")
+            .field("mount", &self.mount)
+            .finish_non_exhaustive()
+    }
 }
 
 impl fmt::Debug for VaultConfig {
@@ -57,7 +77,7 @@ impl fmt::Debug for VaultConfig {
 /// A KV v2 client.
 #[derive(Clone)]
 pub struct VaultSecrets {
-    client: Arc<VaultClient>,
+    client: Arc<tokio::sync::RwLock<VaultClient>>,
     mount: String,
     prefix: String,
 }
@@ -105,10 +125,58 @@ impl VaultSecrets {
             .map_err(|err| StoreError::Secrets(format!("invalid vault settings: {err}")))?;
         let client = VaultClient::new(settings).map_err(|err| classify(err, "vault client"))?;
         Ok(Self {
-            client: Arc::new(client),
+            client: Arc::new(tokio::sync::RwLock::new(client)),
             mount: config.mount.clone(),
             prefix: config.prefix.trim_matches('/').to_owned(),
         })
+    }
+
+    /// Connects and, with AppRole, logs in now and keeps the token fresh by
+    /// logging in again at half its lease.
+    pub async fn connect(config: &VaultConfig) -> StoreResult<Self> {
+        let secrets = Self::new(config)?;
+        if let Some(approle) = config.approle.clone() {
+            let lease = secrets.login(&approle).await?;
+            let renewer = secrets.clone();
+            tokio::spawn(async move {
+                let mut wait = lease;
+                loop {
+                    tokio::time::sleep(wait).await;
+                    match renewer.login(&approle).await {
+                        Ok(lease) => wait = lease,
+                        Err(err) => {
+                            tracing::warn!(error = %err, "vault approle login failed; retrying in 10s");
+                            wait = std::time::Duration::from_secs(10);
+                        }
+                    }
+                }
+            });
+        }
+        Ok(secrets)
+    }
+
+    /// Logs in with AppRole; returns how long to wait before logging in again.
+    async fn login(&self, approle: &AppRole) -> StoreResult<std::time::Duration> {
+        use vaultrs::client::Client as _;
+        let auth = {
+            let client = self.client.read().await;
+            vaultrs::auth::approle::login(
+                &*client,
+                &approle.mount,
+                &approle.role_id,
+                &approle.secret_id,
+            )
+            .await
+            .map_err(|err| classify(err, "approle login"))?
+        };
+        self.client.write().await.set_token(&auth.client_token);
+        tracing::info!(
+            lease_seconds = auth.lease_duration,
+            "logged in to vault with approle"
+        );
+        Ok(std::time::Duration::from_secs(
+            (auth.lease_duration / 2).max(5),
+        ))
     }
 
     fn path(&self, workspace: &str, owner: &str) -> String {
@@ -122,13 +190,13 @@ impl VaultSecrets {
         values: &SecretValues,
     ) -> StoreResult<i64> {
         let path = self.path(workspace, owner);
-        let metadata = kv2::set(self.client.as_ref(), &self.mount, &path, values)
+        let metadata = kv2::set(&*self.client.read().await, &self.mount, &path, values)
             .await
             .map_err(|err| classify(err, "writing secrets"))?;
         if metadata.version == 1 {
             // Keep enough history for rollbacks; the mount's default is 10.
             kv2::set_metadata(
-                self.client.as_ref(),
+                &*self.client.read().await,
                 &self.mount,
                 &path,
                 Some(SetSecretMetadataRequest::builder().max_versions(MAX_VERSIONS)),
@@ -149,7 +217,7 @@ impl VaultSecrets {
         let path = self.path(workspace, owner);
         let version = u64::try_from(version)
             .map_err(|_| StoreError::Secrets("negative vault version".into()))?;
-        kv2::read_version(self.client.as_ref(), &self.mount, &path, version)
+        kv2::read_version(&*self.client.read().await, &self.mount, &path, version)
             .await
             .map_err(|err| classify(err, "reading secrets"))
     }
@@ -157,7 +225,7 @@ impl VaultSecrets {
 
 impl VaultSecrets {
     async fn list(&self, path: &str) -> StoreResult<Vec<String>> {
-        match kv2::list(self.client.as_ref(), &self.mount, path).await {
+        match kv2::list(&*self.client.read().await, &self.mount, path).await {
             Ok(keys) => Ok(keys),
             Err(ClientError::APIError { code: 404, .. }) => Ok(Vec::new()),
             Err(err) => Err(classify(err, "listing secrets")),
@@ -201,7 +269,7 @@ impl VaultSecrets {
         report: &mut SweepReport,
     ) -> StoreResult<()> {
         let path = self.path(workspace, owner);
-        let metadata = kv2::read_metadata(self.client.as_ref(), &self.mount, &path)
+        let metadata = kv2::read_metadata(&*self.client.read().await, &self.mount, &path)
             .await
             .map_err(|err| classify(err, "reading secret metadata"))?;
         let old_enough = |created: &str| {
@@ -217,7 +285,7 @@ impl VaultSecrets {
                 .values()
                 .all(|version| old_enough(&version.created_time))
             {
-                kv2::delete_metadata(self.client.as_ref(), &self.mount, &path)
+                kv2::delete_metadata(&*self.client.read().await, &self.mount, &path)
                     .await
                     .map_err(|err| classify(err, "deleting secrets"))?;
                 report.deleted_entries += 1;
@@ -233,7 +301,7 @@ impl VaultSecrets {
             .collect();
         if !orphans.is_empty() {
             report.destroyed_versions += orphans.len();
-            kv2::destroy_versions(self.client.as_ref(), &self.mount, &path, orphans)
+            kv2::destroy_versions(&*self.client.read().await, &self.mount, &path, orphans)
                 .await
                 .map_err(|err| classify(err, "destroying secret versions"))?;
         }

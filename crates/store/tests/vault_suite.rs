@@ -19,6 +19,7 @@ async fn vault_store() -> Option<(Store, tempfile::TempDir)> {
     let config = VaultConfig {
         address,
         token: std::env::var("VAULT_TOKEN").unwrap_or_else(|_| "root".to_owned()),
+        approle: None,
         mount: "secret".to_owned(),
         prefix: unique("switchboard-test"),
         ca_certs: Vec::new(),
@@ -80,6 +81,7 @@ async fn unreachable_vault_is_unavailable() {
     let config = VaultConfig {
         address: "http://127.0.0.1:9".to_owned(),
         token: "root".to_owned(),
+        approle: None,
         mount: "secret".to_owned(),
         prefix: "switchboard-test".to_owned(),
         ca_certs: Vec::new(),
@@ -212,4 +214,100 @@ async fn sweep_destroys_versions_no_committed_row_points_to() {
             .is_err(),
         "orphan entry survives"
     );
+}
+
+#[tokio::test]
+async fn approle_logs_in_and_reads_what_it_writes() {
+    use switchboard_store::vault::AppRole;
+    use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
+
+    let Ok(address) = std::env::var("SWITCHBOARD_TEST_VAULT_ADDR") else {
+        eprintln!("skipping Vault: SWITCHBOARD_TEST_VAULT_ADDR is unset");
+        return;
+    };
+    let root = std::env::var("VAULT_TOKEN").unwrap_or_else(|_| "root".to_owned());
+    let admin = VaultClient::new(
+        VaultClientSettingsBuilder::default()
+            .address(&address)
+            .token(&root)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let mount = unique("approle");
+    vaultrs::sys::auth::enable(&admin, &mount, "approle", None)
+        .await
+        .unwrap();
+    let prefix = unique("switchboard-approle");
+    let policy = format!(
+        "path \"secret/data/{prefix}/*\" {{ capabilities = [\"create\", \"update\", \"read\"] }}\n\
+         path \"secret/metadata/{prefix}/*\" {{ capabilities = [\"create\", \"update\", \"read\", \"list\", \"delete\"] }}"
+    );
+    vaultrs::sys::policy::set(&admin, &prefix, &policy)
+        .await
+        .unwrap();
+    vaultrs::auth::approle::role::set(
+        &admin,
+        &mount,
+        "control",
+        Some(
+            vaultrs::api::auth::approle::requests::SetAppRoleRequest::builder()
+                .token_policies(vec![prefix.clone()]),
+        ),
+    )
+    .await
+    .unwrap();
+    let role_id = vaultrs::auth::approle::role::read_id(&admin, &mount, "control")
+        .await
+        .unwrap()
+        .role_id;
+    let secret_id = vaultrs::auth::approle::role::secret::generate(&admin, &mount, "control", None)
+        .await
+        .unwrap()
+        .secret_id;
+
+    let config = VaultConfig {
+        address,
+        token: String::new(),
+        approle: Some(AppRole {
+            mount: mount.clone(),
+            role_id,
+            secret_id,
+        }),
+        mount: "secret".to_owned(),
+        prefix: prefix.clone(),
+        ca_certs: Vec::new(),
+    };
+    let secrets = SecretStore::Vault(VaultSecrets::connect(&config).await.unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(
+        &format!("sqlite://{}", dir.path().join("t.db").display()),
+        secrets,
+    )
+    .await
+    .unwrap();
+    let values = BTreeMap::from([("password".to_owned(), json!("via-approle"))]);
+    let version = store
+        .secrets()
+        .put(store.db(), "ws", "connections/1", &values, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .secrets()
+            .get(store.db(), "ws", "connections/1", version)
+            .await
+            .unwrap(),
+        values
+    );
+
+    let wrong = VaultConfig {
+        approle: Some(AppRole {
+            mount,
+            role_id: "nope".into(),
+            secret_id: "nope".into(),
+        }),
+        ..config
+    };
+    assert!(VaultSecrets::connect(&wrong).await.is_err());
 }
