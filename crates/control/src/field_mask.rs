@@ -23,12 +23,73 @@ const CONNECTION_PATHS: &[&str] = &[
     "excluded_deployments",
 ];
 
+/// `lowerCamelCase` → `snake_case`, as protobuf's JSON form of a FieldMask
+/// converts path segments (clients sending the object form may not).
+fn snake_case(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len() + 4);
+    for c in segment.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The mask's paths, split on commas, with field names in snake_case. Extra
+/// keys (after `extra.`) are kept as sent; [`extra_key`] resolves them.
+pub(crate) fn mask_paths(mask: Option<&prost_types::FieldMask>) -> Vec<String> {
+    let mut paths = Vec::new();
+    for entry in mask.map(|mask| mask.paths.as_slice()).unwrap_or_default() {
+        for path in entry
+            .split(',')
+            .map(str::trim)
+            .filter(|path| !path.is_empty())
+        {
+            let mut segments = Vec::new();
+            let mut rest = path;
+            loop {
+                let (segment, tail) = rest.split_once('.').unwrap_or((rest, ""));
+                let segment = snake_case(segment);
+                let is_extra = segment == "extra";
+                segments.push(segment);
+                if tail.is_empty() {
+                    break;
+                }
+                if is_extra {
+                    segments.push(tail.to_owned());
+                    break;
+                }
+                rest = tail;
+            }
+            paths.push(segments.join("."));
+        }
+    }
+    paths
+}
+
+/// The extra key a mask path names: as sent, or its snake_case form when only
+/// that one exists (protobuf's JSON form camel-cases `private_key_content`).
+fn extra_key(key: &str, maps: &[&Extra]) -> String {
+    if maps.iter().any(|map| map.contains_key(key)) {
+        return key.to_owned();
+    }
+    let snake = snake_case(key);
+    if maps.iter().any(|map| map.contains_key(&snake)) {
+        snake
+    } else {
+        key.to_owned()
+    }
+}
+
 /// The mask's paths; an empty mask means the fields the message sets.
 pub(crate) fn connection_paths(
     mask: Option<&prost_types::FieldMask>,
     message: &pb::Connection,
 ) -> ControlResult<Vec<String>> {
-    let paths: Vec<String> = mask.map(|mask| mask.paths.clone()).unwrap_or_default();
+    let paths = mask_paths(mask);
     if paths.is_empty() {
         let spec = spec_from_pb(message);
         let mut implied: Vec<String> = Vec::new();
@@ -134,12 +195,13 @@ pub(crate) fn apply_to_spec(
             }
             other => {
                 if let Some(key) = other.strip_prefix("extra.") {
-                    match incoming.extra.get(key) {
+                    let key = extra_key(key, &[&incoming.extra, &current.extra]);
+                    match incoming.extra.get(&key) {
                         Some(Value::Null) | None => {
-                            next.extra.remove(key);
+                            next.extra.remove(&key);
                         }
                         Some(value) => {
-                            next.extra.insert(key.to_owned(), value.clone());
+                            next.extra.insert(key, value.clone());
                         }
                     }
                 }
@@ -175,7 +237,7 @@ pub(crate) fn apply_to_overrides(
     mask: Option<&prost_types::FieldMask>,
 ) -> ControlResult<Overrides> {
     let incoming = overrides_from_pb(message.overrides.as_ref());
-    let mut paths: Vec<String> = mask.map(|mask| mask.paths.clone()).unwrap_or_default();
+    let mut paths = mask_paths(mask);
     if paths.is_empty() || paths.iter().any(|path| path == "*") {
         paths = vec!["overrides".to_owned()];
     }
@@ -194,16 +256,19 @@ pub(crate) fn apply_to_overrides(
                 .strip_prefix("overrides.extra.")
                 .filter(|key| !key.is_empty())
             {
-                Some(key) => match incoming.extra.get(key) {
-                    // Absent from the message: drop the override for this key.
-                    None => {
-                        next.extra.remove(key);
+                Some(key) => {
+                    let key = extra_key(key, &[&incoming.extra, &current.extra]);
+                    match incoming.extra.get(&key) {
+                        // Absent from the message: drop the override for this key.
+                        None => {
+                            next.extra.remove(&key);
+                        }
+                        // Present (null included: null removes the key downstream).
+                        Some(value) => {
+                            next.extra.insert(key, value.clone());
+                        }
                     }
-                    // Present (null included: null removes the key downstream).
-                    Some(value) => {
-                        next.extra.insert(key.to_owned(), value.clone());
-                    }
-                },
+                }
                 None => violations.push(switchboard_domain::FieldViolation::new(
                     "update_mask",
                     format!(
@@ -218,4 +283,44 @@ pub(crate) fn apply_to_overrides(
         return Err(ControlError::InvalidArgument(violations));
     }
     Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mask(paths: &[&str]) -> prost_types::FieldMask {
+        prost_types::FieldMask {
+            paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn paths_are_split_and_snake_cased_except_extra_keys() {
+        let paths = mask_paths(Some(&mask(&[
+            "linkToAllDeployments,schema",
+            "extra.privateKeyContent",
+            "overrides.extra.http_path",
+        ])));
+        assert_eq!(
+            paths,
+            [
+                "link_to_all_deployments",
+                "schema",
+                "extra.privateKeyContent",
+                "overrides.extra.http_path"
+            ]
+        );
+    }
+
+    #[test]
+    fn camel_cased_extra_keys_find_their_snake_case_key() {
+        let mut current = Extra::new();
+        current.insert("private_key_content".into(), Value::from("old"));
+        assert_eq!(
+            extra_key("privateKeyContent", &[&current]),
+            "private_key_content"
+        );
+        assert_eq!(extra_key("newKey", &[&current]), "newKey");
+    }
 }

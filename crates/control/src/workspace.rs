@@ -25,10 +25,7 @@ impl Control {
             .await?;
         let message = request.into_inner();
         let wanted = message.policy.unwrap_or_default();
-        let mut paths: Vec<String> = message
-            .update_mask
-            .map(|mask| mask.paths)
-            .unwrap_or_default();
+        let mut paths = crate::field_mask::mask_paths(message.update_mask.as_ref());
         if paths.is_empty() || paths.iter().any(|path| path == "*") {
             paths = vec!["allow_secret_reveal".into(), "allow_local_export".into()];
         }
