@@ -50,6 +50,12 @@ async fn dev_reports_every_service_serving_and_stops_cleanly_on_sigterm() {
         "GET /metrics serves Prometheus text"
     );
 
+    // The log capture works, so the marker checks of the other tests aren't vacuous.
+    let logs = server.logs();
+    assert!(
+        logs.contains(&server.address().to_string()),
+        "the captured log names the listen address:\n{logs}"
+    );
     server.assert_logs_clean();
     let status = server.shutdown();
     assert_eq!(
