@@ -73,6 +73,10 @@ pub(crate) struct ServeOpt {
     /// secret store is unreachable, e.g. 15m [default: 15m].
     #[arg(long, env = "SWITCHBOARD_MAX_STALE", value_parser = crate::duration::parse)]
     max_stale: Option<Duration>,
+    /// Control: calls per second each caller (token, or address when
+    /// unauthenticated) may make, in bursts of 5 seconds' worth [default: 50].
+    #[arg(long, env = "SWITCHBOARD_RATE_LIMIT")]
+    rate_limit: Option<u32>,
 }
 
 /// The TOML file's shape.
@@ -84,6 +88,7 @@ struct FileConfig {
     database_url: Option<String>,
     metrics_listen: Option<SocketAddr>,
     max_stale: Option<String>,
+    rate_limit: Option<u32>,
     #[serde(default)]
     vault: VaultFile,
     #[serde(default)]
@@ -123,6 +128,7 @@ pub(crate) struct Settings {
     pub jwks_url: Option<String>,
     pub jwt_issuer: Option<String>,
     pub max_stale: Duration,
+    pub rate_limit: u32,
 }
 
 /// Where Vault is and how to authenticate.
@@ -217,7 +223,12 @@ impl ServeOpt {
                 .map_err(|why| anyhow::anyhow!("invalid max_stale in the config file: {why}"))?,
             (None, None) => Duration::from_secs(15 * 60),
         };
+        let rate_limit = self.rate_limit.or(file.rate_limit).unwrap_or(50);
+        if rate_limit == 0 {
+            bail!("rate_limit must be at least 1 call per second");
+        }
         Ok(Settings {
+            rate_limit,
             max_stale,
             data_dir,
             listen,

@@ -4,6 +4,7 @@
 mod config;
 mod duration;
 mod metrics_layer;
+mod rate_limit;
 mod server;
 mod token;
 

@@ -20,6 +20,9 @@ use tracing::info;
 
 use crate::config::{ServeOpt, Settings};
 
+/// Longest any call may run when the client sets no shorter deadline.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// File in the data dir holding the development HS256 key.
 pub(crate) const DEV_JWT_KEY_FILE: &str = "jwt-hs256.key";
 const SECRETS_KEY_FILE: &str = "secrets.key";
@@ -108,7 +111,13 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
         .build_v1alpha()?;
 
     let mut router = Server::builder()
+        // Deadlines: the client's grpc-timeout wins; none runs longer than this.
+        .timeout(REQUEST_TIMEOUT)
         .layer(crate::metrics_layer::MetricsLayer)
+        .layer(crate::rate_limit::RateLimitLayer::new(
+            opt.rate_limit,
+            opt.rate_limit.saturating_mul(5),
+        ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
