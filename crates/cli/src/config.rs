@@ -146,7 +146,27 @@ pub(crate) struct VaultSettings {
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    let config: FileConfig =
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?;
+    // A file that carries a database password must be private, like key files.
+    let holds_password = config
+        .database_url
+        .as_deref()
+        .and_then(|url| url.split_once("://"))
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .is_some_and(|(credentials, _)| credentials.contains(':'));
+    if holds_password {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            bail!(
+                "config file {} holds a database password but is readable by group or others (mode {:o}); run chmod 600 on it or pass the URL through SWITCHBOARD_DATABASE_URL",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
+    Ok(config)
 }
 
 impl ServeOpt {
@@ -271,6 +291,28 @@ mod tests {
             ("kv", "switchboard")
         );
         assert_eq!(settings.data_dir, PathBuf::from("./.switchboard"));
+    }
+
+    #[test]
+    fn a_readable_file_with_a_database_password_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let file = write("database_url = \"postgres://u:sb-marker@h/db\"\n");
+        std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let opt = ServeOpt {
+            config: Some(file.path().to_owned()),
+            ..ServeOpt::default()
+        };
+        let err = format!("{:#}", opt.settings().unwrap_err());
+        assert!(
+            err.contains("readable by group or others") && !err.contains("sb-marker"),
+            "{err}"
+        );
+        std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+        let opt = ServeOpt {
+            config: Some(file.path().to_owned()),
+            ..ServeOpt::default()
+        };
+        assert!(opt.settings().is_ok());
     }
 
     #[test]
