@@ -177,6 +177,24 @@ mod tests {
         assert_eq!(decode(&key(), "list|a", "").unwrap(), None);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_tokens_never_decode_and_never_panic(token in ".{0,200}") {
+            proptest::prop_assert!(token.is_empty() || decode(&key(), "list|a", &token).is_err());
+        }
+
+        #[test]
+        fn encoded_cursors_round_trip(cursor in ".{0,100}", fingerprint in ".{0,40}") {
+            let token = encode(&key(), &fingerprint, &cursor);
+            proptest::prop_assert_eq!(decode(&key(), &fingerprint, &token).unwrap(), Some(cursor));
+        }
+
+        #[test]
+        fn arbitrary_filters_never_panic(filter in ".{0,120}") {
+            let _ = parse_filter_terms(&filter);
+        }
+    }
+
     #[test]
     fn filters_parse_conjunctions() {
         let terms =
