@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Runs every check and test of the repository, the way CI does:
 #   tools     scripts/install-tools.sh (grpcurl, buf into tools/)
-#   services  PostgreSQL and OpenBao for the storage suites (scripts/postgres.sh, scripts/openbao.sh)
 #   buf       buf lint of proto/
 #   fmt       cargo fmt --check
 #   clippy    cargo clippy, warnings denied
 #   build     the switchboard binary the end-to-end tests start
 #   deploy    deploy/ manifests rendered and validated against Kubernetes schemas
+#   services  PostgreSQL and OpenBao for the storage suites (scripts/postgres.sh, scripts/openbao.sh)
 #   test      cargo test --workspace (unit, storage suites, end-to-end)
 #   airflow   Airflow reads our JSON and URI encodings back unchanged
 # Stops at the first failing section and prints how long each section took.
@@ -74,6 +74,24 @@ finish_section() {
 section tools "scripts/install-tools.sh"
 scripts/install-tools.sh
 
+section buf "buf lint"
+tools/bin/buf lint
+echo "buf lint: clean"
+
+section fmt "cargo fmt --all -- --check"
+cargo fmt --all -- --check
+
+section clippy "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+section build "cargo build -p switchboard-cli"
+cargo build -p switchboard-cli
+
+if [[ -x scripts/validate-deploy.sh ]]; then
+  section deploy "kubectl kustomize + kubernetes-validate of deploy/"
+  scripts/validate-deploy.sh
+fi
+
 section services "PostgreSQL and OpenBao for the storage suites"
 # Starts a service unless one is already running; only services started here
 # are stopped at exit.
@@ -99,24 +117,6 @@ if [[ -x scripts/postgres.sh ]]; then
 fi
 if [[ -x scripts/openbao.sh ]]; then
   start_service openbao SWITCHBOARD_TEST_VAULT_ADDR
-fi
-
-section buf "buf lint"
-tools/bin/buf lint
-echo "buf lint: clean"
-
-section fmt "cargo fmt --all -- --check"
-cargo fmt --all -- --check
-
-section clippy "cargo clippy --workspace --all-targets -- -D warnings"
-cargo clippy --workspace --all-targets -- -D warnings
-
-section build "cargo build -p switchboard-cli"
-cargo build -p switchboard-cli
-
-if [[ -x scripts/validate-deploy.sh ]]; then
-  section deploy "kubectl kustomize + kubernetes-validate of deploy/"
-  scripts/validate-deploy.sh
 fi
 
 section test "cargo test --workspace"
