@@ -7,6 +7,7 @@
 //! ends with [`TestServer::assert_logs_clean`], which fails if any marker or
 //! credential the test registered appears in the server's logs.
 
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
@@ -79,6 +80,11 @@ pub struct TestServerConfig {
     role: Role,
     shared_data_dir: Option<Arc<TempDir>>,
     metrics: bool,
+    /// Extra command-line arguments, appended after the fixture's own.
+    args: Vec<OsString>,
+    /// Extra environment variables, set after the fixture cleared
+    /// `SWITCHBOARD_*` and `VAULT_TOKEN`.
+    envs: Vec<(OsString, OsString)>,
 }
 
 /// A running `switchboard` process.
@@ -103,6 +109,8 @@ impl TestServer {
             role: Role::Dev,
             shared_data_dir: None,
             metrics: false,
+            args: Vec::new(),
+            envs: Vec::new(),
         }
     }
 }
@@ -126,6 +134,38 @@ impl TestServerConfig {
     pub fn with_metrics(mut self) -> Self {
         self.metrics = true;
         self
+    }
+
+    /// Appends `flag value` to the command line, e.g.
+    /// `with_arg("--database-url", url)` or `with_arg("--vault-addr", addr)`.
+    /// A `--database-url` given here replaces the SQLite URL that
+    /// [`with_data_dir_of`](Self::with_data_dir_of) would pass.
+    pub fn with_arg(mut self, flag: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.args.push(flag.as_ref().to_owned());
+        self.args.push(value.as_ref().to_owned());
+        self
+    }
+
+    /// Appends a bare flag (no value) to the command line.
+    pub fn with_flag(mut self, flag: impl AsRef<OsStr>) -> Self {
+        self.args.push(flag.as_ref().to_owned());
+        self
+    }
+
+    /// Sets an environment variable for the process, e.g.
+    /// `with_env("VAULT_TOKEN", "root")`. Applied after the fixture removed
+    /// inherited `SWITCHBOARD_*` variables and `VAULT_TOKEN`, so it wins.
+    pub fn with_env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.envs
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// Whether [`with_arg`](Self::with_arg) set `--database-url`.
+    fn has_database_url(&self) -> bool {
+        self.args.iter().any(|arg| {
+            arg == "--database-url" || arg.to_string_lossy().starts_with("--database-url=")
+        })
     }
 
     /// Starts the binary and waits until gRPC health reports SERVING.
@@ -172,7 +212,7 @@ impl TestServerConfig {
             .arg(data_dir.path())
             .arg("--listen")
             .arg(address.to_string());
-        if self.shared_data_dir.is_some() {
+        if self.shared_data_dir.is_some() && !self.has_database_url() {
             command.arg("--database-url").arg(format!(
                 "sqlite://{}",
                 data_dir.path().join("switchboard.db").display()
@@ -202,6 +242,10 @@ impl TestServerConfig {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_for_stderr));
+        command.args(&self.args);
+        for (key, value) in &self.envs {
+            command.env(key, value);
+        }
         let child = command.spawn().unwrap_or_else(|err| {
             panic!(
                 "cannot start {}: {err}; build it with `cargo build -p switchboard-cli` \
