@@ -164,16 +164,7 @@ impl pb::audit_service_server::AuditService for Control {
             .await
             .map_err(StoreError::from)
             .map_err(ControlError::from)?;
-        let next_page_token = if rows.len() as u64 > page_size {
-            rows.truncate(page_size as usize);
-            let last = rows
-                .last()
-                .map(|row| row.id.to_string())
-                .unwrap_or_default();
-            page_token::encode(&self.page_key, &fingerprint, &last)
-        } else {
-            String::new()
-        };
+        let next_page_token = page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| row.id.to_string());
         let audit_events = rows
             .iter()
             .map(crate::pb_conversions::audit_to_pb)

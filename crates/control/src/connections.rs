@@ -600,16 +600,7 @@ impl Control {
                     .as_ref()
                     .is_none_or(|after| &row.conn_id_folded > after)
         });
-        let next_page_token = if rows.len() as u64 > page_size {
-            rows.truncate(page_size as usize);
-            let last = rows
-                .last()
-                .map(|row| row.conn_id_folded.clone())
-                .unwrap_or_default();
-            page_token::encode(&self.page_key, &fingerprint, &last)
-        } else {
-            String::new()
-        };
+        let next_page_token = page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| row.conn_id_folded.clone());
         Ok(pb::ListConnectionsResponse {
             connections: rows
                 .iter()
@@ -805,16 +796,7 @@ impl Control {
             query = query.filter(connection_version::Column::Version.lt(before));
         }
         let mut versions = db(query.all(self.store.db()).await)?;
-        let next_page_token = if versions.len() as u64 > page_size {
-            versions.truncate(page_size as usize);
-            let last = versions
-                .last()
-                .map(|version| version.version.to_string())
-                .unwrap_or_default();
-            page_token::encode(&self.page_key, &fingerprint, &last)
-        } else {
-            String::new()
-        };
+        let next_page_token = page_token::next_page(&self.page_key, &fingerprint, &mut versions, page_size, |version| version.version.to_string());
         let canonical = connection_name(&row);
         let connection_versions = versions
             .iter()

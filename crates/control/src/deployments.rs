@@ -499,16 +499,7 @@ impl Control {
             .all(self.store.db())
             .await)?;
         rows.retain(|row| after.as_ref().is_none_or(|after| &row.token_id > after));
-        let next_page_token = if rows.len() as u64 > page_size {
-            rows.truncate(page_size as usize);
-            let last = rows
-                .last()
-                .map(|row| row.token_id.clone())
-                .unwrap_or_default();
-            page_token::encode(&self.page_key, &fingerprint, &last)
-        } else {
-            String::new()
-        };
+        let next_page_token = page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| row.token_id.clone());
         Ok(pb::ListDeploymentTokensResponse {
             deployment_tokens: rows.iter().map(token_to_pb).collect(),
             next_page_token,
@@ -629,16 +620,7 @@ impl pb::deployment_service_server::DeploymentService for Control {
                     .as_ref()
                     .is_none_or(|after| &row.deployment_id > after)
         });
-        let next_page_token = if rows.len() as u64 > page_size {
-            rows.truncate(page_size as usize);
-            let last = rows
-                .last()
-                .map(|row| row.deployment_id.clone())
-                .unwrap_or_default();
-            page_token::encode(&self.page_key, &fingerprint, &last)
-        } else {
-            String::new()
-        };
+        let next_page_token = page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| row.deployment_id.clone());
         Ok(Response::new(pb::ListDeploymentsResponse {
             deployments: rows.iter().map(deployment_to_pb).collect(),
             next_page_token,

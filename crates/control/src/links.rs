@@ -310,16 +310,7 @@ impl Control {
                 .as_ref()
                 .is_none_or(|after| &row.deployment_id > after)
         });
-        let next_page_token = if rows.len() as u64 > page_size {
-            rows.truncate(page_size as usize);
-            let last = rows
-                .last()
-                .map(|row| row.deployment_id.clone())
-                .unwrap_or_default();
-            page_token::encode(&self.page_key, &fingerprint, &last)
-        } else {
-            String::new()
-        };
+        let next_page_token = page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| row.deployment_id.clone());
         Ok(pb::ListLinksResponse {
             links: rows
                 .iter()

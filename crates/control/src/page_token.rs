@@ -74,6 +74,23 @@ pub(crate) fn decode(
     Ok(Some(cursor.to_owned()))
 }
 
+/// Cuts `rows` (fetched with one extra row) to a page and returns the token
+/// of the next page, or an empty string on the last page.
+pub(crate) fn next_page<T>(
+    key: &PageTokenKey,
+    fingerprint: &str,
+    rows: &mut Vec<T>,
+    page_size: u64,
+    cursor: impl Fn(&T) -> String,
+) -> String {
+    if rows.len() as u64 <= page_size {
+        return String::new();
+    }
+    rows.truncate(page_size as usize);
+    let last = rows.last().map(cursor).unwrap_or_default();
+    encode(key, fingerprint, &last)
+}
+
 /// Validates and defaults a page size.
 pub(crate) fn page_size(requested: i32) -> ControlResult<u64> {
     match requested {

@@ -265,7 +265,11 @@ mod tests {
     #[test]
     fn deployment_tokens_carry_256_random_bits_and_parse() {
         let issued = new_deployment_token();
-        let secret = issued.token.rsplit('_').next().unwrap();
+        // The secret may itself contain '_' (base64url), so split after the id.
+        let secret = issued
+            .token
+            .strip_prefix(&format!("{DEPLOYMENT_TOKEN_PREFIX}{}_", issued.token_id))
+            .unwrap();
         assert_eq!(URL_SAFE_NO_PAD.decode(secret).unwrap().len(), 32);
         assert_eq!(
             parse_token_id(&issued.token),

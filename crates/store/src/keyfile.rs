@@ -32,19 +32,31 @@ pub fn load_or_create(path: &Path, len: usize) -> StoreResult<Vec<u8>> {
         file.sync_all().map_err(|err| fail(err.to_string()))?;
         return Ok(key);
     }
-    let metadata = fs::metadata(path).map_err(|err| fail(err.to_string()))?;
-    let mode = metadata.permissions().mode();
-    if mode & 0o077 != 0 {
-        return Err(fail(format!(
-            "is readable by group or others (mode {:o}); run chmod 600 on it",
-            mode & 0o777
-        )));
-    }
+    ensure_private(path)?;
     let key = fs::read(path).map_err(|err| fail(err.to_string()))?;
     if key.len() != len {
         return Err(fail(format!("must hold exactly {len} bytes")));
     }
     Ok(key)
+}
+
+/// Refuses a file that group or others may read.
+fn ensure_private(path: &Path) -> StoreResult<()> {
+    let metadata = fs::metadata(path).map_err(|err| StoreError::KeyFile {
+        path: path.display().to_string(),
+        reason: err.to_string(),
+    })?;
+    let mode = metadata.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(StoreError::KeyFile {
+            path: path.display().to_string(),
+            reason: format!(
+                "is readable by group or others (mode {:o}); run chmod 600 on it",
+                mode & 0o777
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Reads a secret text file (a token), refusing it when group- or world-readable.
@@ -53,14 +65,7 @@ pub fn read_private_text(path: &Path) -> StoreResult<String> {
         path: path.display().to_string(),
         reason,
     };
-    let metadata = fs::metadata(path).map_err(|err| fail(err.to_string()))?;
-    let mode = metadata.permissions().mode();
-    if mode & 0o077 != 0 {
-        return Err(fail(format!(
-            "is readable by group or others (mode {:o}); run chmod 600 on it",
-            mode & 0o777
-        )));
-    }
+    ensure_private(path)?;
     let text = fs::read_to_string(path).map_err(|err| fail(err.to_string()))?;
     if text.trim().is_empty() {
         return Err(fail("is empty".to_owned()));
