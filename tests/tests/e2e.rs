@@ -3,6 +3,7 @@
 //! `cargo build -p switchboard-cli` (or `scripts/test.sh`, which does).
 
 mod auth;
+mod bench;
 mod fixture;
 mod grpcurl;
 mod readme;

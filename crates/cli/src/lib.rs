@@ -1,6 +1,7 @@
 //! The `switchboard` command line: the servers (`dev`, `control`,
 //! `resolver`) and development tokens (`token user`).
 
+mod bench;
 mod config;
 mod duration;
 mod metrics_layer;
@@ -45,6 +46,11 @@ enum Command {
     /// Mints tokens for development.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Measures a live resolver: the gRPC ceiling (health), warm resolves and
+    /// lists at each concurrency; with --seed also cache misses and propagation.
+    ///
+    /// Example: switchboard bench --endpoint http://127.0.0.1:50052 --token-file token.txt
+    Bench(bench::BenchOpt),
 }
 
 /// Parses `args` and runs the command; the process exit code.
@@ -56,6 +62,7 @@ pub fn startup(args: Vec<OsString>) -> ExitCode {
         Command::Resolver(opt) => server::run(server::Role::Resolver, opt),
         Command::Migrate(opt) => server::migrate(opt),
         Command::Token(command) => token::run(command),
+        Command::Bench(opt) => bench::run(opt),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
