@@ -1,0 +1,590 @@
+//! Reconciling deployments' Secrets: what each should hold, the deployment
+//! tokens TOKEN mode needs, and removing Secrets no deployment wants.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::Secret;
+use switchboard_domain::airflow;
+use switchboard_domain::names::TokenName;
+use switchboard_store::auth;
+use switchboard_store::entity::{deployment, deployment_token};
+use switchboard_store::sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter,
+};
+use switchboard_store::visibility;
+
+use super::client::is_retryable;
+use super::desired::{
+    self, ADDRESS_KEY, DEPLOYMENT_LABEL, DesiredSecret, TOKEN_KEY, WORKSPACE_LABEL, secret_name,
+};
+use super::metric_definitions::{RECONCILE_FAILURES_TOTAL, SKIPPED_TOTAL};
+use super::{KubeSync, SyncReport};
+use crate::audit::{self, AuditRecord};
+use crate::error::{ControlError, ControlResult};
+
+/// Description of the deployment tokens the sync issues; only these are
+/// revoked when replaced.
+pub const KUBE_TOKEN_DESCRIPTION: &str = "kubernetes secret";
+/// The actor of the sync's audit events.
+const ACTOR: &str = "system:kubernetes-secret-sync";
+const KIND_TOKEN: &str = "token";
+/// Name of the shared key the installation id comes from.
+const INSTANCE_KEY: &str = "kube-sync-instance";
+
+fn wants_secret(row: &deployment::Model) -> bool {
+    !row.namespace.is_empty() && matches!(row.secret_delivery.as_str(), "TOKEN" | "ENV")
+}
+
+fn key(row: &deployment::Model) -> (String, String) {
+    (row.workspace.clone(), row.deployment_id.clone())
+}
+
+fn token_resource(row: &deployment_token::Model) -> String {
+    TokenName {
+        workspace: row.workspace.clone(),
+        deployment: row.deployment_id.clone(),
+        token: row.token_id.clone(),
+    }
+    .to_string()
+}
+
+fn db<T>(result: Result<T, switchboard_store::sea_orm::DbErr>) -> ControlResult<T> {
+    result.map_err(|err| ControlError::from(switchboard_store::StoreError::from(err)))
+}
+
+impl KubeSync {
+    /// This installation's id: 16 hex digits from a key in the database, so
+    /// every replica of control labels Secrets alike.
+    pub async fn instance(&mut self) -> ControlResult<String> {
+        if let Some(instance) = &self.instance {
+            return Ok(instance.clone());
+        }
+        let key = self.store.shared_key(INSTANCE_KEY, 8).await?;
+        let instance: String = key.iter().map(|byte| format!("{byte:02x}")).collect();
+        self.instance = Some(instance.clone());
+        Ok(instance)
+    }
+
+    /// Reconciles every deployment's Secret, then deletes managed Secrets no
+    /// deployment wants in the namespaces deployments use.
+    pub async fn reconcile_all(&mut self) -> ControlResult<SyncReport> {
+        let rows = db(deployment::Entity::find().all(self.store.db()).await)?;
+        let mut workspaces: BTreeSet<String> =
+            rows.iter().map(|row| row.workspace.clone()).collect();
+        workspaces.extend(self.known.keys().map(|(workspace, _)| workspace.clone()));
+        let mut report = SyncReport::default();
+        for workspace in &workspaces {
+            report += self.reconcile_workspace(workspace).await?;
+        }
+        report += self.remove_orphans().await?;
+        Ok(report)
+    }
+
+    /// Reconciles the Secrets of `workspace`'s deployments, and deletes those
+    /// of its deployments that are gone.
+    pub async fn reconcile_workspace(&mut self, workspace: &str) -> ControlResult<SyncReport> {
+        let rows = db(deployment::Entity::find()
+            .filter(deployment::Column::Workspace.eq(workspace))
+            .all(self.store.db())
+            .await)?;
+        let instance = self.instance().await?;
+        let mut report = SyncReport::default();
+        for row in &rows {
+            if let Err(err) = self.reconcile_with_retry(&instance, row, &mut report).await {
+                metrics::counter!(RECONCILE_FAILURES_TOTAL).increment(1);
+                tracing::warn!(
+                    workspace = %row.workspace,
+                    deployment = %row.deployment_id,
+                    error = %err,
+                    "cannot reconcile the deployment's Kubernetes secret; retrying later"
+                );
+                report.failed += 1;
+            }
+        }
+        let present: BTreeSet<&str> = rows.iter().map(|row| row.deployment_id.as_str()).collect();
+        let gone: Vec<((String, String), String)> = self
+            .known
+            .iter()
+            .filter(|((known_workspace, deployment_id), _)| {
+                known_workspace == workspace && !present.contains(deployment_id.as_str())
+            })
+            .map(|(key, namespace)| (key.clone(), namespace.clone()))
+            .collect();
+        for ((known_workspace, deployment_id), namespace) in gone {
+            let name = secret_name(&deployment_id);
+            match self
+                .delete_owned(
+                    &instance,
+                    &namespace,
+                    &name,
+                    &known_workspace,
+                    &deployment_id,
+                    &mut report,
+                )
+                .await
+            {
+                Ok(()) => {
+                    let key = (known_workspace, deployment_id);
+                    self.known.remove(&key);
+                    self.issued.remove(&key);
+                }
+                Err(err) => {
+                    tracing::warn!(namespace = %namespace, secret = %name, error = %err, "cannot delete the secret of a deleted deployment; retrying later");
+                    report.failed += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn reconcile_with_retry(
+        &mut self,
+        instance: &str,
+        row: &deployment::Model,
+        report: &mut SyncReport,
+    ) -> ControlResult<()> {
+        let mut failures = 0;
+        loop {
+            match self.reconcile_deployment(instance, row, report).await {
+                Ok(()) => return Ok(()),
+                Err(err) if is_retryable(&err) && failures + 1 < self.options.retry_attempts => {
+                    failures += 1;
+                    let delay = self.options.backoff(failures);
+                    tracing::debug!(
+                        deployment = %row.deployment_id,
+                        error = %err,
+                        delay_ms = delay.as_millis() as u64,
+                        "kubernetes secret reconcile failed; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    async fn reconcile_deployment(
+        &mut self,
+        instance: &str,
+        row: &deployment::Model,
+        report: &mut SyncReport,
+    ) -> ControlResult<()> {
+        let key = key(row);
+        let name = secret_name(&row.deployment_id);
+        // The deployment moved to another namespace (or left Kubernetes).
+        if let Some(old) = self.known.get(&key).cloned()
+            && old != row.namespace
+        {
+            self.delete_owned(
+                instance,
+                &old,
+                &name,
+                &row.workspace,
+                &row.deployment_id,
+                report,
+            )
+            .await?;
+            self.known.remove(&key);
+        }
+        if row.secret_delivery != "TOKEN" {
+            self.revoke_replaced_tokens(row, None, report).await?;
+        }
+        if row.namespace.is_empty() {
+            return Ok(());
+        }
+        let existing = self.secrets.get(&row.namespace, &name).await?;
+        if !wants_secret(row) {
+            if let Some(existing) = &existing {
+                self.delete_if_owned(
+                    instance,
+                    existing,
+                    &row.namespace,
+                    &name,
+                    &row.workspace,
+                    &row.deployment_id,
+                    report,
+                )
+                .await?;
+            }
+            self.known.remove(&key);
+            return Ok(());
+        }
+        if let Some(existing) = &existing
+            && !desired::belongs_to(existing, instance, &row.workspace, &row.deployment_id)
+        {
+            skip(existing, &row.namespace, &name, report);
+            return Ok(());
+        }
+        let (data, current_token) = if row.secret_delivery == "TOKEN" {
+            let (data, token_row) = self.token_data(row, existing.as_ref(), report).await?;
+            (data, Some(token_row))
+        } else {
+            (self.env_data(row).await?, None)
+        };
+        let wanted = DesiredSecret {
+            instance: instance.to_owned(),
+            namespace: row.namespace.clone(),
+            name,
+            workspace: row.workspace.clone(),
+            deployment: row.deployment_id.clone(),
+            data,
+        };
+        match &existing {
+            Some(existing) if wanted.is_satisfied_by(existing) => report.unchanged += 1,
+            _ => {
+                let resource_version = existing
+                    .as_ref()
+                    .and_then(|existing| existing.metadata.resource_version.clone());
+                self.secrets.apply(&wanted, resource_version).await?;
+                report.applied += 1;
+                tracing::info!(
+                    namespace = %wanted.namespace,
+                    secret = %wanted.name,
+                    delivery = %row.secret_delivery,
+                    "applied kubernetes secret"
+                );
+            }
+        }
+        self.known.insert(key.clone(), row.namespace.clone());
+        if let Some(token_row) = current_token {
+            self.issued.remove(&key);
+            self.revoke_replaced_tokens(row, Some(&token_row), report)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes `namespace/name` if it is the managed Secret of
+    /// `workspace`/`deployment_id`; leaves anything else alone.
+    async fn delete_owned(
+        &mut self,
+        instance: &str,
+        namespace: &str,
+        name: &str,
+        workspace: &str,
+        deployment_id: &str,
+        report: &mut SyncReport,
+    ) -> ControlResult<()> {
+        if let Some(existing) = self.secrets.get(namespace, name).await? {
+            self.delete_if_owned(
+                instance,
+                &existing,
+                namespace,
+                name,
+                workspace,
+                deployment_id,
+                report,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn delete_if_owned(
+        &self,
+        instance: &str,
+        existing: &Secret,
+        namespace: &str,
+        name: &str,
+        workspace: &str,
+        deployment_id: &str,
+        report: &mut SyncReport,
+    ) -> ControlResult<()> {
+        if !desired::belongs_to(existing, instance, workspace, deployment_id) {
+            skip(existing, namespace, name, report);
+            return Ok(());
+        }
+        self.secrets
+            .delete(namespace, name, existing.metadata.uid.clone())
+            .await?;
+        report.deleted += 1;
+        tracing::info!(namespace = %namespace, secret = %name, "deleted kubernetes secret");
+        Ok(())
+    }
+
+    /// Deletes this installation's managed Secrets that no deployment
+    /// wants, in every namespace a deployment uses or a Secret was seen in.
+    async fn remove_orphans(&mut self) -> ControlResult<SyncReport> {
+        let instance = self.instance().await?;
+        // Read after the reconciles, so deployments created meanwhile count.
+        let rows = db(deployment::Entity::find().all(self.store.db()).await)?;
+        let wanted: BTreeSet<(String, String, String, String)> = rows
+            .iter()
+            .filter(|row| wants_secret(row))
+            .map(|row| {
+                (
+                    row.namespace.clone(),
+                    secret_name(&row.deployment_id),
+                    row.workspace.clone(),
+                    row.deployment_id.clone(),
+                )
+            })
+            .collect();
+        let mut namespaces: BTreeSet<String> = rows
+            .iter()
+            .filter(|row| !row.namespace.is_empty())
+            .map(|row| row.namespace.clone())
+            .collect();
+        namespaces.extend(self.known.values().cloned());
+        let mut report = SyncReport::default();
+        for namespace in namespaces {
+            let listed = match self.secrets.list_managed(&namespace).await {
+                Ok(listed) => listed,
+                Err(err) => {
+                    tracing::warn!(namespace = %namespace, error = %err, "cannot list managed secrets; retrying at the next resync");
+                    report.failed += 1;
+                    continue;
+                }
+            };
+            for secret in listed {
+                let Some(name) = secret.metadata.name.clone() else {
+                    continue;
+                };
+                // The list is by label, but check again before deleting;
+                // another installation's Secrets are left alone.
+                if !desired::is_ours(&secret, &instance) {
+                    continue;
+                }
+                let workspace = desired::label(&secret, WORKSPACE_LABEL)
+                    .unwrap_or_default()
+                    .to_owned();
+                let deployment_id = desired::label(&secret, DEPLOYMENT_LABEL)
+                    .unwrap_or_default()
+                    .to_owned();
+                let identity = (namespace.clone(), name.clone(), workspace, deployment_id);
+                if wanted.contains(&identity) {
+                    continue;
+                }
+                match self
+                    .secrets
+                    .delete(&namespace, &name, secret.metadata.uid.clone())
+                    .await
+                {
+                    Ok(()) => {
+                        report.deleted += 1;
+                        tracing::info!(namespace = %namespace, secret = %name, "deleted a managed kubernetes secret no deployment wants");
+                        let (_, _, workspace, deployment_id) = identity;
+                        let key = (workspace, deployment_id);
+                        if self.known.get(&key) == Some(&namespace) {
+                            self.known.remove(&key);
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(namespace = %namespace, secret = %name, error = %err, "cannot delete an orphaned managed secret");
+                        report.failed += 1;
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// ENV mode: `AIRFLOW_CONN_<ID>` = Airflow JSON for each effective connection.
+    async fn env_data(&self, row: &deployment::Model) -> ControlResult<BTreeMap<String, String>> {
+        let db_conn = self.store.db();
+        let mut data = BTreeMap::new();
+        for visible in visibility::visible_connections(db_conn, row).await? {
+            let connection = visibility::effective(self.store.secrets(), db_conn, &visible).await?;
+            data.insert(
+                airflow::env_var_name(&connection.conn_id),
+                airflow::to_json(&connection),
+            );
+        }
+        Ok(data)
+    }
+
+    /// TOKEN mode: the resolver address and a valid token — the one in the
+    /// Secret while it is valid, else a newly issued one.
+    async fn token_data(
+        &mut self,
+        row: &deployment::Model,
+        existing: Option<&Secret>,
+        report: &mut SyncReport,
+    ) -> ControlResult<(BTreeMap<String, String>, deployment_token::Model)> {
+        let key = key(row);
+        let candidates = [
+            existing.and_then(|secret| desired::data_value(secret, TOKEN_KEY)),
+            self.issued.get(&key).cloned(),
+        ];
+        let mut chosen = None;
+        for token in candidates.into_iter().flatten() {
+            if let Some(token_row) = self.valid_token(row, &token).await? {
+                chosen = Some((token, token_row));
+                break;
+            }
+        }
+        let (token, token_row) = match chosen {
+            Some(chosen) => chosen,
+            None => {
+                let issued = self.issue_token(row).await?;
+                report.tokens_issued += 1;
+                self.issued.insert(key, issued.0.clone());
+                issued
+            }
+        };
+        let data = BTreeMap::from([
+            (
+                ADDRESS_KEY.to_owned(),
+                self.options.resolver_address.clone(),
+            ),
+            (TOKEN_KEY.to_owned(), token),
+        ]);
+        Ok((data, token_row))
+    }
+
+    /// The token's row, if `token` is a live token of this deployment.
+    async fn valid_token(
+        &self,
+        row: &deployment::Model,
+        token: &str,
+    ) -> ControlResult<Option<deployment_token::Model>> {
+        let Some(token_id) = auth::parse_token_id(token) else {
+            return Ok(None);
+        };
+        let found = db(deployment_token::Entity::find()
+            .filter(deployment_token::Column::TokenId.eq(token_id))
+            .filter(deployment_token::Column::Workspace.eq(&row.workspace))
+            .filter(deployment_token::Column::DeploymentId.eq(&row.deployment_id))
+            .one(self.store.db())
+            .await)?;
+        Ok(found.filter(|found| {
+            found.revoke_time.is_none() && found.token_hash == auth::hash_token(token)
+        }))
+    }
+
+    /// Issues a deployment token for the Secret, audited like CreateDeploymentToken.
+    async fn issue_token(
+        &self,
+        row: &deployment::Model,
+    ) -> ControlResult<(String, deployment_token::Model)> {
+        let now = self.clock.now_micros();
+        let write = self.store.begin_write().await?;
+        if visibility::find_deployment(&write.txn, &row.workspace, &row.deployment_id)
+            .await?
+            .is_none()
+        {
+            return Err(ControlError::NotFound(format!(
+                "deployment {} was deleted",
+                row.deployment_id
+            )));
+        }
+        let issued = auth::new_deployment_token();
+        let token_row = db(deployment_token::ActiveModel {
+            token_id: Set(issued.token_id.clone()),
+            workspace: Set(row.workspace.clone()),
+            deployment_id: Set(row.deployment_id.clone()),
+            token_hash: Set(issued.hash.clone()),
+            description: Set(KUBE_TOKEN_DESCRIPTION.to_owned()),
+            create_time: Set(now),
+            ..Default::default()
+        }
+        .insert(&write.txn)
+        .await)?;
+        audit::record(
+            &write,
+            AuditRecord {
+                workspace: &row.workspace,
+                actor: ACTOR.to_owned(),
+                action: "CreateDeploymentToken",
+                resource: token_resource(&token_row),
+                request_id: "",
+                changed_fields: Vec::new(),
+            },
+            Some(KIND_TOKEN),
+            now,
+        )
+        .await?;
+        write.commit().await?;
+        tracing::info!(
+            workspace = %row.workspace,
+            deployment = %row.deployment_id,
+            token_id = %token_row.token_id,
+            "issued a deployment token for the kubernetes secret"
+        );
+        Ok((issued.token, token_row))
+    }
+
+    /// Revokes the deployment's "kubernetes secret" tokens other than
+    /// `current` once `current` is a grace period old (or, without a current
+    /// token, once the deployment stopped using TOKEN delivery a grace period
+    /// ago). Until then, schedules another look.
+    async fn revoke_replaced_tokens(
+        &mut self,
+        row: &deployment::Model,
+        current: Option<&deployment_token::Model>,
+        report: &mut SyncReport,
+    ) -> ControlResult<()> {
+        let mut query = deployment_token::Entity::find()
+            .filter(deployment_token::Column::Workspace.eq(&row.workspace))
+            .filter(deployment_token::Column::DeploymentId.eq(&row.deployment_id))
+            .filter(deployment_token::Column::Description.eq(KUBE_TOKEN_DESCRIPTION))
+            .filter(deployment_token::Column::RevokeTime.is_null());
+        if let Some(current) = current {
+            query = query.filter(deployment_token::Column::TokenId.ne(&current.token_id));
+        }
+        let replaced = db(query.all(self.store.db()).await)?;
+        if replaced.is_empty() {
+            return Ok(());
+        }
+        let since = current.map_or(row.update_time, |current| current.create_time);
+        let grace = i64::try_from(self.options.token_grace.as_micros()).unwrap_or(i64::MAX);
+        let due = since.saturating_add(grace);
+        let now = self.clock.now_micros();
+        if now < due {
+            let entry = self.revoke_due.entry(row.workspace.clone()).or_insert(due);
+            *entry = (*entry).min(due);
+            return Ok(());
+        }
+        let write = self.store.begin_write().await?;
+        for token_row in replaced {
+            let resource = token_resource(&token_row);
+            let mut active = token_row.into_active_model();
+            active.revoke_time = Set(Some(now));
+            db(active.update(&write.txn).await)?;
+            audit::record(
+                &write,
+                AuditRecord {
+                    workspace: &row.workspace,
+                    actor: ACTOR.to_owned(),
+                    action: "RevokeDeploymentToken",
+                    resource,
+                    request_id: "",
+                    changed_fields: vec!["revoke_time".into()],
+                },
+                Some(KIND_TOKEN),
+                now,
+            )
+            .await?;
+            report.tokens_revoked += 1;
+        }
+        write.commit().await?;
+        tracing::info!(
+            workspace = %row.workspace,
+            deployment = %row.deployment_id,
+            "revoked replaced kubernetes secret tokens after their grace period"
+        );
+        Ok(())
+    }
+}
+
+/// Logs and counts a Secret left alone.
+fn skip(existing: &Secret, namespace: &str, name: &str, report: &mut SyncReport) {
+    metrics::counter!(SKIPPED_TOTAL).increment(1);
+    report.skipped += 1;
+    if desired::is_managed(existing) {
+        tracing::warn!(
+            namespace = %namespace,
+            secret = %name,
+            owner_workspace = desired::label(existing, WORKSPACE_LABEL).unwrap_or_default(),
+            owner_deployment = desired::label(existing, DEPLOYMENT_LABEL).unwrap_or_default(),
+            "the secret belongs to another Switchboard deployment or installation; left alone"
+        );
+    } else {
+        tracing::warn!(
+            namespace = %namespace,
+            secret = %name,
+            "a secret without Switchboard's managed-by label has this name; left alone"
+        );
+    }
+}

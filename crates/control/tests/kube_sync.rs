@@ -1,0 +1,1111 @@
+//! The Kubernetes Secret sync against an in-process fake API server that
+//! speaks the Secret endpoints (get, server-side apply, delete, list by
+//! label) and records every request, over a real SQLite store.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+use switchboard_control::kube_sync::{
+    self, KUBE_TOKEN_DESCRIPTION, KubeSync, KubeSyncOptions, SyncReport,
+};
+use switchboard_control::{Control, PageTokenKey};
+use switchboard_proto::v1 as pb;
+use switchboard_proto::v1::connection_service_server::ConnectionService;
+use switchboard_proto::v1::deployment_service_server::DeploymentService;
+use switchboard_proto::v1::resolver_service_server::ResolverService;
+use switchboard_resolver::{Resolver, ResolverOptions};
+use switchboard_store::auth::{self, AUDIENCE, Authenticator, JwtSigner, UserClaims};
+use switchboard_store::entity::{audit_event, deployment_token};
+use switchboard_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use switchboard_store::{Clock, SecretStore, Store};
+
+const RESOLVER_ADDRESS: &str = "switchboard-resolver.switchboard.svc:50051";
+const GRACE: Duration = Duration::from_secs(60);
+const KEY: [u8; 32] = [7; 32];
+
+// ---------------------------------------------------------------- fake API
+
+/// One request the fake API server received.
+#[derive(Debug, Clone)]
+struct Request {
+    method: Method,
+    path: String,
+    query: String,
+    content_type: String,
+    body: Value,
+}
+
+impl Request {
+    fn is_write(&self) -> bool {
+        self.method != Method::GET
+    }
+
+    /// `METHOD path` for compact assertions.
+    fn line(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+}
+
+#[derive(Debug, Default)]
+struct FakeState {
+    secrets: BTreeMap<(String, String), Value>,
+    requests: Vec<Request>,
+    /// Injected failures: (method or any, status code), in order.
+    failures: VecDeque<(Option<Method>, u16)>,
+    revision: u64,
+}
+
+/// The fake Kubernetes API server.
+#[derive(Debug, Clone)]
+struct FakeApi {
+    state: Arc<Mutex<FakeState>>,
+    url: String,
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Response {
+    let body = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "message": message, "reason": reason, "code": code,
+    });
+    (
+        StatusCode::from_u16(code).unwrap(),
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn ok(value: &Value) -> Response {
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'%' if index + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                index += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                index += 1;
+            }
+            byte => {
+                out.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then(|| percent_decode(value))
+    })
+}
+
+fn labels_match(secret: &Value, selector: &str) -> bool {
+    selector.split(',').all(|term| {
+        let (key, value) = term.split_once('=').unwrap();
+        secret["metadata"]["labels"][key].as_str() == Some(value)
+    })
+}
+
+/// Server-side apply as the API server does it for a single field manager:
+/// fields in the body are set; `data` keys this manager applied before but
+/// left out now are removed; keys others set stay.
+fn apply(existing: Option<&Value>, body: &Value, revision: u64, uid: String) -> Value {
+    let mut secret = existing.cloned().unwrap_or_else(|| {
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": body["metadata"]["name"], "namespace": body["metadata"]["namespace"], "uid": uid},
+        })
+    });
+    let previously_owned: Vec<String> = secret["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|entry| entry["manager"] == "switchboard")
+        .flat_map(|entry| {
+            entry["fieldsV1"]["f:data"]
+                .as_object()
+                .into_iter()
+                .flat_map(|data| {
+                    data.keys()
+                        .filter_map(|key| key.strip_prefix("f:"))
+                        .map(str::to_owned)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut data = secret["data"].as_object().cloned().unwrap_or_default();
+    let applied = body["data"].as_object().cloned().unwrap_or_default();
+    for key in previously_owned {
+        if !applied.contains_key(&key) {
+            data.remove(&key);
+        }
+    }
+    data.extend(applied.clone());
+    secret["data"] = Value::Object(data);
+    secret["type"] = body["type"].clone();
+    for field in ["labels", "annotations"] {
+        let mut merged = secret["metadata"][field]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        merged.extend(
+            body["metadata"][field]
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        secret["metadata"][field] = Value::Object(merged);
+    }
+    let owned: serde_json::Map<String, Value> = applied
+        .keys()
+        .map(|key| (format!("f:{key}"), json!({})))
+        .collect();
+    secret["metadata"]["managedFields"] = json!([{
+        "manager": "switchboard", "operation": "Apply", "apiVersion": "v1",
+        "fieldsType": "FieldsV1", "fieldsV1": {"f:data": owned},
+    }]);
+    secret["metadata"]["resourceVersion"] = json!(revision.to_string());
+    secret
+}
+
+async fn handle(
+    state: Arc<Mutex<FakeState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let query = uri.query().unwrap_or_default().to_owned();
+    let body_json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut state = state.lock().unwrap();
+    state.requests.push(Request {
+        method: method.clone(),
+        path: path.clone(),
+        query: query.clone(),
+        content_type: headers
+            .get("content-type")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+        body: body_json.clone(),
+    });
+    if let Some(position) = state
+        .failures
+        .iter()
+        .position(|(only, _)| only.as_ref().is_none_or(|only| *only == method))
+    {
+        let (_, code) = state.failures.remove(position).unwrap();
+        let reason = if code == 409 {
+            "Conflict"
+        } else {
+            "InternalError"
+        };
+        return status(code, reason, "injected failure");
+    }
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (namespace, name) = match segments.as_slice() {
+        ["api", "v1", "namespaces", namespace, "secrets"] => ((*namespace).to_owned(), None),
+        ["api", "v1", "namespaces", namespace, "secrets", name] => {
+            ((*namespace).to_owned(), Some((*name).to_owned()))
+        }
+        _ => return status(404, "NotFound", "unknown path"),
+    };
+    let Some(name) = name else {
+        if method != Method::GET {
+            return status(405, "MethodNotAllowed", "only list");
+        }
+        let selector = query_param(&query, "labelSelector").unwrap_or_default();
+        let items: Vec<Value> = state
+            .secrets
+            .iter()
+            .filter(|((ns, _), secret)| *ns == namespace && labels_match(secret, &selector))
+            .map(|(_, secret)| secret.clone())
+            .collect();
+        return ok(&json!({
+            "apiVersion": "v1", "kind": "SecretList",
+            "metadata": {"resourceVersion": state.revision.to_string()}, "items": items,
+        }));
+    };
+    let key = (namespace, name.clone());
+    match method {
+        Method::GET => match state.secrets.get(&key) {
+            Some(secret) => ok(secret),
+            None => status(404, "NotFound", &format!("secrets \"{name}\" not found")),
+        },
+        Method::PATCH => {
+            assert_eq!(
+                query_param(&query, "fieldManager").as_deref(),
+                Some("switchboard")
+            );
+            let existing = state.secrets.get(&key).cloned();
+            if let Some(wanted) = body_json["metadata"]["resourceVersion"].as_str() {
+                let current = existing
+                    .as_ref()
+                    .and_then(|secret| secret["metadata"]["resourceVersion"].as_str());
+                if current != Some(wanted) {
+                    return status(409, "Conflict", "the object has been modified");
+                }
+            }
+            state.revision += 1;
+            let revision = state.revision;
+            let secret = apply(
+                existing.as_ref(),
+                &body_json,
+                revision,
+                format!("uid-{revision}"),
+            );
+            state.secrets.insert(key, secret.clone());
+            ok(&secret)
+        }
+        Method::DELETE => {
+            let Some(existing) = state.secrets.get(&key).cloned() else {
+                return status(404, "NotFound", &format!("secrets \"{name}\" not found"));
+            };
+            if let Some(uid) = body_json["preconditions"]["uid"].as_str()
+                && existing["metadata"]["uid"].as_str() != Some(uid)
+            {
+                return status(409, "Conflict", "precondition failed: uid");
+            }
+            state.secrets.remove(&key);
+            ok(&existing)
+        }
+        _ => status(405, "MethodNotAllowed", "unsupported"),
+    }
+}
+
+impl FakeApi {
+    async fn start() -> Self {
+        let state = Arc::new(Mutex::new(FakeState::default()));
+        let app = axum::Router::new().fallback({
+            let state = state.clone();
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                handle(state.clone(), method, uri, headers, body)
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { state, url }
+    }
+
+    fn client(&self) -> kube::Client {
+        let config = kube::Config::new(self.url.parse().unwrap());
+        kube::Client::try_from(config).unwrap()
+    }
+
+    fn take_requests(&self) -> Vec<Request> {
+        std::mem::take(&mut self.state.lock().unwrap().requests)
+    }
+
+    fn secret(&self, namespace: &str, name: &str) -> Option<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .secrets
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    fn put(&self, namespace: &str, name: &str, secret: Value) {
+        self.state
+            .lock()
+            .unwrap()
+            .secrets
+            .insert((namespace.to_owned(), name.to_owned()), secret);
+    }
+
+    fn remove(&self, namespace: &str, name: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .secrets
+            .remove(&(namespace.to_owned(), name.to_owned()));
+    }
+
+    fn fail(&self, method: Option<Method>, code: u16) {
+        self.state
+            .lock()
+            .unwrap()
+            .failures
+            .push_back((method, code));
+    }
+
+    fn clear_failures(&self) {
+        self.state.lock().unwrap().failures.clear();
+    }
+}
+
+/// A data value of a Secret the fake holds, decoded.
+fn data(secret: &Value, key: &str) -> Option<String> {
+    let encoded = secret["data"][key].as_str()?;
+    Some(String::from_utf8(STANDARD.decode(encoded).unwrap()).unwrap())
+}
+
+fn data_keys(secret: &Value) -> Vec<String> {
+    secret["data"]
+        .as_object()
+        .map(|data| data.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn secret_path(namespace: &str, name: &str) -> String {
+    format!("/api/v1/namespaces/{namespace}/secrets/{name}")
+}
+
+// ---------------------------------------------------------------- harness
+
+#[derive(Debug)]
+struct TestClock(AtomicI64);
+
+impl Clock for TestClock {
+    fn now_micros(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl TestClock {
+    fn advance(&self, by: Duration) {
+        self.0.fetch_add(by.as_micros() as i64, Ordering::SeqCst);
+    }
+}
+
+struct Harness {
+    store: Store,
+    control: Control,
+    clock: Arc<TestClock>,
+    fake: FakeApi,
+    sync: KubeSync,
+    user: String,
+    _dir: tempfile::TempDir,
+}
+
+fn options() -> KubeSyncOptions {
+    KubeSyncOptions {
+        resolver_address: RESOLVER_ADDRESS.to_owned(),
+        token_grace: GRACE,
+        resync_every: Duration::from_secs(3600),
+        poll_every: Duration::from_millis(50),
+        retry_attempts: 4,
+        retry_backoff: Duration::from_millis(10),
+        retry_backoff_max: Duration::from_millis(50),
+    }
+}
+
+impl Harness {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("switchboard.db").display());
+        let store = Store::connect(&url, SecretStore::embedded(&[3; 32]).unwrap())
+            .await
+            .unwrap();
+        let clock = Arc::new(TestClock(AtomicI64::new(1_700_000_000_000_000)));
+        let control = Control::new(
+            store.clone(),
+            Authenticator::hs256(&KEY),
+            clock.clone(),
+            PageTokenKey::new(vec![9; 32]),
+        );
+        let fake = FakeApi::start().await;
+        let sync = KubeSync::new(store.clone(), fake.client(), clock.clone(), options());
+        let user = JwtSigner::hs256(&KEY)
+            .sign(&UserClaims {
+                sub: "alice".into(),
+                exp: 4_000_000_000,
+                aud: AUDIENCE.into(),
+                iss: None,
+                iat: None,
+                roles: BTreeMap::from([("acme".into(), "OWNER".into())]),
+            })
+            .unwrap();
+        Self {
+            store,
+            control,
+            clock,
+            fake,
+            sync,
+            user,
+            _dir: dir,
+        }
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", self.user).parse().unwrap(),
+        );
+        request
+    }
+
+    async fn create_deployment(&self, id: &str, namespace: &str, delivery: pb::SecretDelivery) {
+        self.control
+            .create_deployment(self.request(pb::CreateDeploymentRequest {
+                parent: "workspaces/acme".into(),
+                deployment_id: id.into(),
+                deployment: Some(pb::Deployment {
+                    kind: pb::DeploymentKind::Standard as i32,
+                    namespace: namespace.into(),
+                    secret_delivery: delivery as i32,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            }))
+            .await
+            .unwrap();
+    }
+
+    async fn set_delivery(&self, id: &str, delivery: pb::SecretDelivery) {
+        self.control
+            .update_deployment(self.request(pb::UpdateDeploymentRequest {
+                deployment: Some(pb::Deployment {
+                    name: format!("workspaces/acme/deployments/{id}"),
+                    secret_delivery: delivery as i32,
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["secret_delivery".into()],
+                }),
+                request_id: String::new(),
+            }))
+            .await
+            .unwrap();
+    }
+
+    async fn delete_deployment(&self, id: &str) {
+        self.control
+            .delete_deployment(self.request(pb::DeleteDeploymentRequest {
+                name: format!("workspaces/acme/deployments/{id}"),
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+    }
+
+    async fn put_connection(&self, conn_id: &str, host: &str, create: bool) {
+        let connection = pb::Connection {
+            name: format!("workspaces/acme/connections/{conn_id}"),
+            r#type: "postgres".into(),
+            host: host.into(),
+            schema: "analytics".into(),
+            login: "etl".into(),
+            password: "s3cret:/?".into(),
+            port: 5432,
+            link_to_all_deployments: true,
+            ..Default::default()
+        };
+        if create {
+            self.control
+                .create_connection(self.request(pb::CreateConnectionRequest {
+                    parent: "workspaces/acme".into(),
+                    connection_id: conn_id.into(),
+                    connection: Some(connection),
+                    ..Default::default()
+                }))
+                .await
+                .unwrap();
+        } else {
+            self.control
+                .update_connection(self.request(pb::UpdateConnectionRequest {
+                    connection: Some(connection),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["host".into()],
+                    }),
+                    request_id: String::new(),
+                }))
+                .await
+                .unwrap();
+        }
+    }
+
+    async fn kube_tokens(&self, deployment: &str) -> Vec<deployment_token::Model> {
+        deployment_token::Entity::find()
+            .filter(deployment_token::Column::DeploymentId.eq(deployment))
+            .filter(deployment_token::Column::Description.eq(KUBE_TOKEN_DESCRIPTION))
+            .all(self.store.db())
+            .await
+            .unwrap()
+    }
+
+    /// What the resolver answers for the deployment, asked with `token`.
+    async fn resolve_all(&self, token: &str) -> Result<Vec<pb::ResolvedConnection>, tonic::Status> {
+        let resolver = Resolver::start(
+            self.store.clone(),
+            Authenticator::hs256(&KEY),
+            self.clock.clone(),
+            ResolverOptions::default(),
+            None,
+        )
+        .await
+        .unwrap();
+        let mut request = tonic::Request::new(pb::ListResolvedConnectionsRequest::default());
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        resolver
+            .list_resolved_connections(request)
+            .await
+            .map(|response| response.into_inner().connections)
+    }
+
+    async fn reconcile(&mut self) -> SyncReport {
+        self.sync.reconcile_workspace("acme").await.unwrap()
+    }
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test]
+async fn a_token_secret_is_applied_once_and_then_left_alone() {
+    let mut h = Harness::new().await;
+    h.create_deployment("prod", "airflow-a", pb::SecretDelivery::Token)
+        .await;
+
+    let report = h.reconcile().await;
+    assert_eq!(
+        (report.applied, report.tokens_issued, report.failed),
+        (1, 1, 0)
+    );
+    let requests = h.fake.take_requests();
+    let path = secret_path("airflow-a", "switchboard-prod");
+    assert_eq!(
+        requests.iter().map(Request::line).collect::<Vec<_>>(),
+        [format!("GET {path}"), format!("PATCH {path}")]
+    );
+    let apply = &requests[1];
+    assert_eq!(apply.content_type, "application/apply-patch+yaml");
+    assert_eq!(
+        query_param(&apply.query, "fieldManager").as_deref(),
+        Some("switchboard")
+    );
+    assert_eq!(query_param(&apply.query, "force").as_deref(), Some("true"));
+    assert_eq!(apply.body["kind"], "Secret");
+    assert_eq!(apply.body["type"], "Opaque");
+    let instance = h.sync.instance().await.unwrap();
+    assert_eq!(instance.len(), 16);
+    assert_eq!(
+        apply.body["metadata"]["labels"],
+        json!({
+            "app.kubernetes.io/managed-by": "switchboard",
+            "switchboard.dev/instance": instance,
+            "switchboard.dev/deployment": "prod",
+            "switchboard.dev/workspace": "acme",
+        })
+    );
+    assert_eq!(
+        apply.body["metadata"]["annotations"][kube_sync::SOURCE_ANNOTATION],
+        "workspaces/acme/deployments/prod"
+    );
+    assert!(apply.body["metadata"].get("resourceVersion").is_none());
+    assert_eq!(data_keys(&apply.body), ["address", "token"]);
+    assert_eq!(
+        data(&apply.body, "address").as_deref(),
+        Some(RESOLVER_ADDRESS)
+    );
+
+    // The token is a live deployment token the resolver accepts, issued with an audit event.
+    let secret = h.fake.secret("airflow-a", "switchboard-prod").unwrap();
+    let token = data(&secret, "token").unwrap();
+    let tokens = h.kube_tokens("prod").await;
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(tokens[0].token_hash, auth::hash_token(&token));
+    assert!(tokens[0].revoke_time.is_none());
+    h.resolve_all(&token).await.unwrap();
+    let audited = audit_event::Entity::find()
+        .filter(audit_event::Column::Action.eq("CreateDeploymentToken"))
+        .all(h.store.db())
+        .await
+        .unwrap();
+    assert_eq!(audited.len(), 1);
+    assert_eq!(audited[0].actor, "system:kubernetes-secret-sync");
+
+    // Nothing changed: reads only, no writes, no new token.
+    let report = h.reconcile().await;
+    assert_eq!(
+        (report.applied, report.unchanged, report.tokens_issued),
+        (0, 1, 0)
+    );
+    let requests = h.fake.take_requests();
+    assert_eq!(
+        requests.iter().map(Request::line).collect::<Vec<_>>(),
+        [format!("GET {path}")]
+    );
+    let report = h.sync.reconcile_all().await.unwrap();
+    assert_eq!((report.applied, report.deleted), (0, 0));
+    let requests = h.fake.take_requests();
+    assert!(
+        requests.iter().all(|request| !request.is_write()),
+        "{requests:?}"
+    );
+    assert_eq!(
+        requests.last().unwrap().line(),
+        "GET /api/v1/namespaces/airflow-a/secrets"
+    );
+    assert_eq!(
+        query_param(&requests.last().unwrap().query, "labelSelector").as_deref(),
+        Some("app.kubernetes.io/managed-by=switchboard")
+    );
+    assert_eq!(
+        data(
+            &h.fake.secret("airflow-a", "switchboard-prod").unwrap(),
+            "token"
+        )
+        .unwrap(),
+        token
+    );
+}
+
+#[tokio::test]
+async fn env_secrets_hold_the_resolvers_airflow_json_and_follow_changes() {
+    let mut h = Harness::new().await;
+    h.create_deployment("prod", "airflow-b", pb::SecretDelivery::Env)
+        .await;
+    h.put_connection("warehouse", "db-1.example.com", true)
+        .await;
+    h.put_connection("Reporting_DB", "db-2.example.com", true)
+        .await;
+    let token = h
+        .control
+        .create_deployment_token(h.request(pb::CreateDeploymentTokenRequest {
+            parent: "workspaces/acme/deployments/prod".into(),
+            description: "test".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+
+    let report = h.reconcile().await;
+    assert_eq!((report.applied, report.tokens_issued), (1, 0));
+    let requests = h.fake.take_requests();
+    assert_eq!(
+        requests.iter().filter(|request| request.is_write()).count(),
+        1
+    );
+    let secret = h.fake.secret("airflow-b", "switchboard-prod").unwrap();
+    assert_eq!(
+        data_keys(&secret),
+        ["AIRFLOW_CONN_REPORTING_DB", "AIRFLOW_CONN_WAREHOUSE"]
+    );
+    let resolved = h.resolve_all(&token).await.unwrap();
+    assert_eq!(resolved.len(), 2);
+    for connection in &resolved {
+        let key = format!("AIRFLOW_CONN_{}", connection.conn_id.to_ascii_uppercase());
+        assert_eq!(
+            data(&secret, &key).unwrap(),
+            connection.airflow_json,
+            "{key}"
+        );
+    }
+    let warehouse: Value =
+        serde_json::from_str(&data(&secret, "AIRFLOW_CONN_WAREHOUSE").unwrap()).unwrap();
+    assert_eq!(warehouse["host"], "db-1.example.com");
+    assert_eq!(warehouse["password"], "s3cret:/?");
+    assert_eq!(warehouse["port"], 5432);
+
+    // Unchanged: no write.
+    h.reconcile().await;
+    assert!(
+        h.fake
+            .take_requests()
+            .iter()
+            .all(|request| !request.is_write())
+    );
+
+    // A changed connection is applied, equal to what the resolver now answers.
+    h.put_connection("warehouse", "db-9.example.com", false)
+        .await;
+    let report = h.reconcile().await;
+    assert_eq!(report.applied, 1);
+    let requests = h.fake.take_requests();
+    let writes: Vec<&Request> = requests
+        .iter()
+        .filter(|request| request.is_write())
+        .collect();
+    assert_eq!(writes.len(), 1);
+    assert_eq!(writes[0].method, Method::PATCH);
+    // The apply carried the resourceVersion it read, so a concurrent change conflicts.
+    assert_eq!(writes[0].body["metadata"]["resourceVersion"], "1");
+    let secret = h.fake.secret("airflow-b", "switchboard-prod").unwrap();
+    let resolved = h.resolve_all(&token).await.unwrap();
+    let warehouse = resolved
+        .iter()
+        .find(|connection| connection.conn_id == "warehouse")
+        .unwrap();
+    assert!(warehouse.airflow_json.contains("db-9.example.com"));
+    assert_eq!(
+        data(&secret, "AIRFLOW_CONN_WAREHOUSE").unwrap(),
+        warehouse.airflow_json
+    );
+
+    // A removed connection's key goes too.
+    h.control
+        .delete_connection(h.request(pb::DeleteConnectionRequest {
+            name: "workspaces/acme/connections/Reporting_DB".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(h.reconcile().await.applied, 1);
+    let secret = h.fake.secret("airflow-b", "switchboard-prod").unwrap();
+    assert_eq!(data_keys(&secret), ["AIRFLOW_CONN_WAREHOUSE"]);
+    h.fake.take_requests();
+    assert_eq!(h.reconcile().await.applied, 0);
+}
+
+#[tokio::test]
+async fn deleting_a_deployment_or_turning_delivery_off_deletes_its_secret() {
+    let mut h = Harness::new().await;
+    h.create_deployment("prod", "airflow-a", pb::SecretDelivery::Token)
+        .await;
+    h.create_deployment("stage", "airflow-a", pb::SecretDelivery::Env)
+        .await;
+    assert_eq!(h.reconcile().await.applied, 2);
+    h.fake.take_requests();
+
+    h.delete_deployment("prod").await;
+    let report = h.reconcile().await;
+    assert_eq!((report.deleted, report.applied), (1, 0));
+    let requests = h.fake.take_requests();
+    let prod = secret_path("airflow-a", "switchboard-prod");
+    let writes: Vec<&Request> = requests
+        .iter()
+        .filter(|request| request.is_write())
+        .collect();
+    assert_eq!(writes.len(), 1);
+    assert_eq!(writes[0].line(), format!("DELETE {prod}"));
+    assert_eq!(writes[0].body["preconditions"]["uid"], "uid-1");
+    assert!(h.fake.secret("airflow-a", "switchboard-prod").is_none());
+    assert!(h.fake.secret("airflow-a", "switchboard-stage").is_some());
+
+    h.set_delivery("stage", pb::SecretDelivery::None).await;
+    let report = h.reconcile().await;
+    assert_eq!(report.deleted, 1);
+    let requests = h.fake.take_requests();
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|request| request.is_write())
+            .map(Request::line)
+            .collect::<Vec<_>>(),
+        [format!(
+            "DELETE {}",
+            secret_path("airflow-a", "switchboard-stage")
+        )]
+    );
+    assert!(h.fake.secret("airflow-a", "switchboard-stage").is_none());
+
+    // Nothing left to do.
+    h.sync.reconcile_all().await.unwrap();
+    assert!(
+        h.fake
+            .take_requests()
+            .iter()
+            .all(|request| !request.is_write())
+    );
+}
+
+#[tokio::test]
+async fn a_managed_secret_no_deployment_wants_is_removed_by_the_resync() {
+    let mut h = Harness::new().await;
+    h.create_deployment("prod", "airflow-a", pb::SecretDelivery::Token)
+        .await;
+    let instance = h.sync.instance().await.unwrap();
+    // Left behind by a deployment deleted while control was down.
+    h.fake.put(
+        "airflow-a",
+        "switchboard-old",
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "switchboard-old", "namespace": "airflow-a", "uid": "uid-old",
+                "labels": {"app.kubernetes.io/managed-by": "switchboard",
+                    "switchboard.dev/instance": instance,
+                    "switchboard.dev/deployment": "old", "switchboard.dev/workspace": "acme"}},
+            "data": {"token": STANDARD.encode("sbdt_x")},
+        }),
+    );
+    // Another installation's Secret in the same namespace stays.
+    let foreign = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "switchboard-gone", "namespace": "airflow-a", "uid": "uid-foreign",
+            "labels": {"app.kubernetes.io/managed-by": "switchboard",
+                "switchboard.dev/instance": "ffffffffffffffff",
+                "switchboard.dev/deployment": "gone", "switchboard.dev/workspace": "acme"}},
+    });
+    h.fake.put("airflow-a", "switchboard-gone", foreign.clone());
+    let report = h.sync.reconcile_all().await.unwrap();
+    assert_eq!((report.applied, report.deleted), (1, 1));
+    let writes: Vec<String> = h
+        .fake
+        .take_requests()
+        .iter()
+        .filter(|request| request.is_write())
+        .map(Request::line)
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            format!("PATCH {}", secret_path("airflow-a", "switchboard-prod")),
+            format!("DELETE {}", secret_path("airflow-a", "switchboard-old")),
+        ]
+    );
+    assert!(h.fake.secret("airflow-a", "switchboard-old").is_none());
+    assert_eq!(
+        h.fake.secret("airflow-a", "switchboard-gone").unwrap(),
+        foreign
+    );
+}
+
+#[tokio::test]
+async fn secrets_without_the_managed_label_are_never_written() {
+    let mut h = Harness::new().await;
+    let foreign = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "switchboard-prod", "namespace": "airflow-a", "uid": "uid-foreign",
+            "resourceVersion": "77", "labels": {"team": "data"}},
+        "data": {"token": STANDARD.encode("hand-made")},
+    });
+    h.fake.put("airflow-a", "switchboard-prod", foreign.clone());
+    // Another workspace's (or installation's) managed Secret with the same name is not ours either.
+    let other = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "switchboard-stage", "namespace": "airflow-a", "uid": "uid-other",
+            "labels": {"app.kubernetes.io/managed-by": "switchboard",
+                "switchboard.dev/deployment": "stage", "switchboard.dev/workspace": "globex"}},
+        "data": {"token": STANDARD.encode("theirs")},
+    });
+    h.fake.put("airflow-a", "switchboard-stage", other.clone());
+    h.create_deployment("prod", "airflow-a", pb::SecretDelivery::Token)
+        .await;
+    h.create_deployment("stage", "airflow-a", pb::SecretDelivery::Env)
+        .await;
+
+    let report = h.reconcile().await;
+    assert_eq!(
+        (report.applied, report.skipped, report.tokens_issued),
+        (0, 2, 0)
+    );
+    assert!(
+        h.fake
+            .take_requests()
+            .iter()
+            .all(|request| !request.is_write())
+    );
+
+    h.set_delivery("prod", pb::SecretDelivery::None).await;
+    h.delete_deployment("stage").await;
+    h.reconcile().await;
+    h.sync.reconcile_all().await.unwrap();
+    let requests = h.fake.take_requests();
+    assert!(
+        requests.iter().all(|request| !request.is_write()),
+        "{requests:?}"
+    );
+    assert_eq!(
+        h.fake.secret("airflow-a", "switchboard-prod").unwrap(),
+        foreign
+    );
+    assert_eq!(
+        h.fake.secret("airflow-a", "switchboard-stage").unwrap(),
+        other
+    );
+}
+
+#[tokio::test]
+async fn api_errors_are_retried_with_backoff_and_never_block_control() {
+    let mut h = Harness::new().await;
+    h.create_deployment("prod", "airflow-a", pb::SecretDelivery::Token)
+        .await;
+    let path = secret_path("airflow-a", "switchboard-prod");
+
+    // A 500 on the read and a 409 on the apply: each retried.
+    h.fake.fail(Some(Method::GET), 500);
+    h.fake.fail(Some(Method::PATCH), 409);
+    let report = h.reconcile().await;
+    assert_eq!(
+        (report.applied, report.failed, report.tokens_issued),
+        (1, 0, 1)
+    );
+    assert_eq!(
+        h.fake
+            .take_requests()
+            .iter()
+            .map(Request::line)
+            .collect::<Vec<_>>(),
+        [
+            format!("GET {path}"),
+            format!("GET {path}"),
+            format!("PATCH {path}"),
+            format!("GET {path}"),
+            format!("PATCH {path}"),
+        ]
+    );
+    // The retried apply reused the token issued on the first try.
+    assert_eq!(h.kube_tokens("prod").await.len(), 1);
+
+    // A longer outage: the reconcile gives up after its tries, control's API works meanwhile.
+    h.fake.remove("airflow-a", "switchboard-prod");
+    for _ in 0..10 {
+        h.fake.fail(None, 503);
+    }
+    let report = h.reconcile().await;
+    assert_eq!((report.applied, report.failed), (0, 1));
+    assert_eq!(
+        h.fake.take_requests().len(),
+        options().retry_attempts as usize
+    );
+    h.create_deployment("other", "", pb::SecretDelivery::None)
+        .await;
+    h.fake.clear_failures();
+
+    let report = h.reconcile().await;
+    assert_eq!(
+        (report.applied, report.failed, report.tokens_issued),
+        (1, 0, 1)
+    );
+    let writes: Vec<String> = h
+        .fake
+        .take_requests()
+        .iter()
+        .filter(|request| request.is_write())
+        .map(Request::line)
+        .collect();
+    assert_eq!(writes, [format!("PATCH {path}")]);
+}
+
+#[tokio::test]
+async fn drift_is_repaired_and_a_deleted_token_secret_gets_a_new_token_old_revoked_after_grace() {
+    let mut h = Harness::new().await;
+    h.create_deployment("prod", "airflow-a", pb::SecretDelivery::Token)
+        .await;
+    h.reconcile().await;
+    let first = data(
+        &h.fake.secret("airflow-a", "switchboard-prod").unwrap(),
+        "token",
+    )
+    .unwrap();
+    h.fake.take_requests();
+
+    // Hand-edited: put back, same token.
+    let mut edited = h.fake.secret("airflow-a", "switchboard-prod").unwrap();
+    edited["data"]["address"] = json!(STANDARD.encode("evil.example.com:50051"));
+    h.fake.put("airflow-a", "switchboard-prod", edited);
+    let report = h.sync.reconcile_all().await.unwrap();
+    assert_eq!((report.applied, report.tokens_issued), (1, 0));
+    let secret = h.fake.secret("airflow-a", "switchboard-prod").unwrap();
+    assert_eq!(data(&secret, "address").as_deref(), Some(RESOLVER_ADDRESS));
+    assert_eq!(data(&secret, "token").unwrap(), first);
+
+    // Deleted: recreated with a new token; the old one stays valid for the grace period.
+    h.fake.remove("airflow-a", "switchboard-prod");
+    h.fake.take_requests();
+    let report = h.sync.reconcile_all().await.unwrap();
+    assert_eq!(
+        (report.applied, report.tokens_issued, report.tokens_revoked),
+        (1, 1, 0)
+    );
+    let second = data(
+        &h.fake.secret("airflow-a", "switchboard-prod").unwrap(),
+        "token",
+    )
+    .unwrap();
+    assert_ne!(second, first);
+    h.resolve_all(&first).await.unwrap();
+    h.resolve_all(&second).await.unwrap();
+
+    h.clock.advance(GRACE / 2);
+    assert_eq!(h.sync.reconcile_all().await.unwrap().tokens_revoked, 0);
+    h.clock.advance(GRACE / 2 + Duration::from_secs(1));
+    h.fake.take_requests();
+    let report = h.sync.reconcile_all().await.unwrap();
+    assert_eq!(
+        (report.tokens_revoked, report.applied, report.tokens_issued),
+        (1, 0, 0)
+    );
+    assert!(
+        h.fake
+            .take_requests()
+            .iter()
+            .all(|request| !request.is_write())
+    );
+    let tokens = h.kube_tokens("prod").await;
+    let revoked: Vec<bool> = tokens.iter().map(|row| row.revoke_time.is_some()).collect();
+    assert_eq!(revoked.iter().filter(|revoked| **revoked).count(), 1);
+    let old = tokens
+        .iter()
+        .find(|row| row.token_hash == auth::hash_token(&first))
+        .unwrap();
+    assert!(old.revoke_time.is_some());
+    assert!(h.resolve_all(&first).await.is_err());
+    h.resolve_all(&second).await.unwrap();
+
+    // A Secret holding a revoked token gets a fresh one.
+    let mut stale = h.fake.secret("airflow-a", "switchboard-prod").unwrap();
+    stale["data"]["token"] = json!(STANDARD.encode(&first));
+    h.fake.put("airflow-a", "switchboard-prod", stale);
+    let report = h.sync.reconcile_all().await.unwrap();
+    assert_eq!((report.applied, report.tokens_issued), (1, 1));
+    let third = data(
+        &h.fake.secret("airflow-a", "switchboard-prod").unwrap(),
+        "token",
+    )
+    .unwrap();
+    assert!(third != first && third != second);
+}
+
+#[tokio::test]
+async fn the_loop_follows_the_change_feed_within_seconds() {
+    let h = Harness::new().await;
+    let fake = h.fake.clone();
+    let task = tokio::spawn(
+        KubeSync::new(h.store.clone(), fake.client(), h.clock.clone(), options()).run(),
+    );
+    h.create_deployment("prod", "airflow-a", pb::SecretDelivery::Env)
+        .await;
+    wait_for(|| fake.secret("airflow-a", "switchboard-prod").is_some()).await;
+    h.put_connection("warehouse", "db-1.example.com", true)
+        .await;
+    wait_for(|| {
+        fake.secret("airflow-a", "switchboard-prod")
+            .is_some_and(|secret| data(&secret, "AIRFLOW_CONN_WAREHOUSE").is_some())
+    })
+    .await;
+    h.delete_deployment("prod").await;
+    wait_for(|| fake.secret("airflow-a", "switchboard-prod").is_none()).await;
+    task.abort();
+}
+
+async fn wait_for(mut condition: impl FnMut() -> bool) {
+    for _ in 0..100 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("condition not met within 5 s");
+}
