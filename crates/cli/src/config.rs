@@ -77,6 +77,22 @@ pub(crate) struct ServeOpt {
     /// unauthenticated) may make, in bursts of 5 seconds' worth [default: 50].
     #[arg(long, env = "SWITCHBOARD_RATE_LIMIT")]
     rate_limit: Option<u32>,
+    /// Control: keep a Kubernetes Secret per deployment whose secret_delivery
+    /// asks for one (needs --kube-resolver-address).
+    #[arg(long, env = "SWITCHBOARD_KUBE_SYNC")]
+    kube_sync: bool,
+    /// Control: the resolver address (host:port) TOKEN-mode Secrets carry.
+    #[arg(long, env = "SWITCHBOARD_KUBE_RESOLVER_ADDRESS")]
+    kube_resolver_address: Option<String>,
+    /// Control: kubeconfig file for the Secret sync [default: in-cluster configuration].
+    #[arg(long, env = "SWITCHBOARD_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Control: how long a replaced Secret token stays valid, e.g. 10m [default: 10m].
+    #[arg(long, env = "SWITCHBOARD_KUBE_TOKEN_GRACE", value_parser = crate::duration::parse)]
+    kube_token_grace: Option<Duration>,
+    /// Control: how often every Secret is checked and repaired, e.g. 5m [default: 5m].
+    #[arg(long, env = "SWITCHBOARD_KUBE_RESYNC", value_parser = crate::duration::parse)]
+    kube_resync: Option<Duration>,
 }
 
 /// The TOML file's shape.
@@ -93,6 +109,18 @@ struct FileConfig {
     vault: VaultFile,
     #[serde(default)]
     auth: AuthFile,
+    #[serde(default)]
+    kubernetes: KubernetesFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KubernetesFile {
+    enabled: Option<bool>,
+    resolver_address: Option<String>,
+    kubeconfig: Option<PathBuf>,
+    token_grace: Option<String>,
+    resync_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +157,18 @@ pub(crate) struct Settings {
     pub jwt_issuer: Option<String>,
     pub max_stale: Duration,
     pub rate_limit: u32,
+    /// The Kubernetes Secret sync, when enabled.
+    pub kubernetes: Option<KubernetesSettings>,
+}
+
+/// The Kubernetes Secret sync's settings.
+#[derive(Debug, Clone)]
+pub(crate) struct KubernetesSettings {
+    pub resolver_address: String,
+    /// `None`: in-cluster configuration.
+    pub kubeconfig: Option<PathBuf>,
+    pub token_grace: Duration,
+    pub resync_interval: Duration,
 }
 
 /// Where Vault is and how to authenticate.
@@ -243,11 +283,50 @@ impl ServeOpt {
                 .map_err(|why| anyhow::anyhow!("invalid max_stale in the config file: {why}"))?,
             (None, None) => Duration::from_secs(15 * 60),
         };
+        let kubernetes = if self.kube_sync || file.kubernetes.enabled.unwrap_or(false) {
+            let duration = |flag: Option<Duration>, text: Option<String>, key: &str, default| match (
+                flag, text,
+            ) {
+                (Some(flag), _) => Ok(flag),
+                (None, Some(text)) => crate::duration::parse(&text).map_err(|why| {
+                    anyhow::anyhow!("invalid kubernetes.{key} in the config file: {why}")
+                }),
+                (None, None) => Ok(default),
+            };
+            let resolver_address = self
+                .kube_resolver_address
+                .or(file.kubernetes.resolver_address)
+                .filter(|address| !address.trim().is_empty())
+                .context("the Kubernetes Secret sync needs a resolver address (--kube-resolver-address or [kubernetes] resolver_address)")?;
+            let resync_interval = duration(
+                self.kube_resync,
+                file.kubernetes.resync_interval,
+                "resync_interval",
+                Duration::from_secs(5 * 60),
+            )?;
+            if resync_interval.is_zero() {
+                bail!("kubernetes resync_interval must be positive");
+            }
+            Some(KubernetesSettings {
+                resolver_address,
+                kubeconfig: self.kubeconfig.or(file.kubernetes.kubeconfig),
+                token_grace: duration(
+                    self.kube_token_grace,
+                    file.kubernetes.token_grace,
+                    "token_grace",
+                    Duration::from_secs(10 * 60),
+                )?,
+                resync_interval,
+            })
+        } else {
+            None
+        };
         let rate_limit = self.rate_limit.or(file.rate_limit).unwrap_or(50);
         if rate_limit == 0 {
             bail!("rate_limit must be at least 1 call per second");
         }
         Ok(Settings {
+            kubernetes,
             rate_limit,
             max_stale,
             data_dir,
@@ -316,10 +395,37 @@ mod tests {
     }
 
     #[test]
+    fn kubernetes_sync_is_off_unless_enabled_and_needs_a_resolver_address() {
+        assert!(ServeOpt::default().settings().unwrap().kubernetes.is_none());
+        let file = write(
+            "[kubernetes]\nenabled = true\nresolver_address = \"switchboard-resolver.switchboard.svc:50051\"\ntoken_grace = \"2m\"\n",
+        );
+        let opt = ServeOpt {
+            config: Some(file.path().to_owned()),
+            ..ServeOpt::default()
+        };
+        let kubernetes = opt.settings().unwrap().kubernetes.unwrap();
+        assert_eq!(
+            kubernetes.resolver_address,
+            "switchboard-resolver.switchboard.svc:50051"
+        );
+        assert_eq!(kubernetes.token_grace, Duration::from_secs(120));
+        assert_eq!(kubernetes.resync_interval, Duration::from_secs(300));
+        assert!(kubernetes.kubeconfig.is_none());
+        let opt = ServeOpt {
+            kube_sync: true,
+            ..ServeOpt::default()
+        };
+        let err = format!("{:#}", opt.settings().unwrap_err());
+        assert!(err.contains("resolver address"), "{err}");
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_errors() {
         for text in [
             "lisen = \"127.0.0.1:1\"",
             "[vault]\nadress = \"x\"",
+            "[kubernetes]\nenable = true",
             "listen = \"nope\"",
         ] {
             let file = write(text);

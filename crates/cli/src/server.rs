@@ -18,7 +18,7 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tracing::info;
 
-use crate::config::{ServeOpt, Settings};
+use crate::config::{KubernetesSettings, ServeOpt, Settings};
 
 /// Longest any call may run when the client sets no shorter deadline.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -139,6 +139,9 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
             .add_service(deployments)
             .add_service(workspaces)
             .add_service(audit);
+        if let Some(kubernetes) = &opt.kubernetes {
+            start_kube_sync(kubernetes, &store, &clock).await?;
+        }
         served.extend(
             SERVICE_NAMES
                 .iter()
@@ -198,6 +201,34 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
         .await?;
     store.close().await?;
     info!("stopped");
+    Ok(())
+}
+
+/// Starts the Kubernetes Secret sync in its own task: a Kubernetes outage
+/// delays Secrets, never control's API. Building the client contacts nothing.
+async fn start_kube_sync(
+    settings: &KubernetesSettings,
+    store: &Store,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<()> {
+    use switchboard_control::kube_sync::{self, KubeSync, KubeSyncOptions};
+
+    let client = kube_sync::connect(settings.kubeconfig.as_deref())
+        .await
+        .context("cannot configure the Kubernetes client")?;
+    kube_sync::describe_metrics();
+    let options = KubeSyncOptions {
+        resolver_address: settings.resolver_address.clone(),
+        token_grace: settings.token_grace,
+        resync_every: settings.resync_interval,
+        ..KubeSyncOptions::default()
+    };
+    tokio::spawn(KubeSync::new(store.clone(), client, clock.clone(), options).run());
+    info!(
+        resolver_address = %settings.resolver_address,
+        kubeconfig = ?settings.kubeconfig,
+        "kubernetes secret sync enabled"
+    );
     Ok(())
 }
 
