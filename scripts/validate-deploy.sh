@@ -158,8 +158,8 @@ def policy(obj):
                     problems.append(f"rule {rule}: no wildcards in {field}")
             if set(rule.get("resources", [])) - {"secrets"}:
                 problems.append(f"rule {rule}: only Secrets")
-            if set(rule.get("verbs", [])) - {"get", "create", "patch", "delete"}:
-                problems.append(f"rule {rule}: only get, create, patch, delete")
+            if set(rule.get("verbs", [])) - {"get", "list", "create", "patch", "delete"}:
+                problems.append(f"rule {rule}: only get, list, create, patch, delete")
     elif kind == "ClusterRoleBinding":
         problems.append("Secrets access is granted per namespace (RoleBinding), never cluster-wide")
     elif kind == "RoleBinding":
