@@ -3,9 +3,11 @@
 //! `cargo build -p switchboard-cli` (or `scripts/test.sh`, which does).
 
 mod auth;
+mod backends;
 mod bench;
 mod fixture;
 mod grpcurl;
+mod guarantees;
 mod readme;
 mod seed_story;
 mod separate_processes;
