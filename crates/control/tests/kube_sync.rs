@@ -1109,3 +1109,34 @@ async fn wait_for(mut condition: impl FnMut() -> bool) {
     }
     panic!("condition not met within 5 s");
 }
+
+#[tokio::test]
+async fn after_a_restart_the_resync_finds_secrets_of_deployments_that_stopped_wanting_one() {
+    let mut h = Harness::new().await;
+    h.create_deployment("prod", "airflow-a", pb::SecretDelivery::Env)
+        .await;
+    h.create_deployment("stage", "airflow-a", pb::SecretDelivery::Env)
+        .await;
+    assert_eq!(h.reconcile().await.applied, 2);
+    // A restarted process knows nothing of the Secrets it wrote.
+    h.sync = KubeSync::new(h.store.clone(), h.fake.client(), h.clock.clone(), options());
+    h.set_delivery("prod", pb::SecretDelivery::None).await;
+    h.delete_deployment("stage").await;
+    h.fake.take_requests();
+    let report = h.sync.reconcile_all().await.unwrap();
+    assert_eq!((report.deleted, report.applied), (2, 0));
+    let writes: Vec<String> = h
+        .fake
+        .take_requests()
+        .iter()
+        .filter(|request| request.is_write())
+        .map(Request::line)
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            format!("DELETE {}", secret_path("airflow-a", "switchboard-prod")),
+            format!("DELETE {}", secret_path("airflow-a", "switchboard-stage")),
+        ]
+    );
+}

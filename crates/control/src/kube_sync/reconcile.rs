@@ -171,9 +171,10 @@ impl KubeSync {
     ) -> ControlResult<()> {
         let key = key(row);
         let name = secret_name(&row.deployment_id);
-        // The deployment moved to another namespace (or left Kubernetes).
+        // The deployment moved to another namespace, or wants no Secret any
+        // more. Secrets this process never saw are left to the resync's sweep.
         if let Some(old) = self.known.get(&key).cloned()
-            && old != row.namespace
+            && (old != row.namespace || !wants_secret(row))
         {
             self.delete_owned(
                 instance,
@@ -189,26 +190,10 @@ impl KubeSync {
         if row.secret_delivery != "TOKEN" {
             self.revoke_replaced_tokens(row, None, report).await?;
         }
-        if row.namespace.is_empty() {
+        if !wants_secret(row) {
             return Ok(());
         }
         let existing = self.secrets.get(&row.namespace, &name).await?;
-        if !wants_secret(row) {
-            if let Some(existing) = &existing {
-                self.delete_if_owned(
-                    instance,
-                    existing,
-                    &row.namespace,
-                    &name,
-                    &row.workspace,
-                    &row.deployment_id,
-                    report,
-                )
-                .await?;
-            }
-            self.known.remove(&key);
-            return Ok(());
-        }
         if let Some(existing) = &existing
             && !desired::belongs_to(existing, instance, &row.workspace, &row.deployment_id)
         {
