@@ -53,6 +53,17 @@ pub(crate) async fn find_connection<C: ConnectionTrait>(
     .ok_or_else(|| ControlError::NotFound(format!("connection {name} not found")))
 }
 
+/// A version's action as ConnectionVersion documents it (create, update or
+/// rollback); rows record the method that made the version.
+fn version_action(method: &str) -> &str {
+    match method {
+        "CreateConnection" => "create",
+        "UpdateConnection" => "update",
+        "RollbackConnection" => "rollback",
+        other => other,
+    }
+}
+
 /// Checks a caller-supplied etag against the current version.
 pub(crate) fn check_etag(given: &str, version: i64, what: &str) -> ControlResult<()> {
     if !given.is_empty() && given != pb_conversions::etag(version) {
@@ -600,7 +611,10 @@ impl Control {
                     .as_ref()
                     .is_none_or(|after| &row.conn_id_folded > after)
         });
-        let next_page_token = page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| row.conn_id_folded.clone());
+        let next_page_token =
+            page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| {
+                row.conn_id_folded.clone()
+            });
         Ok(pb::ListConnectionsResponse {
             connections: rows
                 .iter()
@@ -796,7 +810,13 @@ impl Control {
             query = query.filter(connection_version::Column::Version.lt(before));
         }
         let mut versions = db(query.all(self.store.db()).await)?;
-        let next_page_token = page_token::next_page(&self.page_key, &fingerprint, &mut versions, page_size, |version| version.version.to_string());
+        let next_page_token = page_token::next_page(
+            &self.page_key,
+            &fingerprint,
+            &mut versions,
+            page_size,
+            |version| version.version.to_string(),
+        );
         let canonical = connection_name(&row);
         let connection_versions = versions
             .iter()
@@ -808,7 +828,7 @@ impl Control {
                     version: version.version,
                     connection: Some(connection_to_pb(&canonical, &snapshot, None, None)),
                     actor: version.actor.clone(),
-                    action: version.action.clone(),
+                    action: version_action(&version.action).to_owned(),
                     changed_fields: records::from_json_text(
                         "connection_version",
                         &version.changed_fields,
