@@ -172,9 +172,18 @@ async fn open_database(database_url: &str) -> StoreResult<DatabaseConnection> {
     if database_url.starts_with("sqlite:") {
         connect_sqlite(database_url).await
     } else {
-        Ok(Database::connect(database_url).await?)
+        // Give up on an unreachable server well before a call's 30 s deadline
+        // (sqlx waits 30 s by default), so callers get UNAVAILABLE, not CANCELLED.
+        let mut options = sea_orm::ConnectOptions::new(database_url);
+        options
+            .connect_timeout(POSTGRES_CONNECT_TIMEOUT)
+            .acquire_timeout(POSTGRES_CONNECT_TIMEOUT);
+        Ok(Database::connect(options).await?)
     }
 }
+
+/// How long to wait for a PostgreSQL connection before answering UNAVAILABLE.
+const POSTGRES_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs pending migrations in one transaction that first takes a lock, so
 /// processes starting together (control and resolvers) migrate once, in turn.
