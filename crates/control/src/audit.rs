@@ -164,7 +164,10 @@ impl pb::audit_service_server::AuditService for Control {
             .await
             .map_err(StoreError::from)
             .map_err(ControlError::from)?;
-        let next_page_token = page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| row.id.to_string());
+        let next_page_token =
+            page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| {
+                row.id.to_string()
+            });
         let audit_events = rows
             .iter()
             .map(crate::pb_conversions::audit_to_pb)

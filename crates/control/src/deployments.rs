@@ -499,7 +499,10 @@ impl Control {
             .all(self.store.db())
             .await)?;
         rows.retain(|row| after.as_ref().is_none_or(|after| &row.token_id > after));
-        let next_page_token = page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| row.token_id.clone());
+        let next_page_token =
+            page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| {
+                row.token_id.clone()
+            });
         Ok(pb::ListDeploymentTokensResponse {
             deployment_tokens: rows.iter().map(token_to_pb).collect(),
             next_page_token,
@@ -620,7 +623,10 @@ impl pb::deployment_service_server::DeploymentService for Control {
                     .as_ref()
                     .is_none_or(|after| &row.deployment_id > after)
         });
-        let next_page_token = page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| row.deployment_id.clone());
+        let next_page_token =
+            page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| {
+                row.deployment_id.clone()
+            });
         Ok(Response::new(pb::ListDeploymentsResponse {
             deployments: rows.iter().map(deployment_to_pb).collect(),
             next_page_token,

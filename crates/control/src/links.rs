@@ -310,7 +310,10 @@ impl Control {
                 .as_ref()
                 .is_none_or(|after| &row.deployment_id > after)
         });
-        let next_page_token = page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| row.deployment_id.clone());
+        let next_page_token =
+            page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| {
+                row.deployment_id.clone()
+            });
         Ok(pb::ListLinksResponse {
             links: rows
                 .iter()
