@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_store::sea_orm::sqlx::postgres::PgListener;
-use switchboard_store::sea_orm::{ConnectionTrait, DbBackend};
-use switchboard_store::{Store, feed};
+use switchboard_store::sea_orm::{ConnectionTrait, DbBackend, DbErr};
+use switchboard_store::{Store, StoreError, feed};
 use tokio::sync::Notify;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -20,6 +20,10 @@ use crate::metric_definitions::{
 
 /// Changes read per poll.
 const BATCH: u64 = 1000;
+/// Longest one read of the feed may take before it counts as failed. Without
+/// it, an unreachable PostgreSQL holds the read for the pool's acquire
+/// timeout (30 s), so an outage would show in health and metrics that late.
+const READ_TIMEOUT: Duration = Duration::from_secs(2);
 const RESOLVER_SERVICE: &str = "switchboard.v1.ResolverService";
 
 /// Follows the feed until the process ends.
@@ -41,7 +45,15 @@ pub(crate) async fn run(
             _ = wake.notified() => {}
         }
         loop {
-            match feed::changes_after(store.db(), cursor, BATCH).await {
+            let read =
+                tokio::time::timeout(READ_TIMEOUT, feed::changes_after(store.db(), cursor, BATCH))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(StoreError::Database(DbErr::Custom(format!(
+                            "no answer within {READ_TIMEOUT:?}"
+                        ))))
+                    });
+            match read {
                 Ok(changes) => {
                     let now = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)

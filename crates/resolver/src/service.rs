@@ -1,6 +1,7 @@
 //! The ResolverService: authenticate, find the deployment, answer from the
 //! cache when the feed says it is current, else from the database.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,23 @@ use crate::error::{ResolverError, ResolverResult};
 use crate::follower;
 use crate::metric_definitions::{CACHE_HITS_TOTAL, CACHE_MISSES_TOTAL, STALE_SERVED_TOTAL};
 use crate::pb_conversions::resolved_to_pb;
+
+/// Longest a request waits for the database or secret store. With PostgreSQL
+/// unreachable, taking a pooled connection would otherwise wait for the
+/// pool's own timeout (30 s): longer than callers wait, so they would see
+/// CANCELLED or DEADLINE_EXCEEDED instead of UNAVAILABLE.
+const BACKEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs a backend read, UNAVAILABLE once it took [`BACKEND_TIMEOUT`].
+async fn bounded<T>(read: impl Future<Output = ResolverResult<T>>) -> ResolverResult<T> {
+    tokio::time::timeout(BACKEND_TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ResolverError::Unavailable(format!(
+                "no answer from the backends within {BACKEND_TIMEOUT:?}"
+            )))
+        })
+}
 
 /// How the resolver follows the feed and tolerates outages.
 #[derive(Debug, Clone, Copy)]
@@ -112,7 +130,8 @@ impl Resolver {
             .map(str::trim)
             .filter(|token| token.starts_with(DEPLOYMENT_TOKEN_PREFIX));
         let Some(token) = token else {
-            return Ok(self.auth.authenticate(self.store.db(), header).await?);
+            return bounded(async { Ok(self.auth.authenticate(self.store.db(), header).await?) })
+                .await;
         };
         let token_id = auth::parse_token_id(token).ok_or_else(|| {
             ResolverError::Unauthenticated("invalid or revoked deployment token".into())
@@ -131,8 +150,14 @@ impl Resolver {
             return Ok(entry.principal.clone());
         }
         metrics::counter!(CACHE_MISSES_TOTAL, "cache" => "token").increment(1);
-        let revision = feed::head(self.store.db()).await?;
-        let principal = self.auth.authenticate(self.store.db(), header).await?;
+        let (revision, principal) = bounded(async {
+            let revision = feed::head(self.store.db()).await?;
+            Ok((
+                revision,
+                self.auth.authenticate(self.store.db(), header).await?,
+            ))
+        })
+        .await?;
         if let Principal::Deployment { workspace, .. } = &principal {
             let entry = TokenEntry {
                 revision,
@@ -177,7 +202,7 @@ impl Resolver {
             (_, false) => DeploymentName::parse("deployment", deployment)?,
         };
         let policy = match principal {
-            Principal::User { .. } => self.policy_flags(&name.workspace).await?,
+            Principal::User { .. } => bounded(self.policy_flags(&name.workspace)).await?,
             Principal::Deployment { .. } => PolicyFlags::default(),
         };
         permission::authorize(
@@ -189,7 +214,7 @@ impl Resolver {
         )?;
         if let Principal::User { .. } = &principal {
             // A local export reveals secrets to a person: each one is audited.
-            audit_event::Entity::insert(audit_event::ActiveModel {
+            let insert = audit_event::Entity::insert(audit_event::ActiveModel {
                 workspace: Set(name.workspace.clone()),
                 actor: Set(principal.actor()),
                 action: Set("ResolveConnections".to_owned()),
@@ -199,9 +224,8 @@ impl Resolver {
                 create_time: Set(self.clock.now_micros()),
                 ..Default::default()
             })
-            .exec(self.store.db())
-            .await
-            .map_err(StoreError::from)?;
+            .exec(self.store.db());
+            bounded(async { Ok(insert.await.map_err(StoreError::from)?) }).await?;
         }
         Ok(name)
     }
@@ -215,6 +239,15 @@ impl Resolver {
             return Ok(view);
         }
         metrics::counter!(CACHE_MISSES_TOTAL, "cache" => "view").increment(1);
+        let view = bounded(self.load_view(name)).await?;
+        self.caches
+            .put_view(&name.workspace, &name.deployment, view.clone())
+            .await;
+        Ok(view)
+    }
+
+    /// Loads a deployment's effective connections from the backends.
+    async fn load_view(&self, name: &DeploymentName) -> ResolverResult<Arc<View>> {
         let db = self.store.db();
         // Read before the data: a change racing this load marks the view stale.
         let revision = feed::head(db).await?;
@@ -225,14 +258,10 @@ impl Resolver {
         for visible in visibility::visible_connections(db, &deployment).await? {
             connections.push(visibility::effective(self.store.secrets(), db, &visible).await?);
         }
-        let view = Arc::new(View {
+        Ok(Arc::new(View {
             revision,
             connections,
-        });
-        self.caches
-            .put_view(&name.workspace, &name.deployment, view.clone())
-            .await;
-        Ok(view)
+        }))
     }
 }
 
