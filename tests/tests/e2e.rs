@@ -9,6 +9,7 @@ mod fixture;
 mod grpcurl;
 mod guarantees;
 mod readme;
+mod resolver_feed;
 mod seed_story;
 mod separate_processes;
 mod support;
