@@ -447,6 +447,19 @@ impl Control {
         };
         let now = self.now();
         let write = self.store.begin_write().await?;
+        // A concurrent call with the same request_id may have committed since
+        // the check above; the write lock orders this one after it.
+        if let Some(resource) = idempotency::previous(
+            &write.txn,
+            &workspace,
+            "CreateConnection",
+            &message.request_id,
+        )
+        .await?
+        {
+            let name = ConnectionName::parse("name", &resource)?;
+            return masked_connection(&find_connection(&write.txn, &name).await?);
+        }
         let existing = db(connection::Entity::find()
             .filter(connection::Column::Workspace.eq(&workspace))
             .filter(connection::Column::ConnIdFolded.eq(conn_id::fold(&name.conn_id)))
