@@ -57,6 +57,7 @@ on_every_backend!(
     stale_etags_are_aborted_and_change_nothing,
     concurrent_updates_one_winner_per_etag_and_no_lost_update,
     request_id_retries_return_the_original,
+    concurrent_retries_of_one_request_id_return_the_original,
     pages_are_tamper_checked_and_filters_follow_visibility,
     rollback_restores_an_earlier_password,
     audit_events_name_fields_never_values,
@@ -826,6 +827,52 @@ async fn request_id_retries_return_the_original(backend: Backend) {
             "one row in PostgreSQL"
         );
     }
+    server.assert_logs_clean();
+}
+
+async fn concurrent_retries_of_one_request_id_return_the_original(backend: Backend) {
+    const RETRIES: usize = 8;
+    let server = backend.dev().await;
+    let workspace = unique_workspace("retry-race");
+    let owner = server.user_token("otto", &[(&workspace, WorkspaceRole::Owner)]);
+    let clients = Clients::connect(&server).await;
+    let password = server.marker("retry-race-password");
+    let request = CreateConnectionRequest {
+        parent: workspace_name(&workspace),
+        connection_id: "warehouse".to_owned(),
+        connection: Some(snowflake_connection(&password)),
+        request_id: format!("race-{}", random_hex(8)),
+        links: Vec::new(),
+    };
+    // A client whose first attempt timed out retries while it still runs.
+    let mut tasks = Vec::new();
+    for _ in 0..RETRIES {
+        let mut clients = clients.clone();
+        let (request, owner) = (request.clone(), owner.clone());
+        tasks.push(tokio::spawn(async move {
+            clients
+                .connections
+                .create_connection(authorized(request, &owner))
+                .await
+        }));
+    }
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(ok(
+            task.await.expect("a create task"),
+            "CreateConnection sent concurrently with one request_id",
+        ));
+    }
+    for result in &results {
+        assert_eq!(result.name, results[0].name);
+        assert_eq!(
+            result.etag, results[0].etag,
+            "every retry returns the original"
+        );
+    }
+    let mut clients = clients;
+    let listed = listed_conn_ids(&mut clients, &owner, &workspace, "").await;
+    assert_eq!(listed, ["warehouse"], "no duplicate");
     server.assert_logs_clean();
 }
 
