@@ -945,9 +945,29 @@ impl pb::connection_service_server::ConnectionService for Control {
     ) -> Result<Response<pb::ListConnectionTypesResponse>, Status> {
         let principal = self.principal(&request).await?;
         permission::authorize_catalog(&principal).map_err(ControlError::from)?;
+        let message = request.into_inner();
+        let page_size = page_token::page_size(message.page_size)?;
+        let fingerprint = "connection_types";
+        let mut entries: Vec<_> = catalog::all().iter().collect();
+        if let Some(after) = page_token::decode(&self.page_key, fingerprint, &message.page_token)? {
+            let position = entries
+                .iter()
+                .position(|entry| entry.key == after)
+                .ok_or_else(|| {
+                    ControlError::invalid("page_token", "is not a page token of this request")
+                })?;
+            entries.drain(..=position);
+        }
+        let next_page_token = page_token::next_page(
+            &self.page_key,
+            fingerprint,
+            &mut entries,
+            page_size,
+            |entry| entry.key.to_owned(),
+        );
         Ok(Response::new(pb::ListConnectionTypesResponse {
-            connection_types: catalog::all().iter().map(catalog_to_pb).collect(),
-            next_page_token: String::new(),
+            connection_types: entries.into_iter().map(catalog_to_pb).collect(),
+            next_page_token,
         }))
     }
 
