@@ -4,10 +4,12 @@
 
 mod auth;
 mod backends;
+mod bad_input;
 mod bench;
 mod fixture;
 mod grpcurl;
 mod guarantees;
+mod permissions;
 mod readme;
 mod resolver_feed;
 mod seed_story;
