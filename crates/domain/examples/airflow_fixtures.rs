@@ -16,7 +16,10 @@ fn connection(conn_id: &str, conn_type: &str, fields: Value, extra: Value) -> Ef
         schema: text("schema"),
         login: text("login"),
         password: text("password"),
-        port: fields.get("port").and_then(Value::as_i64).map(|port| port as i32),
+        port: fields
+            .get("port")
+            .and_then(Value::as_i64)
+            .map(|port| port as i32),
         extra: extra.as_object().cloned().unwrap_or_default(),
     }
 }
@@ -59,15 +62,30 @@ fn main() {
             json!({}),
             json!({"project": "my-project-1", "num_retries": 5, "keyfile_dict": {"type": "service_account", "private_key": "-----BEGIN-----\nabc\n"}}),
         ),
-        connection("fivetran", "Fivetran", json!({"login": "key", "password": "secret/with+plus"}), json!({})),
+        connection(
+            "fivetran",
+            "Fivetran",
+            json!({"login": "key", "password": "secret/with+plus"}),
+            json!({}),
+        ),
         connection(
             "http_generic",
             "http_custom",
             json!({"host": "api.example.com", "port": 8443}),
             json!({"retries": 3, "verify": true, "ratio": 0.25}),
         ),
-        connection("port_only", "generic_type", json!({"port": 9000}), json!({})),
-        connection("empty_extra_values", "http", json!({"host": "h"}), json!({"blank": "", "space": " "})),
+        connection(
+            "port_only",
+            "generic_type",
+            json!({"port": 9000}),
+            json!({}),
+        ),
+        connection(
+            "empty_extra_values",
+            "http",
+            json!({"host": "h"}),
+            json!({"blank": "", "space": " "}),
+        ),
     ];
     for sample in samples {
         let expected = json!({
