@@ -140,19 +140,6 @@ impl Control {
             .await?;
         let message = request.into_inner();
         idempotency::validate(&message.request_id)?;
-        if let Some(resource) = idempotency::previous(
-            self.store.db(),
-            &workspace,
-            "CreateDeployment",
-            &message.request_id,
-        )
-        .await?
-        {
-            let name = DeploymentName::parse("name", &resource)?;
-            return Ok(deployment_to_pb(
-                &find_deployment(self.store.db(), &name).await?,
-            ));
-        }
         let deployment = required("deployment", message.deployment.as_ref())?;
         let mut violations = Vec::new();
         if let Err(why) = names::validate_deployment_id(&message.deployment_id) {
@@ -206,6 +193,19 @@ impl Control {
         }
         let now = self.now();
         let write = self.store.begin_write().await?;
+        // Checked under the write lock, so concurrent retries with one
+        // request_id return the first result rather than a conflict.
+        if let Some(resource) = idempotency::previous(
+            &write.txn,
+            &workspace,
+            "CreateDeployment",
+            &message.request_id,
+        )
+        .await?
+        {
+            let name = DeploymentName::parse("name", &resource)?;
+            return Ok(deployment_to_pb(&find_deployment(&write.txn, &name).await?));
+        }
         let name = DeploymentName {
             workspace: workspace.clone(),
             deployment: message.deployment_id.clone(),

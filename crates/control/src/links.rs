@@ -194,8 +194,12 @@ impl Control {
         let link = required("link", message.link.as_ref())?;
         let deployment = deployment_ref("link.deployment", &parent.workspace, &link.deployment)
             .map_err(|violation| ControlError::InvalidArgument(vec![violation]))?;
+        let overrides = overrides_from_pb(link.overrides.as_ref());
+        let write = self.store.begin_write().await?;
+        // Checked under the write lock, so concurrent retries with one
+        // request_id return the first result rather than a conflict.
         if let Some(resource) = idempotency::previous(
-            self.store.db(),
+            &write.txn,
             &parent.workspace,
             "CreateLink",
             &message.request_id,
@@ -204,7 +208,7 @@ impl Control {
         {
             let name = LinkName::parse("name", &resource)?;
             let conn = find_connection(
-                self.store.db(),
+                &write.txn,
                 &ConnectionName {
                     workspace: name.workspace.clone(),
                     conn_id: name.conn_id.clone(),
@@ -213,11 +217,9 @@ impl Control {
             .await?;
             return link_to_pb(
                 &conn,
-                &find_link(self.store.db(), &conn, &name.deployment).await?,
+                &find_link(&write.txn, &conn, &name.deployment).await?,
             );
         }
-        let overrides = overrides_from_pb(link.overrides.as_ref());
-        let write = self.store.begin_write().await?;
         let conn = find_connection(&write.txn, &parent).await?;
         require_deployments(&write.txn, &parent.workspace, [&deployment]).await?;
         let mut violations = match validate_overrides(&conn.type_key, &overrides) {
