@@ -20,7 +20,7 @@ want=$(sha256sum "$requirements" | cut -d' ' -f1)
 if [ -x "$venv/bin/airflow" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
   echo "airflow-venv: $venv is up to date" >&2
 else
-  echo "airflow-venv: building $venv from $(basename "$requirements") (about a minute)" >&2
+  echo "airflow-venv: building $venv from $(basename "$requirements") (2 to 3 minutes)" >&2
   started=$(date +%s)
   rm -rf "$venv"
   python3 -m venv "$venv" >&2

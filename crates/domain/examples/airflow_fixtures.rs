@@ -81,13 +81,57 @@ fn main() {
             json!({}),
         ),
         connection(
+            "databricks_https_host",
+            "databricks",
+            json!({"host": "https://adb-1234.5.azuredatabricks.net", "login": "sp-client", "password": "sp:secret@1"}),
+            json!({"service_principal_oauth": true}),
+        ),
+        connection(
+            "unicode_everywhere",
+            "http",
+            json!({"host": "bücher.example", "schema": "schéma/one", "login": "usér@corp", "password": "pässwörd €", "port": 443}),
+            json!({"label": "naïve ☃", "key with spaces": "a=b&c", "query?": "#frag"}),
+        ),
+        connection(
+            "password_without_login",
+            "postgres",
+            json!({"host": "10.0.0.5", "password": "only-password", "port": 5432}),
+            json!({}),
+        ),
+        connection(
+            "schema_without_host",
+            "sqlite",
+            json!({"schema": "/tmp/db.sqlite"}),
+            json!({}),
+        ),
+        connection(
+            "protobuf_numbers",
+            "redshift",
+            json!({"host": "wg.123.eu-west-1.redshift-serverless.amazonaws.com", "schema": "dev", "login": "admin", "password": "x"}),
+            json!({"serverless_token_duration_seconds": 900.0, "is_serverless": true, "nested": {"n": 2.0, "list": [1.0, 1.5, null]}}),
+        ),
+        connection(
+            "extra_marker_key",
+            "http",
+            json!({"host": "h.example"}),
+            json!({"__extra__": "not the extra"}),
+        ),
+        connection(
             "empty_extra_values",
             "http",
             json!({"host": "h"}),
             json!({"blank": "", "space": " "}),
         ),
     ];
+    // What Airflow must read for extras sent as protobuf numbers: integers,
+    // not floats (the check compares JSON types, so 900.0 would fail).
+    let integer_extras = json!({"serverless_token_duration_seconds": 900, "is_serverless": true, "nested": {"n": 2, "list": [1, 1.5, null]}});
     for sample in samples {
+        let expected_extra = if sample.conn_id == "protobuf_numbers" {
+            integer_extras.clone()
+        } else {
+            Value::Object(sample.extra.clone())
+        };
         let expected = json!({
             "conn_type": sample.conn_type,
             "host": sample.host,
@@ -95,7 +139,7 @@ fn main() {
             "login": sample.login,
             "password": sample.password,
             "port": sample.port,
-            "extra": sample.extra,
+            "extra": expected_extra,
         });
         let line = json!({
             "conn_id": sample.conn_id,

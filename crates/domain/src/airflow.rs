@@ -4,7 +4,7 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value};
 
-use crate::connection::EffectiveConnection;
+use crate::connection::{EffectiveConnection, Extra};
 
 /// Python's `urllib.parse.quote(s, safe="")`: everything but `A-Za-z0-9_.-~`.
 const QUOTE: &AsciiSet = &NON_ALPHANUMERIC
@@ -25,7 +25,40 @@ fn quote_plus(text: &str) -> String {
     quote(text).replace("%20", "+")
 }
 
-/// Airflow's JSON form. Whole numbers stay integers.
+/// Largest integer an `f64` holds exactly (2^53 - 1); larger whole floats
+/// stay floats rather than turning into a different integer.
+const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+
+/// Returns `extra` with every whole-number float (at any depth) written as an
+/// integer. Protobuf `Struct` numbers are all `f64`, so without this a port of
+/// 5439 would reach Airflow as `5439.0`, which hooks reject or misuse.
+pub fn normalize_numbers(extra: &Extra) -> Extra {
+    extra
+        .iter()
+        .map(|(key, value)| (key.clone(), normalize_value(value)))
+        .collect()
+}
+
+fn normalize_value(value: &Value) -> Value {
+    match value {
+        Value::Number(number) if !number.is_i64() && !number.is_u64() => {
+            match number.as_f64() {
+                Some(float) if float.fract() == 0.0 && float.abs() <= MAX_SAFE_INTEGER => {
+                    // Exact: a whole float within ±2^53 converts without loss.
+                    Value::from(float as i64)
+                }
+                _ => value.clone(),
+            }
+        }
+        Value::Array(items) => Value::Array(items.iter().map(normalize_value).collect()),
+        Value::Object(object) => Value::Object(normalize_numbers(object)),
+        other => other.clone(),
+    }
+}
+
+/// Airflow's JSON form, as `Connection.from_json` reads it: unset fields are
+/// omitted, `port` is an integer, `extra` an object whose whole numbers are
+/// integers.
 pub fn to_json(connection: &EffectiveConnection) -> String {
     let mut object = Map::new();
     object.insert(
@@ -48,7 +81,10 @@ pub fn to_json(connection: &EffectiveConnection) -> String {
         object.insert("port".to_owned(), Value::from(port));
     }
     if !connection.extra.is_empty() {
-        object.insert("extra".to_owned(), Value::Object(connection.extra.clone()));
+        object.insert(
+            "extra".to_owned(),
+            Value::Object(normalize_numbers(&connection.extra)),
+        );
     }
     Value::Object(object).to_string()
 }
@@ -56,11 +92,19 @@ pub fn to_json(connection: &EffectiveConnection) -> String {
 /// Airflow's URI form, as `Connection.get_uri` writes it: conn_type with `_`
 /// as `-` in the scheme, percent-encoded parts, extras as query parameters
 /// when they are all strings, else one `__extra__` JSON parameter.
+///
+/// URI schemes are case-insensitive and Airflow turns `-` in them into `_`,
+/// so a conn_type with capitals or `-` (Fivetran's `Fivetran`) comes back
+/// lower-cased and with `_`; the JSON form keeps it exactly.
 pub fn to_uri(connection: &EffectiveConnection) -> String {
-    let mut uri = format!(
-        "{}://",
-        connection.conn_type.to_lowercase().replace('_', "-")
-    );
+    let mut uri = if connection.conn_type.is_empty() {
+        "//".to_owned()
+    } else {
+        format!(
+            "{}://",
+            connection.conn_type.to_lowercase().replace('_', "-")
+        )
+    };
     let mut authority = String::new();
     if let Some(login) = &connection.login {
         authority.push_str(&quote(login));
@@ -89,16 +133,18 @@ pub fn to_uri(connection: &EffectiveConnection) -> String {
         host.push_str(&quote(schema));
     }
     uri.push_str(&host);
-    if !connection.extra.is_empty() {
+    let extra = normalize_numbers(&connection.extra);
+    if !extra.is_empty() {
         uri.push_str(if connection.schema.is_some() {
             "?"
         } else {
             "/?"
         });
-        let all_strings = connection.extra.values().all(Value::is_string);
-        if all_strings {
-            let pairs: Vec<String> = connection
-                .extra
+        // Airflow reads a query parameter named `__extra__` as the whole
+        // extra, so a real key of that name forces the JSON form.
+        let plain_query = extra.values().all(Value::is_string) && !extra.contains_key(EXTRA_KEY);
+        if plain_query {
+            let pairs: Vec<String> = extra
                 .iter()
                 .map(|(key, value)| {
                     format!(
@@ -110,7 +156,7 @@ pub fn to_uri(connection: &EffectiveConnection) -> String {
                 .collect();
             uri.push_str(&pairs.join("&"));
         } else {
-            let json = Value::Object(connection.extra.clone()).to_string();
+            let json = Value::Object(extra).to_string();
             uri.push_str(&format!("{EXTRA_KEY}={}", quote_plus(&json)));
         }
     }
@@ -171,6 +217,91 @@ mod tests {
             to_uri(&generic),
             "google-cloud-platform://user:p%40ss%3Aw%2Frd%3F%23%25@db.example.com:5432/?__extra__=%7B%22num_retries%22%3A5%7D"
         );
+    }
+
+    #[test]
+    fn whole_floats_become_integers_at_any_depth() {
+        let extra = json!({
+            "port": 5439.0,
+            "ratio": 0.5,
+            "nested": {"retries": 3.0, "list": [1.0, 2.5, "x"]},
+            "huge": 1e300,
+            "flag": true
+        });
+        let normalized = normalize_numbers(extra.as_object().unwrap());
+        assert_eq!(
+            Value::Object(normalized),
+            json!({
+                "port": 5439,
+                "ratio": 0.5,
+                "nested": {"retries": 3, "list": [1, 2.5, "x"]},
+                "huge": 1e300,
+                "flag": true
+            })
+        );
+        let mut connection = postgres();
+        connection.extra = json!({"port": 5439.0}).as_object().unwrap().clone();
+        assert!(to_json(&connection).contains(r#""extra":{"port":5439}"#));
+        assert!(to_uri(&connection).ends_with("__extra__=%7B%22port%22%3A5439%7D"));
+    }
+
+    #[test]
+    fn uri_without_host_login_or_port_keeps_the_schema() {
+        let connection = EffectiveConnection {
+            conn_id: "c".into(),
+            conn_type: "snowflake".into(),
+            description: None,
+            host: None,
+            schema: Some("PUBLIC".into()),
+            login: None,
+            password: None,
+            port: None,
+            extra: json!({"account": "a b&c=d"}).as_object().unwrap().clone(),
+        };
+        assert_eq!(
+            to_uri(&connection),
+            "snowflake:///PUBLIC?account=a+b%26c%3Dd"
+        );
+        let mut port_only = connection.clone();
+        port_only.schema = None;
+        port_only.extra = Extra::new();
+        port_only.port = Some(9000);
+        assert_eq!(to_uri(&port_only), "snowflake://@:9000");
+    }
+
+    #[test]
+    fn a_real_extra_key_named_like_airflows_marker_uses_the_json_form() {
+        let mut connection = postgres();
+        connection.extra = json!({"__extra__": "x"}).as_object().unwrap().clone();
+        assert!(to_uri(&connection).ends_with("?__extra__=%7B%22__extra__%22%3A%22x%22%7D"));
+    }
+
+    #[test]
+    fn json_has_exactly_airflows_keys() {
+        let mut connection = postgres();
+        connection.description = Some("main db".into());
+        let parsed: Value = serde_json::from_str(&to_json(&connection)).unwrap();
+        let mut keys: Vec<&str> = parsed
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "conn_type",
+                "description",
+                "extra",
+                "host",
+                "login",
+                "password",
+                "port",
+                "schema"
+            ]
+        );
+        assert_eq!(parsed["extra"], json!({"sslmode": "require"}));
     }
 
     #[test]

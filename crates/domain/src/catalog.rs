@@ -109,6 +109,8 @@ use Field::{Extra, Host, Login, Password, Port, Schema};
 /// `locator.region.cloud`.
 const SNOWFLAKE_ACCOUNT: &str = r"[A-Za-z0-9][A-Za-z0-9_.-]*";
 const SNOWFLAKE_OBJECT: &str = r#"[A-Za-z_][A-Za-z0-9_$]*|"[^"]+""#;
+/// The hook's `_ACCOUNT_COMPONENT_PATTERN` for regions: these end up in URLs.
+const SNOWFLAKE_REGION: &str = r"[A-Za-z0-9._-]+";
 
 // apache-airflow-providers-amazon 9.39.0, hooks/redshift_sql.py
 // (RedshiftSQLHook: conn_type "redshift", port defaults to 5439, database from
@@ -168,8 +170,12 @@ const REDSHIFT: &[Parameter] = &[
 ];
 
 // apache-airflow-providers-databricks 7.23.0, hooks/databricks_base.py
-// (conn_type "databricks"; a personal access token in `password`, or the
-// legacy extra `token`; `http_path` read by hooks/databricks_sql.py).
+// (conn_type "databricks"; _get_token takes the legacy extra `token` first,
+// then `password` as a personal access token when `login` is empty; with
+// `login` set the password goes with it (basic auth, or a service principal
+// with service_principal_oauth); `host` may carry https://, which _parse_host
+// strips; `http_path` read by hooks/databricks_sql.py). The password form is
+// the one catalogued, since the hook logs a warning for the extra.
 const DATABRICKS: &[Parameter] = &[
     required(param(
         "host",
@@ -181,13 +187,19 @@ const DATABRICKS: &[Parameter] = &[
         "token",
         Password,
         Text,
-        "personal access token (or service principal secret with login)",
+        "personal access token, or the secret that goes with login",
     ))),
     param(
         "login",
         Login,
         Text,
-        "service principal client id, when not using a personal access token",
+        "user name or service principal client id; empty with a personal access token",
+    ),
+    param(
+        "service_principal_oauth",
+        Extra("service_principal_oauth"),
+        Boolean,
+        "login and password are a service principal's OAuth client id and secret",
     ),
     param(
         "http_path",
@@ -266,7 +278,8 @@ const POSTGRES: &[Parameter] = &[
     ),
     pattern(
         param("cursor", Extra("cursor"), Text, "cursor class"),
-        "dictcursor|realdictcursor|namedtuplecursor",
+        // The hook lower-cases the name before looking it up.
+        "(?i:dictcursor|realdictcursor|namedtuplecursor)",
     ),
     param(
         "iam",
@@ -284,9 +297,12 @@ const POSTGRES: &[Parameter] = &[
 
 // apache-airflow-providers-google 22.8.0, common/hooks/base_google.py
 // (GoogleBaseHook: conn_type "google_cloud_platform"; extras read through
-// _get_field with or without the extra__google_cloud_platform__ prefix;
-// keyfile_dict may be a JSON object or a string holding one). BigQuery
-// operators use it through gcp_conn_id.
+// get_field with or without the extra__google_cloud_platform__ prefix;
+// keyfile_dict may be a JSON object or a string holding one; project matches
+// _GCP_PROJECT_ID_PATTERN). BigQuery operators use it through gcp_conn_id.
+// cloud/hooks/bigquery.py's BigQueryHook declares conn_type "gcpbigquery"
+// for its own form, but reads the same extras plus location, use_legacy_sql,
+// priority and labels from any connection, so the common type serves both.
 const BIGQUERY: &[Parameter] = &[
     required(pattern(
         param("project", Extra("project"), Text, "Google Cloud project id"),
@@ -320,14 +336,44 @@ const BIGQUERY: &[Parameter] = &[
         "impersonation_chain",
         Extra("impersonation_chain"),
         Text,
-        "service account to impersonate",
+        "service account to impersonate (comma-separated for a chain)",
+    ),
+    param(
+        "location",
+        Extra("location"),
+        Text,
+        "default BigQuery location, e.g. US or europe-west1",
+    ),
+    param(
+        "use_legacy_sql",
+        Extra("use_legacy_sql"),
+        Boolean,
+        "use legacy SQL; the hook defaults to true with a deprecation warning",
+    ),
+    pattern(
+        param(
+            "priority",
+            Extra("priority"),
+            Text,
+            "query priority, INTERACTIVE by default",
+        ),
+        "INTERACTIVE|BATCH",
+    ),
+    param(
+        "labels",
+        Extra("labels"),
+        Json,
+        "labels added to BigQuery jobs",
     ),
 ];
 
 // apache-airflow-providers-snowflake 6.20.0, hooks/snowflake.py (conn_type
 // "snowflake"; host and port hidden; extras read through _get_field, with or
-// without the extra__snowflake__ prefix; with a private key the password is
-// its passphrase; private_key_content is PEM or base64-encoded PEM).
+// without the extra__snowflake__ prefix, which Switchboard never writes;
+// get_private_key reads private_key_file or private_key_content and uses the
+// password as the key's passphrase: there is no private_key_passphrase extra;
+// private_key_content is PEM or base64-encoded PEM; account and region must
+// match _ACCOUNT_COMPONENT_PATTERN, as they end up in URLs).
 const SNOWFLAKE_PASSWORD: &[Parameter] = &[
     required(pattern(
         param(
@@ -355,11 +401,14 @@ const SNOWFLAKE_PASSWORD: &[Parameter] = &[
     ),
     param("schema", Schema, Text, "schema"),
     pattern(param("role", Extra("role"), Text, "role"), SNOWFLAKE_OBJECT),
-    param(
-        "region",
-        Extra("region"),
-        Text,
-        "region, for legacy account locators",
+    pattern(
+        param(
+            "region",
+            Extra("region"),
+            Text,
+            "region, for legacy account locators",
+        ),
+        SNOWFLAKE_REGION,
     ),
     param(
         "authenticator",
@@ -414,11 +463,14 @@ const SNOWFLAKE_PRIVATE_KEY: &[Parameter] = &[
     ),
     param("schema", Schema, Text, "schema"),
     pattern(param("role", Extra("role"), Text, "role"), SNOWFLAKE_OBJECT),
-    param(
-        "region",
-        Extra("region"),
-        Text,
-        "region, for legacy account locators",
+    pattern(
+        param(
+            "region",
+            Extra("region"),
+            Text,
+            "region, for legacy account locators",
+        ),
+        SNOWFLAKE_REGION,
     ),
     param(
         "session_parameters",

@@ -237,3 +237,139 @@ impl EffectiveConnection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn object(value: Value) -> Extra {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    fn snowflake_key() -> ConnectionSpec {
+        ConnectionSpec {
+            type_key: "snowflake_private_key".into(),
+            conn_type: "snowflake".into(),
+            login: Some("svc".into()),
+            password: Some("passphrase".into()),
+            extra: object(json!({
+                "account": "myorg-acct",
+                "private_key_content": "-----BEGIN PRIVATE KEY-----",
+                "client_secret": "s",
+                "warehouse": "WH"
+            })),
+            ..ConnectionSpec::default()
+        }
+    }
+
+    #[test]
+    fn normalized_spells_unset_one_way() {
+        let spec = ConnectionSpec {
+            host: Some(String::new()),
+            schema: Some("s".into()),
+            description: Some(String::new()),
+            port: Some(0),
+            ..ConnectionSpec::default()
+        }
+        .normalized();
+        assert_eq!(spec.host, None);
+        assert_eq!(spec.description, None);
+        assert_eq!(spec.schema.as_deref(), Some("s"));
+        assert_eq!(spec.port, None);
+    }
+
+    #[test]
+    fn secrets_split_off_by_catalog_and_sensitive_names_and_come_back() {
+        let spec = snowflake_key();
+        let (public, secrets) = spec.split_secrets();
+        assert_eq!(public.password, None);
+        assert_eq!(
+            public.extra.keys().collect::<Vec<_>>(),
+            ["account", "warehouse"]
+        );
+        assert_eq!(
+            secrets.keys().collect::<Vec<_>>(),
+            [
+                "extra.client_secret",
+                "extra.private_key_content",
+                "password"
+            ]
+        );
+        assert_eq!(public.secret_fields_set(), Vec::<String>::new());
+        assert_eq!(
+            spec.secret_fields_set(),
+            [
+                "extra.client_secret",
+                "extra.private_key_content",
+                "password"
+            ]
+        );
+        assert_eq!(public.with_secrets(&secrets), spec);
+    }
+
+    #[test]
+    fn overrides_split_their_secrets_too() {
+        let overrides = Overrides {
+            password: Some("other".into()),
+            extra: object(json!({"warehouse": "WH2", "private_key_content": "k", "role": null})),
+            ..Overrides::default()
+        };
+        assert!(!overrides.is_empty());
+        assert!(Overrides::default().is_empty());
+        let (public, secrets) = overrides.split_secrets("snowflake_private_key");
+        assert_eq!(public.password, None);
+        assert_eq!(
+            public.extra,
+            object(json!({"warehouse": "WH2", "role": null}))
+        );
+        assert_eq!(
+            overrides.secret_fields_set("snowflake_private_key"),
+            ["extra.private_key_content", "password"]
+        );
+        assert_eq!(public.with_secrets(&secrets), overrides);
+    }
+
+    #[test]
+    fn merge_applies_layers_in_order_and_null_removes_extra_keys() {
+        let base = snowflake_key();
+        let parent = Overrides {
+            login: Some("parent".into()),
+            extra: object(json!({"warehouse": "PARENT_WH", "role": "R"})),
+            ..Overrides::default()
+        };
+        let own = Overrides {
+            login: Some("own".into()),
+            port: Some(443),
+            extra: object(json!({"role": null, "database": "DB"})),
+            ..Overrides::default()
+        };
+        let merged = merge(&base, &[&parent, &own]);
+        assert_eq!(merged.login.as_deref(), Some("own"));
+        assert_eq!(merged.port, Some(443));
+        assert_eq!(merged.password, base.password);
+        assert_eq!(merged.extra.get("warehouse"), Some(&json!("PARENT_WH")));
+        assert_eq!(merged.extra.get("database"), Some(&json!("DB")));
+        assert!(!merged.extra.contains_key("role"));
+        assert_eq!(merged.extra.get("account"), Some(&json!("myorg-acct")));
+        // Order matters: the parent applied last would win.
+        let reversed = merge(&base, &[&own, &parent]);
+        assert_eq!(reversed.login.as_deref(), Some("parent"));
+        assert_eq!(reversed.extra.get("role"), Some(&json!("R")));
+    }
+
+    #[test]
+    fn effective_connection_takes_the_specs_conn_type() {
+        let spec = ConnectionSpec {
+            type_key: "generic".into(),
+            conn_type: "http_custom".into(),
+            host: Some(String::new()),
+            ..ConnectionSpec::default()
+        };
+        let effective = EffectiveConnection::from_spec("api", spec);
+        assert_eq!(effective.conn_id, "api");
+        assert_eq!(effective.conn_type, "http_custom");
+        assert_eq!(effective.host, None);
+    }
+}

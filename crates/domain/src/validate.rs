@@ -14,7 +14,7 @@ pub const MAX_EXTRA_KEY: usize = 256;
 /// Longest host, schema, login, password or description.
 pub const MAX_FIELD_BYTES: usize = 16 * 1024;
 
-/// Airflow normalizes `-` in conn_types to `_`, so only `_` is accepted.
+/// Longest generic conn_type accepted.
 const CONN_TYPE_MAX: usize = 100;
 
 fn check_port(port: Option<i32>, field: &str, violations: &mut Vec<FieldViolation>) {
@@ -76,7 +76,13 @@ fn check_value(parameter: &Parameter, value: &Value, violations: &mut Vec<FieldV
     let path = parameter.field.path();
     let type_ok = match parameter.data_type {
         DataType::String => value.is_string(),
-        DataType::Integer => value.is_i64() || value.is_u64(),
+        // Protobuf Struct numbers are all f64: 5439.0 is the integer 5439
+        // (the Airflow encoders write it so).
+        DataType::Integer => {
+            value.is_i64()
+                || value.is_u64()
+                || value.as_f64().is_some_and(|number| number.fract() == 0.0)
+        }
         DataType::Boolean => {
             value.is_boolean()
                 || value
@@ -116,23 +122,45 @@ fn check_value(parameter: &Parameter, value: &Value, violations: &mut Vec<FieldV
     }
 }
 
+/// Why a caller-named conn_type can't be served as given, if it can't.
+///
+/// Airflow's conn_type characters are `[A-Za-z0-9_-]`, but both
+/// `Connection.from_json` and `Connection(uri=…)` (and the task SDK's
+/// equivalents) rewrite `-` to `_` and `postgresql` to `postgres`, so such a
+/// conn_type would reach the Deployment changed; it is refused instead. A URI
+/// scheme must start with a letter, so Airflow's URI form needs that too.
+fn generic_conn_type_problem(conn_type: &str) -> Option<String> {
+    if conn_type.is_empty() {
+        return Some("is required for generic connections (e.g. http)".to_owned());
+    }
+    if conn_type.contains('-') {
+        return Some("must use '_' instead of '-': airflow reads '-' as '_'".to_owned());
+    }
+    if conn_type == "postgresql" {
+        return Some("must be postgres: airflow reads postgresql as postgres".to_owned());
+    }
+    let starts_with_letter = conn_type
+        .bytes()
+        .next()
+        .is_some_and(|byte| byte.is_ascii_alphabetic());
+    let allowed = conn_type
+        .bytes()
+        .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_');
+    if conn_type.len() > CONN_TYPE_MAX || !starts_with_letter || !allowed {
+        return Some(format!(
+            "must be 1 to {CONN_TYPE_MAX} letters, digits or '_', starting with a letter"
+        ));
+    }
+    None
+}
+
 fn check_conn_type(spec: &ConnectionSpec, violations: &mut Vec<FieldViolation>) {
     let Some(entry) = catalog::get(&spec.type_key) else {
         return;
     };
     if entry.conn_type.is_empty() {
-        let valid = !spec.conn_type.is_empty()
-            && spec.conn_type.len() <= CONN_TYPE_MAX
-            && spec.conn_type.as_bytes()[0].is_ascii_alphabetic()
-            && spec
-                .conn_type
-                .bytes()
-                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_');
-        if !valid {
-            violations.push(FieldViolation::new(
-                "conn_type",
-                "is required for generic connections: letters, digits and '_', starting with a letter (e.g. http)",
-            ));
+        if let Some(description) = generic_conn_type_problem(&spec.conn_type) {
+            violations.push(FieldViolation::new("conn_type", description));
         }
     } else if spec.conn_type != entry.conn_type {
         violations.push(FieldViolation::new(
@@ -321,12 +349,34 @@ mod tests {
             ..snowflake()
         };
         assert_eq!(fields(validate_connection(&spec)), ["conn_type"]);
-        let generic = ConnectionSpec {
-            type_key: "generic".into(),
-            conn_type: "http-x".into(),
-            ..ConnectionSpec::default()
-        };
-        assert_eq!(fields(validate_connection(&generic)), ["conn_type"]);
+        for bad in [
+            "",
+            "http x",
+            "1http",
+            "http/x",
+            "ünï",
+            "my-type",
+            "postgresql",
+        ] {
+            let generic = ConnectionSpec {
+                type_key: "generic".into(),
+                conn_type: bad.into(),
+                ..ConnectionSpec::default()
+            };
+            assert_eq!(
+                fields(validate_connection(&generic)),
+                ["conn_type"],
+                "{bad}"
+            );
+        }
+        for good in ["http", "my_type", "custom_HTTP2"] {
+            let generic = ConnectionSpec {
+                type_key: "generic".into(),
+                conn_type: good.into(),
+                ..ConnectionSpec::default()
+            };
+            assert_eq!(validate_connection(&generic), Ok(()), "{good}");
+        }
         let generic = ConnectionSpec {
             type_key: "generic".into(),
             conn_type: "http".into(),

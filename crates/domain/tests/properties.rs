@@ -1,4 +1,4 @@
-//! Property tests of the merge, secret splitting and Airflow JSON encoding.
+//! Property tests of the merge, secret splitting and Airflow encodings.
 
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -127,5 +127,55 @@ proptest! {
         prop_assert_eq!(parsed.get("port").and_then(Value::as_i64), base.port.map(i64::from));
         let extra = parsed.get("extra").and_then(Value::as_object).cloned().unwrap_or_default();
         prop_assert_eq!(extra, base.extra);
+    }
+
+    #[test]
+    fn a_null_extra_removes_the_key_whatever_came_before(
+        base in spec(),
+        first in overrides(),
+        key in "(warehouse|role|token|k[0-9])",
+    ) {
+        let remover = Overrides {
+            extra: [(key.clone(), Value::Null)].into_iter().collect(),
+            ..Overrides::default()
+        };
+        prop_assert!(!merge(&base, &[&first, &remover]).extra.contains_key(&key));
+        // A later layer that sets the key again brings it back.
+        let setter = Overrides {
+            extra: [(key.clone(), Value::from("again"))].into_iter().collect(),
+            ..Overrides::default()
+        };
+        let merged = merge(&base, &[&remover, &setter]);
+        prop_assert_eq!(merged.extra.get(&key), Some(&Value::from("again")));
+    }
+
+    #[test]
+    fn override_secrets_split_off_and_back(layer in overrides()) {
+        let (public, secrets) = layer.split_secrets("snowflake_password");
+        prop_assert!(public.password.is_none());
+        prop_assert_eq!(secrets.len(), layer.secret_fields_set("snowflake_password").len());
+        prop_assert_eq!(public.with_secrets(&secrets), layer);
+    }
+
+    #[test]
+    fn airflow_json_parses_back_to_the_connection(base in spec(), description in text()) {
+        let connection = EffectiveConnection::from_spec(
+            "c",
+            ConnectionSpec { description, ..base },
+        );
+        let parsed: Value = serde_json::from_str(&airflow::to_json(&connection)).unwrap();
+        let field = |key: &str| parsed.get(key).and_then(Value::as_str).map(str::to_owned);
+        let back = EffectiveConnection {
+            conn_id: "c".into(),
+            conn_type: field("conn_type").unwrap_or_default(),
+            description: field("description"),
+            host: field("host"),
+            schema: field("schema"),
+            login: field("login"),
+            password: field("password"),
+            port: parsed.get("port").and_then(Value::as_i64).map(|port| port as i32),
+            extra: parsed.get("extra").and_then(Value::as_object).cloned().unwrap_or_default(),
+        };
+        prop_assert_eq!(back, connection);
     }
 }
