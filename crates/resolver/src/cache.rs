@@ -6,12 +6,16 @@
 //! loaded concurrently with a change is therefore never mistaken for fresh.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 use switchboard_domain::connection::EffectiveConnection;
 use switchboard_domain::permission::Principal;
+
+use crate::error::ResolverResult;
 
 /// Largest number of deployments whose connections are cached.
 const MAX_VIEWS: u64 = 10_000;
@@ -44,7 +48,9 @@ struct FeedHealth {
 /// Caches plus the follower's invalidation state; shared by every request.
 #[derive(Debug)]
 pub(crate) struct Caches {
-    views: Cache<(String, String), Arc<View>>,
+    /// Keyed by workspace, deployment and the workspace's last change, so a
+    /// change moves readers to a fresh key and one load serves them all.
+    views: Cache<(String, String, i64), Arc<View>>,
     tokens: Cache<String, Arc<TokenEntry>>,
     /// Workspace → highest revision that changed its connections.
     connections_changed: RwLock<HashMap<String, i64>>,
@@ -78,19 +84,30 @@ impl Caches {
             .unwrap_or(i64::MAX)
     }
 
-    /// A view still valid per the feed.
-    pub(crate) async fn view(&self, workspace: &str, deployment: &str) -> Option<Arc<View>> {
+    /// The deployment's current view, loaded by `load` when the cache has
+    /// none for the workspace's latest change. Concurrent callers share one
+    /// load. Also says whether this call loaded it.
+    pub(crate) async fn view_or_load<F>(
+        &self,
+        workspace: &str,
+        deployment: &str,
+        load: F,
+    ) -> ResolverResult<(Arc<View>, bool)>
+    where
+        F: Future<Output = ResolverResult<Arc<View>>>,
+    {
+        let changed = Self::changed_at(&self.connections_changed, workspace);
+        let key = (workspace.to_owned(), deployment.to_owned(), changed);
+        let loaded = AtomicBool::new(false);
         let view = self
             .views
-            .get(&(workspace.to_owned(), deployment.to_owned()))
-            .await?;
-        (view.revision >= Self::changed_at(&self.connections_changed, workspace)).then_some(view)
-    }
-
-    pub(crate) async fn put_view(&self, workspace: &str, deployment: &str, view: Arc<View>) {
-        self.views
-            .insert((workspace.to_owned(), deployment.to_owned()), view)
-            .await;
+            .try_get_with(key, async {
+                loaded.store(true, Ordering::Relaxed);
+                load.await
+            })
+            .await
+            .map_err(|err| (*err).clone())?;
+        Ok((view, loaded.load(Ordering::Relaxed)))
     }
 
     /// A token entry still valid per the feed.

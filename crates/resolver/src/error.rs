@@ -6,7 +6,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 /// Errors of the resolver.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ResolverError {
     #[error("invalid argument")]
     InvalidArgument(Vec<switchboard_domain::FieldViolation>),

@@ -232,17 +232,24 @@ impl Resolver {
 
     /// The deployment's effective connections, from cache when current.
     async fn view(&self, name: &DeploymentName) -> ResolverResult<Arc<View>> {
-        if self.caches.cache_trusted()
-            && let Some(view) = self.caches.view(&name.workspace, &name.deployment).await
-        {
-            self.note_hit("view");
-            return Ok(view);
+        if !self.caches.cache_trusted() {
+            // Too long without the feed: cached views can no longer be vouched for.
+            metrics::counter!(CACHE_MISSES_TOTAL, "cache" => "view").increment(1);
+            return bounded(self.load_view(name)).await;
         }
-        metrics::counter!(CACHE_MISSES_TOTAL, "cache" => "view").increment(1);
-        let view = bounded(self.load_view(name)).await?;
-        self.caches
-            .put_view(&name.workspace, &name.deployment, view.clone())
-            .await;
+        let (view, loaded) = self
+            .caches
+            .view_or_load(
+                &name.workspace,
+                &name.deployment,
+                bounded(self.load_view(name)),
+            )
+            .await?;
+        if loaded {
+            metrics::counter!(CACHE_MISSES_TOTAL, "cache" => "view").increment(1);
+        } else {
+            self.note_hit("view");
+        }
         Ok(view)
     }
 
