@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
-use switchboard_domain::connection::EffectiveConnection;
 use switchboard_domain::permission::Principal;
+use switchboard_proto::v1 as pb;
 
 use crate::error::ResolverResult;
 
@@ -26,7 +26,9 @@ const MAX_TOKENS: u64 = 100_000;
 #[derive(Debug)]
 pub(crate) struct View {
     pub revision: i64,
-    pub connections: Vec<EffectiveConnection>,
+    /// The answers, encoded once per load rather than per call, keyed by the
+    /// case-folded conn_id.
+    pub connections: Vec<(String, pb::ResolvedConnection)>,
 }
 
 /// A verified deployment token.

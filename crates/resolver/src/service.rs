@@ -263,7 +263,11 @@ impl Resolver {
             .ok_or_else(|| ResolverError::NotFound(format!("deployment {name} not found")))?;
         let mut connections = Vec::new();
         for visible in visibility::visible_connections(db, &deployment).await? {
-            connections.push(visibility::effective(self.store.secrets(), db, &visible).await?);
+            let effective = visibility::effective(self.store.secrets(), db, &visible).await?;
+            connections.push((
+                conn_id::fold(&effective.conn_id),
+                resolved_to_pb(&effective, revision),
+            ));
         }
         Ok(Arc::new(View {
             revision,
@@ -286,17 +290,17 @@ impl pb::resolver_service_server::ResolverService for Resolver {
         let name = self.target(&request, &request.get_ref().deployment).await?;
         let view = self.view(&name).await?;
         let folded = conn_id::fold(&wanted);
-        let connection = view
+        let (_, connection) = view
             .connections
             .iter()
-            .find(|connection| conn_id::fold(&connection.conn_id) == folded)
+            .find(|(key, _)| *key == folded)
             .ok_or_else(|| {
                 ResolverError::NotFound(format!(
                     "connection {wanted} is not linked to deployment {}",
                     name.deployment
                 ))
             })?;
-        Ok(Response::new(resolved_to_pb(connection, view.revision)))
+        Ok(Response::new(connection.clone()))
     }
 
     #[tracing::instrument(skip_all)]
@@ -310,7 +314,7 @@ impl pb::resolver_service_server::ResolverService for Resolver {
             connections: view
                 .connections
                 .iter()
-                .map(|connection| resolved_to_pb(connection, view.revision))
+                .map(|(_, connection)| connection.clone())
                 .collect(),
             revision: view.revision,
         }))
