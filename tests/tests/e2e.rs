@@ -6,6 +6,7 @@ mod auth;
 mod backends;
 mod bad_input;
 mod bench;
+mod cli;
 mod fixture;
 mod grpcurl;
 mod guarantees;

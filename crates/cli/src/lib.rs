@@ -2,6 +2,7 @@
 //! `resolver`) and development tokens (`token user`).
 
 mod bench;
+mod client;
 mod config;
 mod duration;
 mod metrics_layer;
@@ -51,6 +52,8 @@ enum Command {
     ///
     /// Example: switchboard bench --endpoint http://127.0.0.1:50052 --token-file token.txt
     Bench(bench::BenchOpt),
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
 /// Parses `args` and runs the command; the process exit code.
@@ -63,6 +66,7 @@ pub fn startup(args: Vec<OsString>) -> ExitCode {
         Command::Migrate(opt) => server::migrate(opt),
         Command::Token(command) => token::run(command),
         Command::Bench(opt) => bench::run(opt),
+        Command::Client(command) => return client::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
