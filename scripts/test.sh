@@ -119,11 +119,14 @@ if [[ -x scripts/openbao.sh ]]; then
   start_service openbao SWITCHBOARD_TEST_VAULT_ADDR
 fi
 
+section venv "pinned Airflow 3 venv (tests/airflow/requirements-3.txt)"
+airflow_venv="$(scripts/airflow-venv.sh 3)"
+export SWITCHBOARD_AIRFLOW_VENV="$airflow_venv"
+
 section test "cargo test --workspace"
 cargo test --workspace
 
 section airflow "real Airflow reads our JSON and URI encodings back unchanged"
-airflow_venv="$(scripts/airflow-venv.sh 3)"
 cargo run -q -p switchboard-domain --example airflow_fixtures \
   | "$airflow_venv/bin/python" tests/airflow/check_encoding.py 2> >(grep -v "warning" >&2)
 
