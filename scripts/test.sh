@@ -64,6 +64,9 @@ section() {
   echo "=== $current: $2 ==="
 }
 
+section release "cargo build --release --locked -p switchboard-cli (the container image's build command)"
+cargo build --release --locked -p switchboard-cli
+
 finish_section() {
   if [[ -n "$current" ]]; then
     timings+=("$(printf '%-9s %7ss  ok' "$current" "$(elapsed)")")
@@ -129,5 +132,8 @@ cargo test --workspace
 section airflow "real Airflow reads our JSON and URI encodings back unchanged"
 cargo run -q -p switchboard-domain --example airflow_fixtures \
   | "$airflow_venv/bin/python" tests/airflow/check_encoding.py 2> >(grep -v "warning" >&2)
+
+section release "cargo build --release --locked -p switchboard-cli (the container image's build command)"
+cargo build --release --locked -p switchboard-cli
 
 finish_section
