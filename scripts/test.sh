@@ -7,8 +7,10 @@
 #   build     the switchboard binary the end-to-end tests start
 #   deploy    deploy/ manifests rendered and validated against Kubernetes schemas
 #   services  PostgreSQL and OpenBao for the storage suites (scripts/postgres.sh, scripts/openbao.sh)
+#   venv      the pinned Airflow 3 virtualenv (scripts/airflow-venv.sh)
 #   test      cargo test --workspace (unit, storage suites, end-to-end)
 #   airflow   Airflow reads our JSON and URI encodings back unchanged
+#   release   cargo build --release --locked, as the container image builds it
 # Stops at the first failing section and prints how long each section took.
 set -euo pipefail
 
@@ -19,6 +21,8 @@ timings=()
 current=""
 started=0
 services_started=()
+# Output of the test runners, for the totals line at the end.
+test_output="$(mktemp)"
 
 now() { date +%s.%N; }
 elapsed() { awk -v end="$(now)" -v start="$started" 'BEGIN { printf "%.1f", end - start }'; }
@@ -39,6 +43,16 @@ summary() {
   else
     echo "=== FAILED in section '${current:-?}' (exit $status) ==="
   fi
+  # Last, one closing line over every runner: cargo's "test result:" lines and the
+  # plain "N passed, N failed" lines of the Python checks.
+  if [[ -s "$test_output" ]]; then
+    awk '
+      /^test result:/ { passed += $4; failed += $6; skipped += $8; next }
+      /^[0-9]+ passed, [0-9]+ failed/ { passed += $1; failed += $3 }
+      END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, skipped }
+    ' "$test_output"
+  fi
+  rm -f "$test_output"
 }
 
 stop_services() {
@@ -63,9 +77,6 @@ section() {
   echo
   echo "=== $current: $2 ==="
 }
-
-section release "cargo build --release --locked -p switchboard-cli (the container image's build command)"
-cargo build --release --locked -p switchboard-cli
 
 finish_section() {
   if [[ -n "$current" ]]; then
@@ -127,11 +138,12 @@ airflow_venv="$(scripts/airflow-venv.sh 3)"
 export SWITCHBOARD_AIRFLOW_VENV="$airflow_venv"
 
 section test "cargo test --workspace"
-cargo test --workspace
+cargo test --workspace 2>&1 | tee -a "$test_output"
 
 section airflow "real Airflow reads our JSON and URI encodings back unchanged"
 cargo run -q -p switchboard-domain --example airflow_fixtures \
-  | "$airflow_venv/bin/python" tests/airflow/check_encoding.py 2> >(grep -v "warning" >&2)
+  | "$airflow_venv/bin/python" tests/airflow/check_encoding.py 2> >(grep -v "warning" >&2) \
+  | tee -a "$test_output"
 
 section release "cargo build --release --locked -p switchboard-cli (the container image's build command)"
 cargo build --release --locked -p switchboard-cli
