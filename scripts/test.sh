@@ -10,6 +10,7 @@
 #   venv      the pinned Airflow 3 virtualenv (scripts/airflow-venv.sh)
 #   test      cargo test --workspace (unit, storage suites, end-to-end)
 #   airflow   Airflow reads our JSON and URI encodings back unchanged
+#   shim      the Airflow shim in real Airflow 2.10 and 3.3 (scripts/test-airflow.sh)
 #   release   cargo build --release --locked, as the container image builds it
 # Stops at the first failing section and prints how long each section took.
 set -euo pipefail
@@ -144,6 +145,9 @@ section airflow "real Airflow reads our JSON and URI encodings back unchanged"
 cargo run -q -p switchboard-domain --example airflow_fixtures \
   | "$airflow_venv/bin/python" tests/airflow/check_encoding.py 2> >(grep -v "warning" >&2) \
   | tee -a "$test_output"
+
+section shim "the Airflow shim inside real Airflow 2.10 and 3.3 (scripts/test-airflow.sh)"
+SWITCHBOARD_BIN="$root/target/debug/switchboard" scripts/test-airflow.sh
 
 section release "cargo build --release --locked -p switchboard-cli (the container image's build command)"
 cargo build --release --locked -p switchboard-cli
