@@ -40,7 +40,7 @@ pub struct Jwks {
 impl Jwks {
     /// Loads the key set once; fails early when it cannot be read.
     pub async fn load(source: JwksSource) -> StoreResult<Self> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::vault::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()

@@ -18,6 +18,12 @@ use vaultrs::kv2;
 use crate::entity::{connection, connection_version, link};
 use crate::error::{StoreError, StoreResult};
 
+/// Installs the process-wide rustls provider (ring) that reqwest-based
+/// clients (Vault, JWKS) need; installing twice is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// KV versions kept per entry: the history rollback can reach.
 pub const MAX_VERSIONS: u64 = 1000;
 
@@ -109,8 +115,7 @@ fn classify(err: ClientError, what: &str) -> StoreError {
 impl VaultSecrets {
     /// Connects (lazily: the first request opens the connection).
     pub fn new(config: &VaultConfig) -> StoreResult<Self> {
-        // reqwest needs a process-wide rustls provider; installing twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
         let settings = VaultClientSettingsBuilder::default()
             .address(&config.address)
             .token(&config.token)

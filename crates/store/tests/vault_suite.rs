@@ -226,6 +226,7 @@ async fn approle_logs_in_and_reads_what_it_writes() {
         return;
     };
     let root = std::env::var("VAULT_TOKEN").unwrap_or_else(|_| "root".to_owned());
+    switchboard_store::vault::install_crypto_provider();
     let admin = VaultClient::new(
         VaultClientSettingsBuilder::default()
             .address(&address)

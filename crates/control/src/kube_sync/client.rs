@@ -17,7 +17,7 @@ use crate::error::{ControlError, ControlResult};
 /// account (in-cluster config) when `None`.
 pub async fn connect(kubeconfig: Option<&Path>) -> ControlResult<kube::Client> {
     // The client's TLS needs a process-wide rustls provider; installing twice is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    switchboard_store::vault::install_crypto_provider();
     let config = match kubeconfig {
         Some(path) => {
             let file = Kubeconfig::read_from(path).map_err(|err| {
