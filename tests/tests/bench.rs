@@ -4,11 +4,13 @@
 
 use std::process::Command;
 
-use switchboard_tests::{TestServer, WorkspaceRole, switchboard_binary};
+use switchboard_proto::v1::{Link, ResolveConnectionRequest, UpdateLinkRequest};
+use switchboard_tests::{Role, TestServer, WorkspaceRole, authorized, switchboard_binary};
 
+use crate::resolver_feed::metric_value;
 use crate::support::{
     Clients, create_connection, create_deployment, create_deployment_token, create_link,
-    schema_and_warehouse, snowflake_connection,
+    extra_string, ok, schema_and_warehouse, snowflake_connection,
 };
 
 const WORKSPACE: &str = "bench";
@@ -121,7 +123,14 @@ async fn bench_smoke_reports_the_ceiling_warm_resolves_misses_and_propagation() 
         "{report}"
     );
 
-    // Seeding its own workspace: also the miss path and propagation under load.
+    // Seeding its own workspace: also the miss path, propagation under load,
+    // and the cold path on a resolver without a cache.
+    let cold = TestServer::configure()
+        .with_role(Role::Resolver)
+        .with_data_dir_of(&server)
+        .with_flag("--no-cache")
+        .spawn()
+        .await;
     let user_token_file = files.path().join("user-token");
     std::fs::write(&user_token_file, &operator).expect("write the user token file");
     let report = run_bench(
@@ -134,6 +143,8 @@ async fn bench_smoke_reports_the_ceiling_warm_resolves_misses_and_propagation() 
             WORKSPACE,
             "--user-token-file",
             user_token_file.to_str().expect("a UTF-8 path"),
+            "--cold-endpoint",
+            &cold.endpoint(),
         ],
     );
     assert!(
@@ -157,5 +168,149 @@ async fn bench_smoke_reports_the_ceiling_warm_resolves_misses_and_propagation() 
             .expect("a samples column");
         assert_eq!(samples, "3", "{phase}: {line}");
     }
+    let columns = row(&report, "ResolveConnection (cold, no cache)", "1");
+    // conc calls rps p50 p90 p99 max errors
+    assert_eq!(columns.len(), 8, "{columns:?}");
+    assert!(columns[1].parse::<u64>().expect("calls is a number") > 0);
+    assert_eq!(columns[7], "0", "cold calls had errors: {columns:?}");
+    assert!(
+        report.contains("cold ResolveConnection at c=1: p99"),
+        "{report}"
+    );
     server.assert_logs_clean();
+    cold.assert_logs_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolver_without_cache_answers_each_call_from_the_backends() {
+    let server = TestServer::configure().spawn().await;
+    let cold = TestServer::configure()
+        .with_role(Role::Resolver)
+        .with_data_dir_of(&server)
+        .with_flag("--no-cache")
+        .with_metrics()
+        .spawn()
+        .await;
+    let mut clients = Clients::connect(&server).await;
+    let mut at_cold = Clients::connect(&cold).await;
+    let operator = server.user_token("cold-operator", &[(WORKSPACE, WorkspaceRole::Operator)]);
+    create_deployment(&mut clients, &operator, WORKSPACE, "prod").await;
+    let password = server.marker("cold-password");
+    cold.forbid_in_logs(&password);
+    create_connection(
+        &mut clients,
+        &operator,
+        WORKSPACE,
+        "warehouse",
+        snowflake_connection(&password),
+    )
+    .await;
+    let link = create_link(
+        &mut clients,
+        &operator,
+        WORKSPACE,
+        "warehouse",
+        "prod",
+        schema_and_warehouse("PROD", "PROD_WH"),
+    )
+    .await;
+    let token = create_deployment_token(&server, &mut clients, &operator, WORKSPACE, "prod").await;
+    cold.forbid_in_logs(&token);
+    let resolve = |conn_id: &str| {
+        authorized(
+            ResolveConnectionRequest {
+                deployment: String::new(),
+                conn_id: conn_id.to_owned(),
+            },
+            &token,
+        )
+    };
+
+    let resolved = ok(
+        at_cold
+            .resolver
+            .resolve_connection(resolve("warehouse"))
+            .await,
+        "ResolveConnection without cache",
+    );
+    assert_eq!(resolved.schema, "PROD");
+    assert_eq!(resolved.password, password);
+
+    // The next call after a write sees it: nothing waits for the change feed
+    // (its poll interval is far longer than this gap).
+    for (round, warehouse) in ["XL_WH", "XXL_WH", "S_WH"].into_iter().enumerate() {
+        let current = ok(
+            clients
+                .connections
+                .get_link(authorized(
+                    switchboard_proto::v1::GetLinkRequest {
+                        name: link.name.clone(),
+                    },
+                    &operator,
+                ))
+                .await,
+            "GetLink",
+        );
+        ok(
+            clients
+                .connections
+                .update_link(authorized(
+                    UpdateLinkRequest {
+                        link: Some(Link {
+                            name: link.name.clone(),
+                            etag: current.etag,
+                            overrides: Some(schema_and_warehouse("PROD", warehouse)),
+                            ..Default::default()
+                        }),
+                        update_mask: Some(prost_types::FieldMask {
+                            paths: vec!["overrides.extra.warehouse".to_owned()],
+                        }),
+                        request_id: String::new(),
+                    },
+                    &operator,
+                ))
+                .await,
+            "UpdateLink",
+        );
+        let resolved = ok(
+            at_cold
+                .resolver
+                .resolve_connection(resolve("WAREHOUSE"))
+                .await,
+            "ResolveConnection right after the write",
+        );
+        assert_eq!(
+            extra_string(&resolved.extra, "warehouse"),
+            Some(warehouse),
+            "round {round}: the cache-less resolver served an old value"
+        );
+    }
+    let missing = at_cold
+        .resolver
+        .resolve_connection(resolve("not_linked"))
+        .await
+        .expect_err("an unlinked conn_id is not served");
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+
+    // Nothing came from a cache; every lookup was a miss.
+    for cache in ["view", "token"] {
+        let hits = metric_value(
+            &cold,
+            &format!("switchboard_resolver_cache_hits_total{{cache=\"{cache}\"}}"),
+        );
+        assert!(
+            hits.unwrap_or(0.0) == 0.0,
+            "{cache} cache hits on a resolver without cache: {hits:?}"
+        );
+    }
+    let misses = metric_value(
+        &cold,
+        "switchboard_resolver_cache_misses_total{cache=\"view\"}",
+    );
+    assert!(
+        misses.is_some_and(|misses| misses >= 5.0),
+        "every call loads from the backends: {misses:?} view misses"
+    );
+    server.assert_logs_clean();
+    cold.assert_logs_clean();
 }

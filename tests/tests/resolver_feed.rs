@@ -867,8 +867,9 @@ impl Drop for OwnPostgres {
     }
 }
 
-/// The value of the unlabelled or first-labelled sample of `metric`.
-fn metric_value(server: &TestServer, metric: &str) -> Option<f64> {
+/// The largest value among the samples whose line starts with `metric` (a
+/// name, or a name with its labels).
+pub(crate) fn metric_value(server: &TestServer, metric: &str) -> Option<f64> {
     use std::io::{Read, Write};
     let address = server.metrics_address()?;
     let mut stream = std::net::TcpStream::connect(address).ok()?;

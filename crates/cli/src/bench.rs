@@ -117,6 +117,11 @@ pub(crate) struct BenchOpt {
     /// its cache hits and misses during the run.
     #[arg(long, env = "SWITCHBOARD_BENCH_METRICS_URL")]
     metrics_url: Option<String>,
+    /// A resolver over the same backends started with --no-cache: the cold
+    /// path (database and secret store on every call) is timed on it at
+    /// concurrency 1.
+    #[arg(long, env = "SWITCHBOARD_BENCH_COLD_ENDPOINT")]
+    cold_endpoint: Option<String>,
     /// The resolver's process id, to report its memory (Linux /proc).
     #[arg(long, env = "SWITCHBOARD_BENCH_RESOLVER_PID")]
     resolver_pid: Option<u32>,
@@ -137,6 +142,8 @@ enum Call {
     Health,
     Resolve,
     List,
+    /// ResolveConnection on the cache-less resolver (`--cold-endpoint`).
+    Cold,
 }
 
 impl Call {
@@ -145,6 +152,7 @@ impl Call {
             Call::Health => "Health/Check (ceiling)",
             Call::Resolve => "ResolveConnection (warm)",
             Call::List => "ListResolvedConnections (warm)",
+            Call::Cold => "ResolveConnection (cold, no cache)",
         }
     }
 }
@@ -220,7 +228,7 @@ async fn call_once(
             request.set_timeout(CALL_TIMEOUT);
             health.check(request).await.map(drop)
         }
-        Call::Resolve => resolver
+        Call::Resolve | Call::Cold => resolver
             .resolve_connection(target.request(pb::ResolveConnectionRequest {
                 deployment: String::new(),
                 conn_id: target.conn_id.clone(),
@@ -459,6 +467,7 @@ async fn bench(opt: BenchOpt) -> anyhow::Result<()> {
         "p99/ceil"
     );
     let mut failures = Vec::new();
+    let mut cold_p99 = None;
     let mut results: BTreeMap<(usize, &'static str), (f64, f64)> = BTreeMap::new();
     for &concurrency in &opt.concurrency {
         let mut ceiling: Option<(f64, Duration)> = None;
@@ -496,6 +505,34 @@ async fn bench(opt: BenchOpt) -> anyhow::Result<()> {
                     sample.errors
                 ));
             }
+        }
+    }
+    if let Some(endpoint) = &opt.cold_endpoint {
+        let cold = Arc::new(Target {
+            channels: vec![connect(endpoint).await?],
+            authorization: target.authorization.clone(),
+            conn_id: target.conn_id.clone(),
+        });
+        let sample = measure(&cold, Call::Cold, 1, warmup, duration).await;
+        println!(
+            "{:<32} {:>5} {:>9} {:>10.1} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>6}",
+            Call::Cold.label(),
+            1,
+            sample.calls,
+            sample.rps(),
+            millis(sample.quantile(0.50)),
+            millis(sample.quantile(0.90)),
+            millis(sample.quantile(0.99)),
+            millis(sample.latencies.last().copied().unwrap_or_default()),
+            sample.errors,
+        );
+        cold_p99 = Some(sample.quantile(0.99));
+        if let Some(error) = &sample.first_error {
+            failures.push(format!(
+                "{} at {endpoint}: {} errors, first {error}",
+                Call::Cold.label(),
+                sample.errors
+            ));
         }
     }
     if let (Some(url), Some(before)) = (&opt.metrics_url, &metrics_before) {
@@ -553,6 +590,12 @@ async fn bench(opt: BenchOpt) -> anyhow::Result<()> {
         println!(
             "warm ResolveConnection at c={top}: {rps:.2}x the ceiling's rps (target >= 0.80x), \
                  p99 {p99:.2}x the ceiling's (target <= 1.50x)"
+        );
+    }
+    if let Some(p99) = cold_p99 {
+        println!(
+            "cold ResolveConnection at c=1: p99 {:.2} ms (target < 10 ms)",
+            millis(p99)
         );
     }
 

@@ -73,6 +73,10 @@ pub(crate) struct ServeOpt {
     /// secret store is unreachable, e.g. 15m [default: 15m].
     #[arg(long, env = "SWITCHBOARD_MAX_STALE", value_parser = crate::duration::parse)]
     max_stale: Option<Duration>,
+    /// Resolver: answer every call from the database and secret store, with
+    /// no cache (for measuring the cold path; nothing is held for an outage).
+    #[arg(long, env = "SWITCHBOARD_NO_CACHE")]
+    no_cache: bool,
     /// Control: calls per second each caller (token, or address when
     /// unauthenticated) may make, in bursts of 5 seconds' worth [default: 50].
     #[arg(long, env = "SWITCHBOARD_RATE_LIMIT")]
@@ -104,6 +108,8 @@ struct FileConfig {
     database_url: Option<String>,
     metrics_listen: Option<SocketAddr>,
     max_stale: Option<String>,
+    /// `false` turns the resolver's cache off.
+    cache: Option<bool>,
     rate_limit: Option<u32>,
     #[serde(default)]
     vault: VaultFile,
@@ -156,6 +162,8 @@ pub(crate) struct Settings {
     pub jwks_url: Option<String>,
     pub jwt_issuer: Option<String>,
     pub max_stale: Duration,
+    /// Whether the resolver caches answers and token lookups.
+    pub cache: bool,
     pub rate_limit: u32,
     /// The Kubernetes Secret sync, when enabled.
     pub kubernetes: Option<KubernetesSettings>,
@@ -329,6 +337,7 @@ impl ServeOpt {
             kubernetes,
             rate_limit,
             max_stale,
+            cache: !self.no_cache && file.cache.unwrap_or(true),
             data_dir,
             listen,
             database_url,

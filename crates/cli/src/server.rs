@@ -151,6 +151,7 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
     if matches!(role, Role::Dev | Role::Resolver) {
         let options = ResolverOptions {
             max_stale: opt.max_stale,
+            cache: opt.cache,
             ..ResolverOptions::default()
         };
         let resolver = Resolver::start(

@@ -603,7 +603,7 @@ impl Control {
                 let deployment = require_deployments(db_conn, &parent.workspace, [deployment_id])
                     .await?
                     .remove(0);
-                visibility::visible_connections(db_conn, &deployment)
+                visibility::visible_connections(db_conn, &deployment, None)
                     .await?
                     .into_iter()
                     .map(|visible| visible.connection)

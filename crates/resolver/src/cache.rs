@@ -6,11 +6,11 @@
 //! loaded concurrently with a change is therefore never mistaken for fresh.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use moka::future::Cache;
 use switchboard_domain::permission::Principal;
 use switchboard_proto::v1 as pb;
@@ -89,26 +89,25 @@ impl Caches {
     /// The deployment's current view, loaded by `load` when the cache has
     /// none for the workspace's latest change. Concurrent callers share one
     /// load. Also says whether this call loaded it.
-    pub(crate) async fn view_or_load<F>(
+    pub(crate) async fn view_or_load<'a>(
         &self,
         workspace: &str,
         deployment: &str,
-        load: F,
-    ) -> ResolverResult<(Arc<View>, bool)>
-    where
-        F: Future<Output = ResolverResult<Arc<View>>>,
-    {
+        load: impl FnOnce() -> BoxFuture<'a, ResolverResult<Arc<View>>>,
+    ) -> ResolverResult<(Arc<View>, bool)> {
         let changed = Self::changed_at(&self.connections_changed, workspace);
         let key = (workspace.to_owned(), deployment.to_owned(), changed);
+        if let Some(view) = self.views.get(&key).await {
+            return Ok((view, false));
+        }
+        // Boxed: the miss path's future is large and a hit should not carry it.
         let loaded = AtomicBool::new(false);
-        let view = self
-            .views
-            .try_get_with(key, async {
-                loaded.store(true, Ordering::Relaxed);
-                load.await
-            })
-            .await
-            .map_err(|err| (*err).clone())?;
+        let view = Box::pin(self.views.try_get_with(key, async {
+            loaded.store(true, Ordering::Relaxed);
+            load().await
+        }))
+        .await
+        .map_err(|err| (*err).clone())?;
         Ok((view, loaded.load(Ordering::Relaxed)))
     }
 

@@ -21,7 +21,7 @@ use tonic_health::server::HealthReporter;
 use crate::cache::{Caches, TokenEntry, View};
 use crate::error::{ResolverError, ResolverResult};
 use crate::follower;
-use crate::metric_definitions::{CACHE_HITS_TOTAL, CACHE_MISSES_TOTAL, STALE_SERVED_TOTAL};
+use crate::metric_definitions::CacheCounters;
 use crate::pb_conversions::resolved_to_pb;
 
 /// Longest a request waits for the database or secret store. With PostgreSQL
@@ -48,6 +48,10 @@ pub struct ResolverOptions {
     pub max_stale: Duration,
     /// How often the change feed is polled (PostgreSQL notifications wake it sooner).
     pub poll_interval: Duration,
+    /// Whether answers and token lookups are cached. Off, every call reads
+    /// the database and secret store (and nothing is held for an outage):
+    /// the cold path, for measuring it.
+    pub cache: bool,
 }
 
 impl Default for ResolverOptions {
@@ -55,6 +59,7 @@ impl Default for ResolverOptions {
         Self {
             max_stale: Duration::from_secs(15 * 60),
             poll_interval: Duration::from_millis(250),
+            cache: true,
         }
     }
 }
@@ -66,6 +71,9 @@ pub struct Resolver {
     auth: Authenticator,
     clock: Arc<dyn Clock>,
     caches: Arc<Caches>,
+    cache: bool,
+    view_counters: CacheCounters,
+    token_counters: CacheCounters,
 }
 
 impl Resolver {
@@ -93,6 +101,9 @@ impl Resolver {
             auth,
             clock,
             caches,
+            cache: options.cache,
+            view_counters: CacheCounters::new("view"),
+            token_counters: CacheCounters::new("token"),
         })
     }
 
@@ -101,10 +112,11 @@ impl Resolver {
         pb::resolver_service_server::ResolverServiceServer::new(self.clone())
     }
 
-    fn note_hit(&self, cache: &'static str) {
-        metrics::counter!(CACHE_HITS_TOTAL, "cache" => cache).increment(1);
-        if !self.caches.outage().is_zero() {
-            metrics::counter!(STALE_SERVED_TOTAL, "cache" => cache).increment(1);
+    /// Counts a hit; during an outage (`outage` non-zero) also a stale answer.
+    fn note_hit(counters: &CacheCounters, outage: Duration) {
+        counters.hits.increment(1);
+        if !outage.is_zero() {
+            counters.stale_served.increment(1);
         }
     }
 
@@ -129,15 +141,20 @@ impl Resolver {
             })
             .map(str::trim)
             .filter(|token| token.starts_with(DEPLOYMENT_TOKEN_PREFIX));
-        let Some(token) = token else {
-            return bounded(async { Ok(self.auth.authenticate(self.store.db(), header).await?) })
-                .await;
+        // The database paths are boxed so that the future of a cached call
+        // stays small: it is moved and allocated on every call.
+        let Some(token) = token.filter(|_| self.cache) else {
+            return Box::pin(bounded(async {
+                Ok(self.auth.authenticate(self.store.db(), header).await?)
+            }))
+            .await;
         };
         let token_id = auth::parse_token_id(token).ok_or_else(|| {
             ResolverError::Unauthenticated("invalid or revoked deployment token".into())
         })?;
         let presented = auth::hash_token(token);
-        if self.caches.cache_trusted()
+        let outage = self.caches.outage();
+        if outage < self.caches.max_stale
             && let Some(entry) = self.caches.token(token_id).await
         {
             let matches: bool = presented.as_bytes().ct_eq(entry.hash.as_bytes()).into();
@@ -146,17 +163,17 @@ impl Resolver {
                     "invalid or revoked deployment token".into(),
                 ));
             }
-            self.note_hit("token");
+            Self::note_hit(&self.token_counters, outage);
             return Ok(entry.principal.clone());
         }
-        metrics::counter!(CACHE_MISSES_TOTAL, "cache" => "token").increment(1);
-        let (revision, principal) = bounded(async {
+        self.token_counters.misses.increment(1);
+        let (revision, principal) = Box::pin(bounded(async {
             let revision = feed::head(self.store.db()).await?;
             Ok((
                 revision,
                 self.auth.authenticate(self.store.db(), header).await?,
             ))
-        })
+        }))
         .await?;
         if let Principal::Deployment { workspace, .. } = &principal {
             let entry = TokenEntry {
@@ -202,7 +219,7 @@ impl Resolver {
             (_, false) => DeploymentName::parse("deployment", deployment)?,
         };
         let policy = match principal {
-            Principal::User { .. } => bounded(self.policy_flags(&name.workspace)).await?,
+            Principal::User { .. } => Box::pin(bounded(self.policy_flags(&name.workspace))).await?,
             Principal::Deployment { .. } => PolicyFlags::default(),
         };
         permission::authorize(
@@ -225,50 +242,63 @@ impl Resolver {
                 ..Default::default()
             })
             .exec(self.store.db());
-            bounded(async { Ok(insert.await.map_err(StoreError::from)?) }).await?;
+            Box::pin(bounded(async {
+                Ok(insert.await.map_err(StoreError::from)?)
+            }))
+            .await?;
         }
         Ok(name)
     }
 
     /// The deployment's effective connections, from cache when current.
-    async fn view(&self, name: &DeploymentName) -> ResolverResult<Arc<View>> {
-        if !self.caches.cache_trusted() {
-            // Too long without the feed: cached views can no longer be vouched for.
-            metrics::counter!(CACHE_MISSES_TOTAL, "cache" => "view").increment(1);
-            return bounded(self.load_view(name)).await;
+    /// Without a cache, `only` (a conn_id) limits the load to that connection.
+    async fn view(&self, name: &DeploymentName, only: Option<&str>) -> ResolverResult<Arc<View>> {
+        let outage = self.caches.outage();
+        if !self.cache || outage >= self.caches.max_stale {
+            // No cache, or too long without the feed for cached views to be
+            // vouched for.
+            self.view_counters.misses.increment(1);
+            let only = only.filter(|_| !self.cache).map(conn_id::fold);
+            return Box::pin(bounded(self.load_view(name, only))).await;
         }
         let (view, loaded) = self
             .caches
-            .view_or_load(
-                &name.workspace,
-                &name.deployment,
-                bounded(self.load_view(name)),
-            )
+            .view_or_load(&name.workspace, &name.deployment, || {
+                Box::pin(bounded(self.load_view(name, None)))
+            })
             .await?;
         if loaded {
-            metrics::counter!(CACHE_MISSES_TOTAL, "cache" => "view").increment(1);
+            self.view_counters.misses.increment(1);
         } else {
-            self.note_hit("view");
+            Self::note_hit(&self.view_counters, outage);
         }
         Ok(view)
     }
 
-    /// Loads a deployment's effective connections from the backends.
-    async fn load_view(&self, name: &DeploymentName) -> ResolverResult<Arc<View>> {
+    /// Loads a deployment's effective connections (or, with `only`, a
+    /// case-folded conn_id, just that one) from the backends.
+    async fn load_view(
+        &self,
+        name: &DeploymentName,
+        only: Option<String>,
+    ) -> ResolverResult<Arc<View>> {
         let db = self.store.db();
         // Read before the data: a change racing this load marks the view stale.
         let revision = feed::head(db).await?;
         let deployment = visibility::find_deployment(db, &name.workspace, &name.deployment)
             .await?
             .ok_or_else(|| ResolverError::NotFound(format!("deployment {name} not found")))?;
-        let mut connections = Vec::new();
-        for visible in visibility::visible_connections(db, &deployment).await? {
-            let effective = visibility::effective(self.store.secrets(), db, &visible).await?;
-            connections.push((
-                conn_id::fold(&effective.conn_id),
-                resolved_to_pb(&effective, revision),
-            ));
-        }
+        let visible = visibility::visible_connections(db, &deployment, only.as_deref()).await?;
+        let connections = visibility::effective_all(self.store.secrets(), db, &visible)
+            .await?
+            .iter()
+            .map(|effective| {
+                (
+                    conn_id::fold(&effective.conn_id),
+                    resolved_to_pb(effective, revision),
+                )
+            })
+            .collect();
         Ok(Arc::new(View {
             revision,
             connections,
@@ -278,7 +308,8 @@ impl Resolver {
 
 #[tonic::async_trait]
 impl pb::resolver_service_server::ResolverService for Resolver {
-    #[tracing::instrument(skip_all)]
+    // A debug span: at the default info level it costs nothing on this hot path.
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn resolve_connection(
         &self,
         request: Request<pb::ResolveConnectionRequest>,
@@ -288,7 +319,7 @@ impl pb::resolver_service_server::ResolverService for Resolver {
             ResolverError::InvalidArgument(vec![FieldViolation::new("conn_id", why)])
         })?;
         let name = self.target(&request, &request.get_ref().deployment).await?;
-        let view = self.view(&name).await?;
+        let view = self.view(&name, Some(&wanted)).await?;
         let folded = conn_id::fold(&wanted);
         let (_, connection) = view
             .connections
@@ -303,13 +334,14 @@ impl pb::resolver_service_server::ResolverService for Resolver {
         Ok(Response::new(connection.clone()))
     }
 
-    #[tracing::instrument(skip_all)]
+    // A debug span: at the default info level it costs nothing on this hot path.
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn list_resolved_connections(
         &self,
         request: Request<pb::ListResolvedConnectionsRequest>,
     ) -> Result<Response<pb::ListResolvedConnectionsResponse>, Status> {
         let name = self.target(&request, &request.get_ref().deployment).await?;
-        let view = self.view(&name).await?;
+        let view = self.view(&name, None).await?;
         Ok(Response::new(pb::ListResolvedConnectionsResponse {
             connections: view
                 .connections

@@ -5,7 +5,8 @@
 
 use std::collections::HashMap;
 
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+use futures_util::{StreamExt, TryStreamExt, future::try_join_all, stream};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use switchboard_domain::connection::{EffectiveConnection, merge};
 
 use crate::entity::{connection, deployment, link};
@@ -41,10 +42,17 @@ fn sees_through_link_to_all(row: &connection::Model, viewpoint: &str) -> StoreRe
     Ok(!excluded.iter().any(|id| id == viewpoint))
 }
 
-/// The connections `deployment` sees, ordered by conn_id.
+/// Secret-store reads in flight at once while a deployment's view loads:
+/// with Vault each is a network round trip, so a view of many connections
+/// would otherwise take their sum.
+const CONCURRENT_SECRET_READS: usize = 16;
+
+/// The connections `deployment` sees, ordered by conn_id; with `only` (a
+/// case-folded conn_id), just that one if seen.
 pub async fn visible_connections<C: ConnectionTrait>(
     db: &C,
     deployment: &deployment::Model,
+    only: Option<&str>,
 ) -> StoreResult<Vec<Visible>> {
     // A branch or preview sees what its parent sees; its own links add overrides.
     let parent = deployment.parent_deployment.as_deref();
@@ -65,8 +73,23 @@ pub async fn visible_connections<C: ConnectionTrait>(
             parent_links.insert(row.connection_pk, row);
         }
     }
-    let connections = connection::Entity::find()
+    // Only rows that can be seen: linked here or to the parent, or linked to all.
+    let linked: Vec<i64> = own_links
+        .keys()
+        .chain(parent_links.keys())
+        .copied()
+        .collect();
+    let mut query = connection::Entity::find()
         .filter(connection::Column::Workspace.eq(&deployment.workspace))
+        .filter(
+            Condition::any()
+                .add(connection::Column::Id.is_in(linked))
+                .add(connection::Column::LinkToAll.eq(true)),
+        );
+    if let Some(folded) = only {
+        query = query.filter(connection::Column::ConnIdFolded.eq(folded));
+    }
+    let connections = query
         .order_by_asc(connection::Column::ConnIdFolded)
         .all(db)
         .await?;
@@ -93,15 +116,37 @@ pub async fn effective<C: ConnectionTrait>(
     db: &C,
     visible: &Visible,
 ) -> StoreResult<EffectiveConnection> {
-    let base = records::full_spec(secrets, db, &visible.connection).await?;
-    let mut layers = Vec::with_capacity(visible.layers.len());
-    for layer in &visible.layers {
-        layers.push(records::full_overrides(secrets, db, layer).await?);
-    }
+    let (base, layers) = futures_util::try_join!(
+        records::full_spec(secrets, db, &visible.connection),
+        try_join_all(
+            visible
+                .layers
+                .iter()
+                .map(|layer| records::full_overrides(secrets, db, layer)),
+        ),
+    )?;
     let layer_refs: Vec<_> = layers.iter().collect();
     let merged = merge(&base, &layer_refs);
     Ok(EffectiveConnection::from_spec(
         &visible.connection.conn_id,
         merged,
     ))
+}
+
+/// [`effective`] for each of `visible`, in order, reading secrets concurrently.
+pub async fn effective_all<C: ConnectionTrait>(
+    secrets: &SecretStore,
+    db: &C,
+    visible: &[Visible],
+) -> StoreResult<Vec<EffectiveConnection>> {
+    // Futures made in a loop, not by a closure: a closure here makes the
+    // result's Send-ness unprovable for callers (rust-lang/rust#102211).
+    let mut reads = Vec::with_capacity(visible.len());
+    for visible in visible {
+        reads.push(effective(secrets, db, visible));
+    }
+    stream::iter(reads)
+        .buffered(CONCURRENT_SECRET_READS)
+        .try_collect()
+        .await
 }

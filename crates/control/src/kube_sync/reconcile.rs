@@ -369,8 +369,9 @@ impl KubeSync {
     async fn env_data(&self, row: &deployment::Model) -> ControlResult<BTreeMap<String, String>> {
         let db_conn = self.store.db();
         let mut data = BTreeMap::new();
-        for visible in visibility::visible_connections(db_conn, row).await? {
-            let connection = visibility::effective(self.store.secrets(), db_conn, &visible).await?;
+        let visible = visibility::visible_connections(db_conn, row, None).await?;
+        for connection in visibility::effective_all(self.store.secrets(), db_conn, &visible).await?
+        {
             data.insert(
                 airflow::env_var_name(&connection.conn_id),
                 airflow::to_json(&connection),
