@@ -314,13 +314,13 @@ impl pb::resolver_service_server::ResolverService for Resolver {
         &self,
         request: Request<pb::ResolveConnectionRequest>,
     ) -> Result<Response<pb::ResolvedConnection>, Status> {
-        let wanted = request.get_ref().conn_id.clone();
-        conn_id::validate(&wanted).map_err(|why| {
+        let wanted = &request.get_ref().conn_id;
+        conn_id::validate(wanted).map_err(|why| {
             ResolverError::InvalidArgument(vec![FieldViolation::new("conn_id", why)])
         })?;
         let name = self.target(&request, &request.get_ref().deployment).await?;
-        let view = self.view(&name, Some(&wanted)).await?;
-        let folded = conn_id::fold(&wanted);
+        let view = self.view(&name, Some(wanted)).await?;
+        let folded = conn_id::fold(wanted);
         let (_, connection) = view
             .connections
             .iter()
