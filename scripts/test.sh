@@ -8,7 +8,8 @@
 #   deploy    deploy/ manifests rendered and validated against Kubernetes schemas
 #   services  PostgreSQL and OpenBao for the storage suites (scripts/postgres.sh, scripts/openbao.sh)
 #   venv      the pinned Airflow 3 virtualenv (scripts/airflow-venv.sh)
-#   test      cargo test --workspace (unit, storage suites, end-to-end)
+#   test      cargo test --workspace (unit, storage suites, end-to-end, soak, fuzz)
+#   leaks     the post-suite scan for marker secrets in everything the servers left
 #   airflow   Airflow reads our JSON and URI encodings back unchanged
 #   shim      the Airflow shim in real Airflow 2.10 and 3.3 (scripts/test-airflow.sh)
 #   release   cargo build --release --locked, as the container image builds it
@@ -139,7 +140,14 @@ airflow_venv="$(scripts/airflow-venv.sh 3)"
 export SWITCHBOARD_AIRFLOW_VENV="$airflow_venv"
 
 section test "cargo test --workspace"
+# Servers keep their logs, metrics and databases here for the leak scan.
+export SWITCHBOARD_E2E_ARTIFACTS="$root/target/e2e-artifacts/run"
+rm -rf "$SWITCHBOARD_E2E_ARTIFACTS"
 cargo test --workspace 2>&1 | tee -a "$test_output"
+
+section leaks "every marker secret absent from all servers' logs, metrics, databases and statuses"
+cargo test -p switchboard-tests --test e2e -- --ignored --exact leak_scan::post_suite_scan_finds_no_marker --nocapture 2>&1 \
+  | tee -a "$test_output"
 
 section airflow "real Airflow reads our JSON and URI encodings back unchanged"
 cargo run -q -p switchboard-domain --example airflow_fixtures \

@@ -5,7 +5,9 @@
 //!
 //! Secrets used by tests are unique markers ([`TestServer::marker`]); a test
 //! ends with [`TestServer::assert_logs_clean`], which fails if any marker or
-//! credential the test registered appears in the server's logs.
+//! credential the test registered appears in the server's logs. With
+//! `SWITCHBOARD_E2E_ARTIFACTS` set, servers also keep their logs, metrics and
+//! databases for the post-suite scan in [`leaks`].
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -13,6 +15,7 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +27,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 pub mod grpcurl;
+pub mod leaks;
 
 /// Upper bound for a server to report SERVING; a guard against hangs, not a
 /// performance expectation.
@@ -85,6 +89,32 @@ pub struct TestServerConfig {
     /// Extra environment variables, set after the fixture cleared
     /// `SWITCHBOARD_*` and `VAULT_TOKEN`.
     envs: Vec<(OsString, OsString)>,
+    /// Artifacts root overriding `SWITCHBOARD_E2E_ARTIFACTS`.
+    artifacts_root: Option<PathBuf>,
+}
+
+/// Where one server keeps what the post-suite scan reads.
+#[derive(Debug, Clone)]
+struct Artifacts {
+    /// The run's root: `markers`, `statuses`, `servers/`.
+    root: PathBuf,
+    /// `root/servers/<id>`: this server's log, metrics and database copy.
+    server_dir: PathBuf,
+}
+
+impl Artifacts {
+    fn for_new_server(root: PathBuf) -> Artifacts {
+        static NEXT_SERVER: AtomicUsize = AtomicUsize::new(0);
+        let id = format!(
+            "{}-{}-{}",
+            std::process::id(),
+            NEXT_SERVER.fetch_add(1, Ordering::Relaxed),
+            random_hex(3)
+        );
+        let server_dir = root.join(leaks::SERVERS_DIR).join(id);
+        std::fs::create_dir_all(&server_dir).expect("create the server's artifacts dir");
+        Artifacts { root, server_dir }
+    }
 }
 
 /// A running `switchboard` process.
@@ -100,6 +130,8 @@ pub struct TestServer {
     log_path: PathBuf,
     /// Markers and credentials that must never appear in the logs.
     forbidden: Mutex<Vec<String>>,
+    /// Kept logs, metrics and database copies, when the run keeps them.
+    artifacts: Option<Artifacts>,
 }
 
 impl TestServer {
@@ -111,6 +143,7 @@ impl TestServer {
             metrics: false,
             args: Vec::new(),
             envs: Vec::new(),
+            artifacts_root: None,
         }
     }
 }
@@ -161,6 +194,14 @@ impl TestServerConfig {
         self
     }
 
+    /// Keeps this server's artifacts under `root` (markers, log, metrics,
+    /// database copy) instead of `SWITCHBOARD_E2E_ARTIFACTS`, e.g. to check
+    /// the scan itself without touching the run's.
+    pub fn with_artifacts_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.artifacts_root = Some(root.into());
+        self
+    }
+
     /// Whether [`with_arg`](Self::with_arg) set `--database-url`.
     fn has_database_url(&self) -> bool {
         self.args.iter().any(|arg| {
@@ -201,7 +242,15 @@ impl TestServerConfig {
             .prefix("switchboard-log-")
             .tempdir()
             .expect("create a temporary log dir");
-        let log_path = log_dir.path().join("server.log");
+        let artifacts = self
+            .artifacts_root
+            .clone()
+            .or_else(leaks::artifacts_root)
+            .map(Artifacts::for_new_server);
+        let log_path = match &artifacts {
+            Some(artifacts) => artifacts.server_dir.join("server.log"),
+            None => log_dir.path().join("server.log"),
+        };
         let log = File::create(&log_path).expect("create the server log file");
         let log_for_stderr = log.try_clone().expect("clone the log file handle");
 
@@ -262,6 +311,7 @@ impl TestServerConfig {
             log_dir,
             log_path,
             forbidden: Mutex::new(Vec::new()),
+            artifacts,
         };
         match server.wait_until_serving().await {
             Ok(()) => Ok(server),
@@ -349,6 +399,16 @@ impl TestServer {
         format!("http://{}", self.address)
     }
 
+    /// The process id, while the process runs (e.g. to read its RSS).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The file holding the process's stdout and stderr.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
     /// The data dir passed as `--data-dir`.
     pub fn data_dir(&self) -> &Path {
         self.data_dir.path()
@@ -386,6 +446,9 @@ impl TestServer {
             .lock()
             .expect("forbidden list lock")
             .push(secret.to_owned());
+        if let Some(artifacts) = &self.artifacts {
+            leaks::append_line(&artifacts.root, leaks::MARKERS_FILE, secret);
+        }
     }
 
     /// Everything the process wrote to stdout and stderr so far.
@@ -415,6 +478,40 @@ impl TestServer {
         );
     }
 
+    /// Sends `signal` (a `kill` name such as `KILL` or `TERM`) to the
+    /// process and returns at once; see [`wait_for_exit`](Self::wait_for_exit).
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the server process was running");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {} failed", child.id());
+    }
+
+    /// Waits, without blocking the async runtime, until the process exits;
+    /// its exit status. The data dir stays, so a new process can be started
+    /// on it with [`TestServerConfig::with_data_dir_of`]. Kills the process
+    /// if it has not exited within the shutdown deadline.
+    pub async fn wait_for_exit(&mut self) -> ExitStatus {
+        let child = self.child.as_mut().expect("the server process was running");
+        let asked = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("poll the server process") {
+                self.child = None;
+                return status;
+            }
+            if asked.elapsed() > SHUTDOWN_DEADLINE {
+                let _ = child.kill();
+                let status = child.wait().expect("wait for the killed server");
+                self.child = None;
+                panic!("the server did not exit within {SHUTDOWN_DEADLINE:?}; killed: {status}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Sends SIGTERM and waits for the process; its exit status.
     pub fn shutdown(mut self) -> ExitStatus {
         self.stop().expect("the server process was running")
@@ -425,6 +522,7 @@ impl TestServer {
         if let Ok(Some(status)) = child.try_wait() {
             return Some(status);
         }
+        self.keep_metrics();
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(child.id().to_string())
@@ -445,9 +543,42 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// Saves the server's `/metrics` output, when it serves metrics and the
+    /// run keeps artifacts.
+    fn keep_metrics(&self) {
+        let (Some(artifacts), Some(address)) = (&self.artifacts, self.metrics_address) else {
+            return;
+        };
+        if let Some(text) = http_get(address, "/metrics") {
+            let _ = std::fs::write(artifacts.server_dir.join("metrics.txt"), text);
+        }
+    }
+
+    /// Copies the SQLite database files of the (stopped) server into its
+    /// artifacts dir, when the run keeps artifacts.
+    fn keep_database(&self) {
+        let Some(artifacts) = &self.artifacts else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(self.data_dir()) else {
+            return;
+        };
+        let copies = artifacts.server_dir.join("data");
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.contains(".db") && entry.file_type().is_ok_and(|kind| kind.is_file()) {
+                let _ = std::fs::create_dir_all(&copies);
+                let _ = std::fs::copy(entry.path(), copies.join(&name));
+            }
+        }
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         let status = self.stop();
+        self.keep_database();
         if std::thread::panicking() {
             let logs = self.logs();
             let tail: Vec<&str> = logs.lines().rev().take(80).collect();
@@ -544,6 +675,19 @@ pub fn random_hex(bytes: usize) -> String {
         .and_then(|mut file| file.read_exact(&mut buffer))
         .expect("read /dev/urandom");
     buffer.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The body of `GET path` over plain HTTP/1.0, or `None` on any failure.
+fn http_get(address: SocketAddr, path: &str) -> Option<String> {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (_, body) = response.split_once("\r\n\r\n")?;
+    Some(body.to_owned())
 }
 
 /// A loopback address with a port that was free a moment ago.

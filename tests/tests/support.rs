@@ -95,6 +95,7 @@ pub(crate) fn expect_code<T: Debug>(
             response.into_inner()
         ),
         Err(status) => {
+            switchboard_tests::leaks::record_status(&status);
             assert_eq!(
                 status.code(),
                 code,
@@ -119,6 +120,7 @@ pub(crate) fn expect_one_of<T: Debug>(
             response.into_inner()
         ),
         Err(status) => {
+            switchboard_tests::leaks::record_status(&status);
             assert!(
                 codes.contains(&status.code()),
                 "{what}: expected one of {codes:?}, got {:?}: {}",
