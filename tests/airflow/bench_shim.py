@@ -45,16 +45,20 @@ PASSWORD = "bench-S3cret!pw"
 BAO_PORT = os.environ.get("SHIM_BENCH_BAO_PORT", "58231")
 
 
-def time_calls(function, iterations: int, rounds: int = 5) -> float:
-    """Median over rounds of the mean µs per call."""
-    per_round = max(1, iterations // rounds)
-    results = []
+def time_calls(cases: dict, rounds: int) -> dict:
+    """Median over rounds of the mean µs per call, for each of ``cases``
+    (name -> (function, iterations)). The rounds of all cases alternate and are
+    short, so a burst of other load on the machine weighs on every case alike
+    and spoils only the few rounds it overlaps, which the median leaves out."""
+    per_call = {name: [] for name in cases}
     for _ in range(rounds):
-        started = time.perf_counter()
-        for _ in range(per_round):
-            function()
-        results.append((time.perf_counter() - started) / per_round * 1e6)
-    return statistics.median(results)
+        for name, (function, iterations) in cases.items():
+            per_round = max(1, iterations // rounds)
+            started = time.perf_counter()
+            for _ in range(per_round):
+                function()
+            per_call[name].append((time.perf_counter() - started) / per_round * 1e6)
+    return {name: statistics.median(values) for name, values in per_call.items()}
 
 
 def start_openbao() -> str:
@@ -104,6 +108,8 @@ def main() -> int:
         # Same answer from both, and warm-up (connections, imports, the resolver's cache).
         from_vault = vault.get_connection("pg_bench")
         from_shim = uncached.get_connection("pg_bench")
+        # Both build the same Airflow Connection class per call, from the same fields.
+        assert type(from_vault) is type(from_shim), (type(from_vault), type(from_shim))
         for conn in (from_vault, from_shim, cached.get_connection("pg_bench")):
             assert (conn.host, conn.schema, conn.login, conn.password, conn.port) == (
                 "db.example.com", "proddb", "app", PASSWORD, 5432), conn
@@ -112,19 +118,22 @@ def main() -> int:
             vault.get_connection("pg_bench")
             uncached.get_connection("pg_bench")
 
-        results = {
-            "vault_get_connection": time_calls(lambda: vault.get_connection("pg_bench"), iterations),
-            "shim_uncached_get_connection": time_calls(lambda: uncached.get_connection("pg_bench"), iterations),
-            "shim_cached_get_conn_value": time_calls(lambda: cached.get_conn_value("pg_bench"), cached_iterations),
-            "shim_cached_get_connection": time_calls(lambda: cached.get_connection("pg_bench"), iterations),
-        }
+        results = time_calls({
+            "vault_get_connection": (lambda: vault.get_connection("pg_bench"), iterations),
+            "shim_uncached_get_connection": (lambda: uncached.get_connection("pg_bench"), iterations),
+            "shim_cached_get_conn_value": (lambda: cached.get_conn_value("pg_bench"), cached_iterations),
+            "shim_cached_get_connection": (lambda: cached.get_connection("pg_bench"), iterations),
+        }, rounds=5 if args.smoke else 40)
     finally:
         server.stop()
         stop_openbao()
 
     speedup = results["vault_get_connection"] / results["shim_uncached_get_connection"]
     cached_speedup = results["vault_get_connection"] / results["shim_cached_get_conn_value"]
-    print(f"server: {os.environ.get('SWITCHBOARD_BIN', 'target/debug/switchboard')}; OpenBao at {bao_address}")
+    server_bin = Path(os.environ.get("SWITCHBOARD_BIN") or ROOT / "target" / "debug" / "switchboard")
+    built = time.strftime("%Y-%m-%d %H:%M", time.localtime(server_bin.stat().st_mtime))
+    print(f"server: {server_bin} (built {built}); OpenBao at {bao_address}; "
+          f"connection class {type(from_shim).__module__}.{type(from_shim).__name__}")
     for name, micros in results.items():
         print(f"{name:32s} {micros:12.2f} µs/call")
     print(f"VaultBackend / shim uncached       {speedup:8.1f}x  (target >= 4x)")

@@ -83,23 +83,29 @@ def scenario_lookup():
 
 
 def scenario_cache():
-    """One prefetch serves every lookup until cache_ttl; then the change shows."""
+    """One prefetch serves every lookup until cache_ttl; then the change shows.
+    A rotated password is handed to the masker by a backend that saw the old one."""
     from switchboard_server import Control  # the suite's control client
 
     ttl = float(os.environ["SHIM_PROBE_TTL"])
     new = os.environ["SHIM_PROBE_NEW_HOST"]
+    new_password = os.environ["SHIM_PROBE_NEW_PASSWORD"]
     b = backend(cache_ttl=ttl)
+    uncached_backend = backend(cache_ttl=0)
     started = time.monotonic()
     before = json.loads(b.get_conn_value("pg_cache"))["host"]
+    uncached_backend.get_conn_value("pg_cache")  # masks the password it has now
     control = Control(ADDRESS, os.environ["SHIM_PROBE_OPERATOR"])
-    control.update_connection("pg_cache", host=new)
+    control.update_connection("pg_cache", host=new, password=new_password)
     time.sleep(1.5)  # the resolver follows its change feed within 1 s
     during = json.loads(b.get_conn_value("pg_cache"))["host"]
     assert time.monotonic() - started < ttl, "too slow to observe the cache"
-    uncached = json.loads(backend(cache_ttl=0).get_conn_value("pg_cache"))["host"]
+    uncached = json.loads(uncached_backend.get_conn_value("pg_cache"))
     time.sleep(max(0.0, ttl - (time.monotonic() - started)) + 0.2)
     after = json.loads(b.get_conn_value("pg_cache"))["host"]
-    return {"new": new, "before": before, "during": during, "uncached": uncached, "after": after}
+    return {"new": new, "before": before, "during": during, "uncached": uncached["host"], "after": after,
+            "rotated_password": uncached["password"] == new_password,
+            "rotated_redacted": redacted(f"pw={new_password}")}
 
 
 def scenario_fork():

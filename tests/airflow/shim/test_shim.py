@@ -154,10 +154,13 @@ def test_cache_prefetch_and_ttl(airflow, switchboard):
     result = airflow.probe("cache", {"SHIM_PROBE_ADDRESS": switchboard.address,
                                      "SHIM_PROBE_TOKEN": switchboard.tokens["prod"],
                                      "SHIM_PROBE_OPERATOR": switchboard.operator, "SHIM_PROBE_TTL": "4",
-                                     "SHIM_PROBE_NEW_HOST": f"changed-{airflow.major}.example.com"})
+                                     "SHIM_PROBE_NEW_HOST": f"changed-{airflow.major}.example.com",
+                                     "SHIM_PROBE_NEW_PASSWORD": f"rotated-{airflow.major}-S3cret!pw"})
     assert result["during"] == result["before"] != result["new"]  # served from the prefetch
     assert result["uncached"] == result["new"]  # cache_ttl 0 asks every time
     assert result["after"] == result["new"]  # refreshed after cache_ttl
+    # The rotated password reached the masker, though the backend had masked the old one.
+    assert result["rotated_password"] and result["rotated_redacted"] == "pw=***"
 
 
 def test_fork_gets_its_own_channel(airflow, switchboard):

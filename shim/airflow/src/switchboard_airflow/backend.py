@@ -60,12 +60,19 @@ _TRANSIENT = {
 }
 
 
+# Connection values whose secrets were handed to the masker, remembered per process.
+_MAX_ANNOUNCED = 4096
+
+
 class _Entry(NamedTuple):
+    """One prefetched connection. A ``ResolvedConnection`` message has the same
+    attributes and stands in for an entry on the uncached path."""
+
     conn_id: str
     conn_type: str
     airflow_json: str
     password: str
-    extra: dict
+    extra: Any  # google.protobuf.Struct, turned into a dict only when masking
 
 
 class _Failure(Exception):
@@ -76,8 +83,7 @@ class _Failure(Exception):
 
 
 def _entry(resolved) -> _Entry:
-    extra = json_format.MessageToDict(resolved.extra) if resolved.HasField("extra") else {}
-    return _Entry(resolved.conn_id, resolved.conn_type, resolved.airflow_json, resolved.password, extra)
+    return _Entry(resolved.conn_id, resolved.conn_type, resolved.airflow_json, resolved.password, resolved.extra)
 
 
 def _number(value: Any, name: str, default: float) -> float:
@@ -192,6 +198,8 @@ class SwitchboardBackend(BaseSecretsBackend):
 
         self._token_key: tuple | None = None
         self._file_token = ""
+        self._metadata_token = ""  # the token self._metadata was built for
+        self._metadata: tuple = ()
         self._entries: dict[str, _Entry] | None = None  # lower-cased conn_id -> entry
         self._expires = 0.0  # monotonic time the entries go stale
         self._fetched = 0.0  # monotonic time of the last successful fetch
@@ -208,7 +216,7 @@ class SwitchboardBackend(BaseSecretsBackend):
         self._lock = threading.Lock()
         self._channel: grpc.Channel | None = None
         self._stub: resolver_pb2_grpc.ResolverServiceStub | None = None
-        self._announced: set[str] = set()
+        self._announced: set[str] = set()  # airflow_json values whose secrets are masked
         self._hinted_types: set[str] = set()
 
     # ---- Airflow's interface -------------------------------------------------
@@ -228,12 +236,24 @@ class SwitchboardBackend(BaseSecretsBackend):
                 entry = self._resolve_one(conn_id)
             if entry is None:
                 return None
-            if entry.conn_id not in self._announced:
-                self._announce(entry)
-            return entry.airflow_json
+            value = entry.airflow_json
+            if value not in self._announced:
+                self._announce(entry, value)
+            return value
         except Exception as error:  # never let a lookup crash the caller
             self._report(f"unexpected {type(error).__name__}: {error}", exc_info=True)
             return None
+
+    def get_connection(self, conn_id: str, team_name: str | None = None, **kwargs: Any):
+        """The connection as the ``Connection`` class Airflow uses in this process, or None.
+
+        What the base class does (``get_conn_value``, then ``deserialize_connection``),
+        without Airflow 3's per-call signature inspection of ``get_conn_value``.
+        """
+        value = self.get_conn_value(conn_id)
+        if value:
+            return self.deserialize_connection(conn_id=conn_id, value=value)
+        return None
 
     def get_variable(self, key: str, team_name: str | None = None, **kwargs: Any) -> str | None:
         """Variables are not served by Switchboard; Airflow goes on to its other backends."""
@@ -284,7 +304,7 @@ class SwitchboardBackend(BaseSecretsBackend):
                 self._failed(failure)
             return None
         self._recovered()
-        return _entry(resolved)
+        return resolved  # has the attributes of an _Entry
 
     def _call(self, method: str, request):
         if not self.address:
@@ -292,11 +312,12 @@ class SwitchboardBackend(BaseSecretsBackend):
         token = self._token()
         if not token:
             raise _Failure("no token: set backend_kwargs token or token_file, or SWITCHBOARD_TOKEN", False)
+        if token != self._metadata_token:
+            self._metadata = (("authorization", f"Bearer {token}"),)
+            self._metadata_token = token
         stub = self._stub or self._connect()
         try:
-            return getattr(stub, method)(
-                request, timeout=self.timeout, metadata=(("authorization", f"Bearer {token}"),)
-            )
+            return getattr(stub, method)(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as error:
             code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
             if code == grpc.StatusCode.NOT_FOUND and method == "ResolveConnection":
@@ -367,9 +388,10 @@ class SwitchboardBackend(BaseSecretsBackend):
             self._outage = None
             log.warning("switchboard: the resolver at %s is reachable again", self.address)
 
-    def _announce(self, entry: _Entry) -> None:
-        """Once per connection and process: register its secrets with Airflow's masker
-        and say which provider package to install if no hook serves its conn_type."""
+    def _announce(self, entry: _Entry, value: str) -> None:
+        """Once per connection value and process: register its secrets with Airflow's masker
+        (again when they change) and say which provider package to install if no hook
+        serves its conn_type."""
         if self._mask is False:
             self._mask = _find_mask_secret()
         mask = self._mask
@@ -380,10 +402,13 @@ class SwitchboardBackend(BaseSecretsBackend):
                     mask(quote(entry.password))
             # The masker hides the values of sensitive keys (private_key*, keyfile_dict, …);
             # values shorter than its minimum are never masked, so leave them out.
-            extra = {k: v for k, v in entry.extra.items() if not (isinstance(v, str) and len(v) < 5)}
-            if extra:
-                mask(extra)
-        self._announced.add(entry.conn_id)
+            extra = json_format.MessageToDict(entry.extra)
+            maskable = {k: v for k, v in extra.items() if not (isinstance(v, str) and len(v) < 5)}
+            if maskable:
+                mask(maskable)
+        if len(self._announced) >= _MAX_ANNOUNCED:
+            self._announced.clear()  # masking again is harmless; the set must not grow forever
+        self._announced.add(value)
         self._hint_provider(entry)
 
     def _hint_provider(self, entry: _Entry) -> None:
