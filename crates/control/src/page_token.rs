@@ -207,6 +207,31 @@ mod tests {
         }
 
         #[test]
+        fn arbitrary_bytes_in_base64_never_decode(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let token = URL_SAFE_NO_PAD.encode(&bytes);
+            proptest::prop_assert!(token.is_empty() || decode(&key(), "list|a", &token).is_err());
+        }
+
+        #[test]
+        fn any_bit_flipped_or_byte_cut_is_refused(
+            cursor in ".{0,60}",
+            position in proptest::num::usize::ANY,
+            bit in 0u8..8,
+        ) {
+            let token = encode(&key(), "list|a", &cursor);
+            let bytes = URL_SAFE_NO_PAD.decode(&token).unwrap();
+            let at = position % bytes.len();
+            let mut flipped = bytes.clone();
+            flipped[at] ^= 1 << bit;
+            proptest::prop_assert!(decode(&key(), "list|a", &URL_SAFE_NO_PAD.encode(&flipped)).is_err());
+            let cut = &bytes[..at];
+            proptest::prop_assert!(cut.is_empty() || decode(&key(), "list|a", &URL_SAFE_NO_PAD.encode(cut)).is_err());
+            // Another request's fingerprint or another installation's key refuses it too.
+            proptest::prop_assert!(decode(&key(), "list|b", &token).is_err());
+            proptest::prop_assert!(decode(&PageTokenKey::new(vec![8; 32]), "list|a", &token).is_err());
+        }
+
+        #[test]
         fn arbitrary_filters_never_panic(filter in ".{0,120}") {
             let _ = parse_filter_terms(&filter);
         }

@@ -96,4 +96,41 @@ mod tests {
         let err = load_or_create(&path, 32).unwrap_err().to_string();
         assert!(err.contains("readable by group or others"), "{err}");
     }
+
+    #[test]
+    fn refuses_a_key_any_group_or_other_bit_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        load_or_create(&path, 32).unwrap();
+        for mode in [0o604, 0o620, 0o602, 0o610, 0o601, 0o666] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let err = load_or_create(&path, 32).unwrap_err().to_string();
+            assert!(
+                err.contains("readable by group or others"),
+                "{mode:o}: {err}"
+            );
+        }
+        // Owner-only modes are accepted.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
+        assert_eq!(load_or_create(&path, 32).unwrap().len(), 32);
+    }
+
+    #[test]
+    fn refuses_a_readable_token_file_without_printing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vault-token");
+        let token = "sb-marker-token-5be1c0d9";
+        fs::write(&path, token).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = read_private_text(&path).unwrap_err().to_string();
+        assert!(err.contains("readable by group or others"), "{err}");
+        assert!(!err.contains(token), "{err}");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_private_text(&path).unwrap(), token);
+        fs::write(&path, "  \n").unwrap();
+        assert!(
+            read_private_text(&path).is_err(),
+            "an empty token file is refused"
+        );
+    }
 }
