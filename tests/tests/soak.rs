@@ -14,7 +14,9 @@ use switchboard_proto::v1::{
     Connection, CreateConnectionRequest, DeleteConnectionRequest, ListResolvedConnectionsRequest,
     ResolveConnectionRequest, UpdateConnectionRequest,
 };
-use switchboard_tests::{TestServer, WorkspaceRole, authorized};
+use switchboard_tests::{Role, TestServer, WorkspaceRole, authorized};
+
+use crate::backends::{Backend, unique_workspace};
 
 use crate::support::{
     Clients, connection_name, create_connection, create_deployment, create_deployment_token,
@@ -124,6 +126,58 @@ impl Record {
     }
 }
 
+/// RSS samples of one process.
+#[derive(Debug)]
+struct Rss {
+    label: &'static str,
+    pid: u32,
+    after_warm_up: Option<u64>,
+    peak: u64,
+    last: u64,
+}
+
+impl Rss {
+    fn new(label: &'static str, pid: u32) -> Rss {
+        Rss {
+            label,
+            pid,
+            after_warm_up: None,
+            peak: 0,
+            last: 0,
+        }
+    }
+
+    fn sample(&mut self, warm: bool) {
+        self.last = rss_kib(self.pid);
+        self.peak = self.peak.max(self.last);
+        if warm && self.after_warm_up.is_none() {
+            self.after_warm_up = Some(self.last);
+        }
+    }
+
+    fn report(&self, warm_up: Duration) -> String {
+        format!(
+            "{} RSS {:.1} MiB after {} s warm-up, {:.1} MiB at the end, {:.1} MiB peak",
+            self.label,
+            self.after_warm_up.unwrap_or_default() as f64 / 1024.0,
+            warm_up.as_secs(),
+            self.last as f64 / 1024.0,
+            self.peak as f64 / 1024.0
+        )
+    }
+
+    fn assert_bounded(&self) {
+        let baseline = self.after_warm_up.expect("the soak outlasts its warm-up");
+        let bound = (baseline as f64 * RSS_GROWTH_RATIO) as u64 + RSS_GROWTH_SLACK_KIB;
+        assert!(
+            self.last <= bound,
+            "{} RSS grew from {baseline} KiB after warm-up to {} KiB (bound {bound} KiB)",
+            self.label,
+            self.last
+        );
+    }
+}
+
 fn with_timeout<T>(message: T, token: &str) -> tonic::Request<T> {
     let mut request = authorized(message, token);
     request.set_timeout(CALL_TIMEOUT);
@@ -134,15 +188,15 @@ fn with_timeout<T>(message: T, token: &str) -> tonic::Request<T> {
 /// round also creates and deletes a scratch connection. Its records and the
 /// last password it wrote successfully.
 async fn write_loop(
-    server: Arc<TestServer>,
+    password_marker: String,
     mut clients: Clients,
+    workspace: String,
     token: String,
     writer: usize,
     mut etag: String,
     stop: Arc<AtomicBool>,
 ) -> (Record, String) {
     let mut record = Record::default();
-    let password_marker = server.marker(&format!("soak-password-{writer}"));
     let conn_id = format!("writer_{writer}");
     let mut last_password = String::new();
     let mut round = 0u64;
@@ -151,7 +205,7 @@ async fn write_loop(
         let warehouse = format!("WH_{writer}_{round}");
         let update = UpdateConnectionRequest {
             connection: Some(Connection {
-                name: connection_name(WORKSPACE, &conn_id),
+                name: connection_name(&workspace, &conn_id),
                 password: format!("{password_marker}-{round}"),
                 extra: Some(string_struct(&[("warehouse", &warehouse)])),
                 etag: etag.clone(),
@@ -177,7 +231,7 @@ async fn write_loop(
                 snowflake_connection(&format!("{password_marker}-scratch-{round}"));
             connection.link_to_all_deployments = true;
             let create = CreateConnectionRequest {
-                parent: workspace_name(WORKSPACE),
+                parent: workspace_name(&workspace),
                 connection_id: scratch.clone(),
                 connection: Some(connection),
                 request_id: format!("soak-{writer}-{round}"),
@@ -190,7 +244,7 @@ async fn write_loop(
                 .await;
             if let Some(created) = record.add("CreateConnection", started, result) {
                 let delete = DeleteConnectionRequest {
-                    name: connection_name(WORKSPACE, &scratch),
+                    name: connection_name(&workspace, &scratch),
                     etag: created.into_inner().etag,
                     request_id: String::new(),
                 };
@@ -260,18 +314,66 @@ async fn resolve_loop(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_concurrent_writers_and_resolvers_without_errors_or_memory_growth() {
-    let duration = soak_duration();
     let server = Arc::new(
         TestServer::configure()
             .with_arg("--rate-limit", "100000")
             .spawn()
             .await,
     );
-    let pid = server.pid().expect("the server runs");
-    let token = server.user_token("soak-operator", &[(WORKSPACE, WorkspaceRole::Operator)]);
+    soak(server.clone(), server, WORKSPACE, soak_duration()).await;
+}
+
+/// Control and a separate resolver on PostgreSQL and OpenBao, when the
+/// environment names them; half the dev soak's length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_on_postgres_and_openbao_with_a_separate_resolver() {
+    let Some(backend) = Backend::postgres_openbao() else {
+        return;
+    };
+    let control = Arc::new(
+        backend
+            .apply(
+                TestServer::configure()
+                    .with_role(Role::Control)
+                    .with_arg("--rate-limit", "100000"),
+            )
+            .spawn()
+            .await,
+    );
+    let resolver = Arc::new(
+        backend
+            .apply(
+                TestServer::configure()
+                    .with_role(Role::Resolver)
+                    .with_data_dir_of(&control),
+            )
+            .spawn()
+            .await,
+    );
+    soak(
+        control,
+        resolver,
+        &unique_workspace("soak"),
+        soak_duration() / 2,
+    )
+    .await;
+}
+
+/// Runs the soak: writers against `control`, resolver callers against
+/// `resolver` (the same process for `dev`), for `duration`.
+async fn soak(
+    server: Arc<TestServer>,
+    resolver_server: Arc<TestServer>,
+    workspace: &str,
+    duration: Duration,
+) {
+    let same_process = Arc::ptr_eq(&server, &resolver_server);
+    let pid = resolver_server.pid().expect("the resolver runs");
+    let control_pid = server.pid().expect("the control server runs");
+    let token = server.user_token("soak-operator", &[(workspace, WorkspaceRole::Operator)]);
     let mut clients = Clients::connect(&server).await;
     for deployment in DEPLOYMENTS {
-        create_deployment(&mut clients, &token, WORKSPACE, deployment).await;
+        create_deployment(&mut clients, &token, workspace, deployment).await;
     }
     let mut etags = Vec::new();
     for writer in 0..WRITERS {
@@ -280,7 +382,7 @@ async fn soak_concurrent_writers_and_resolvers_without_errors_or_memory_growth()
         let created = create_connection(
             &mut clients,
             &token,
-            WORKSPACE,
+            workspace,
             &conn_id,
             snowflake_connection(&password),
         )
@@ -289,7 +391,7 @@ async fn soak_concurrent_writers_and_resolvers_without_errors_or_memory_growth()
             create_link(
                 &mut clients,
                 &token,
-                WORKSPACE,
+                workspace,
                 &conn_id,
                 deployment,
                 schema_and_warehouse(&deployment.to_uppercase(), &format!("{deployment}_WH")),
@@ -302,21 +404,29 @@ async fn soak_concurrent_writers_and_resolvers_without_errors_or_memory_growth()
     // One connection linked to every deployment, never written.
     let mut shared = snowflake_connection(&server.marker("soak-shared-password"));
     shared.link_to_all_deployments = true;
-    create_connection(&mut clients, &token, WORKSPACE, "shared", shared).await;
+    create_connection(&mut clients, &token, workspace, "shared", shared).await;
     let mut deployment_tokens = Vec::new();
     for deployment in DEPLOYMENTS {
         deployment_tokens.push(
-            create_deployment_token(&server, &mut clients, &token, WORKSPACE, deployment).await,
+            create_deployment_token(&server, &mut clients, &token, workspace, deployment).await,
         );
+    }
+    if !same_process {
+        for deployment_token in &deployment_tokens {
+            resolver_server.forbid_in_logs(deployment_token);
+        }
     }
 
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let mut writers = Vec::new();
     for (writer, etag) in etags.into_iter().enumerate() {
+        let password_marker = server.marker(&format!("soak-password-{writer}"));
+        resolver_server.forbid_in_logs(&password_marker);
         writers.push(tokio::spawn(write_loop(
-            server.clone(),
+            password_marker,
             Clients::connect(&server).await,
+            workspace.to_owned(),
             token.clone(),
             writer,
             etag,
@@ -326,7 +436,7 @@ async fn soak_concurrent_writers_and_resolvers_without_errors_or_memory_growth()
     let mut resolvers = Vec::new();
     for caller in 0..RESOLVERS {
         resolvers.push(tokio::spawn(resolve_loop(
-            Clients::connect(&server).await,
+            Clients::connect(&resolver_server).await,
             deployment_tokens[caller % deployment_tokens.len()].clone(),
             caller,
             stop.clone(),
@@ -334,18 +444,19 @@ async fn soak_concurrent_writers_and_resolvers_without_errors_or_memory_growth()
     }
 
     // RSS every second; the figure after warm-up (a sixth of the run, at
-    // least 10 s) is the baseline.
+    // least 10 s) is each process's baseline.
     let warm_up = (duration / 6)
         .max(Duration::from_secs(10))
         .min(duration / 2);
-    let mut rss_after_warm_up = None;
-    let mut rss_samples = Vec::new();
+    let mut processes = vec![Rss::new(if same_process { "dev" } else { "resolver" }, pid)];
+    if !same_process {
+        processes.push(Rss::new("control", control_pid));
+    }
     while started.elapsed() < duration {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let rss = rss_kib(pid);
-        rss_samples.push(rss);
-        if rss_after_warm_up.is_none() && started.elapsed() >= warm_up {
-            rss_after_warm_up = Some(rss);
+        let warm = started.elapsed() >= warm_up;
+        for process in &mut processes {
+            process.sample(warm);
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -361,9 +472,9 @@ async fn soak_concurrent_writers_and_resolvers_without_errors_or_memory_growth()
     for resolver in resolvers {
         reads.merge(resolver.await.expect("a resolver task"));
     }
-    let rss_end = rss_kib(pid);
-    let rss_baseline = rss_after_warm_up.expect("the soak outlasts its warm-up");
-    let rss_peak = rss_samples.iter().copied().max().unwrap_or(rss_end);
+    for process in &mut processes {
+        process.sample(true);
+    }
 
     println!(
         "soak: {:.0} s, {WRITERS} writers, {RESOLVERS} resolver callers",
@@ -371,13 +482,9 @@ async fn soak_concurrent_writers_and_resolvers_without_errors_or_memory_growth()
     );
     println!("soak: {}", writes.report("writes", elapsed));
     println!("soak: {}", reads.report("resolves", elapsed));
-    println!(
-        "soak: server RSS {:.1} MiB after {} s warm-up, {:.1} MiB at the end, {:.1} MiB peak",
-        rss_baseline as f64 / 1024.0,
-        warm_up.as_secs(),
-        rss_end as f64 / 1024.0,
-        rss_peak as f64 / 1024.0
-    );
+    for process in &processes {
+        println!("soak: {}", process.report(warm_up));
+    }
 
     assert!(
         writes.errors.is_empty() && reads.errors.is_empty(),
@@ -391,14 +498,12 @@ async fn soak_concurrent_writers_and_resolvers_without_errors_or_memory_growth()
         writes.latencies.len(),
         reads.latencies.len()
     );
-    let bound = (rss_baseline as f64 * RSS_GROWTH_RATIO) as u64 + RSS_GROWTH_SLACK_KIB;
-    assert!(
-        rss_end <= bound,
-        "server RSS grew from {rss_baseline} KiB after warm-up to {rss_end} KiB (bound {bound} KiB)"
-    );
+    for process in &processes {
+        process.assert_bounded();
+    }
 
     // Every writer's last acknowledged password is what the resolver serves.
-    let mut resolver_clients = Clients::connect(&server).await;
+    let mut resolver_clients = Clients::connect(&resolver_server).await;
     for (writer, password) in last_passwords.iter().enumerate() {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -427,4 +532,7 @@ async fn soak_concurrent_writers_and_resolvers_without_errors_or_memory_growth()
         }
     }
     server.assert_logs_clean();
+    if !same_process {
+        resolver_server.assert_logs_clean();
+    }
 }
