@@ -87,22 +87,35 @@ pub fn scan(root: &Path, database_url: Option<&str>) -> Vec<Leak> {
     if markers.is_empty() {
         return Vec::new();
     }
-    let pattern = markers
-        .iter()
-        .map(|marker| regex::escape(marker))
-        .collect::<Vec<_>>()
-        .join("|");
-    let matcher = regex::bytes::Regex::new(&pattern).expect("markers form a valid pattern");
+    // Literal alternations, in chunks so that no compiled pattern grows
+    // past the regex size limit however many tokens a run registers.
+    let matchers: Vec<regex::bytes::Regex> = markers
+        .chunks(200)
+        .map(|chunk| {
+            let pattern = chunk
+                .iter()
+                .map(|marker| regex::escape(marker))
+                .collect::<Vec<_>>()
+                .join("|");
+            regex::bytes::RegexBuilder::new(&pattern)
+                .size_limit(256 << 20)
+                .dfa_size_limit(256 << 20)
+                .build()
+                .expect("markers form a valid pattern")
+        })
+        .collect();
     let mut leaks = Vec::new();
     let mut check = |bytes: &[u8], place: String| {
-        for found in matcher.find_iter(bytes) {
-            let marker = String::from_utf8_lossy(found.as_bytes()).into_owned();
-            let leak = Leak {
-                marker,
-                place: place.clone(),
-            };
-            if !leaks.contains(&leak) {
-                leaks.push(leak);
+        for matcher in &matchers {
+            for found in matcher.find_iter(bytes) {
+                let marker = String::from_utf8_lossy(found.as_bytes()).into_owned();
+                let leak = Leak {
+                    marker,
+                    place: place.clone(),
+                };
+                if !leaks.contains(&leak) {
+                    leaks.push(leak);
+                }
             }
         }
     };
@@ -199,4 +212,36 @@ fn pg_dump(url: &str) -> Vec<u8> {
         String::from_utf8_lossy(&output.stderr)
     );
     output.stdout
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn many_long_markers_are_found_in_a_large_haystack_quickly() {
+        let root = tempfile::tempdir().unwrap();
+        // Thousands of JWT-sized credentials, as a full run registers.
+        let markers: Vec<String> = (0..3000)
+            .map(|index| format!("eyJ{index:05}{}", "x".repeat(300)))
+            .collect();
+        for marker in &markers {
+            append_line(root.path(), MARKERS_FILE, marker);
+        }
+        let server = root.path().join(SERVERS_DIR).join("one");
+        fs::create_dir_all(&server).unwrap();
+        let mut log = "an ordinary line without secrets\n".repeat(300_000);
+        log.push_str(&markers[2999]);
+        log.push_str(&"more ordinary text\n".repeat(100_000));
+        fs::write(server.join("server.log"), log).unwrap();
+        let started = std::time::Instant::now();
+        let found = scan(root.path(), None);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].marker, markers[2999]);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the scan took {:?}",
+            started.elapsed()
+        );
+    }
 }
