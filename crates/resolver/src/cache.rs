@@ -15,7 +15,7 @@ use moka::future::Cache;
 use switchboard_domain::permission::Principal;
 use switchboard_proto::v1 as pb;
 
-use crate::error::ResolverResult;
+use crate::error::{ResolverError, ResolverResult};
 
 /// Largest number of deployments whose connections are cached.
 const MAX_VIEWS: u64 = 10_000;
@@ -53,6 +53,11 @@ pub(crate) struct Caches {
     /// Keyed by workspace, deployment and the workspace's last change, so a
     /// change moves readers to a fresh key and one load serves them all.
     views: Cache<(String, String, i64), Arc<View>>,
+    /// The last view loaded per workspace and deployment, served while a
+    /// reload after a change finds a backend unavailable (up to `max_stale`
+    /// from the first failed reload, kept in `reload_failing_since`).
+    last_loaded: Cache<(String, String), Arc<View>>,
+    reload_failing_since: Cache<(String, String), Instant>,
     tokens: Cache<String, Arc<TokenEntry>>,
     /// Workspace → highest revision that changed its connections.
     connections_changed: RwLock<HashMap<String, i64>>,
@@ -68,6 +73,8 @@ impl Caches {
     pub(crate) fn new(max_stale: Duration, healthy_within: Duration, applied: i64) -> Self {
         Self {
             views: Cache::new(MAX_VIEWS),
+            last_loaded: Cache::new(MAX_VIEWS),
+            reload_failing_since: Cache::new(MAX_VIEWS),
             tokens: Cache::new(MAX_TOKENS),
             connections_changed: RwLock::new(HashMap::new()),
             tokens_changed: RwLock::new(HashMap::new()),
@@ -88,7 +95,9 @@ impl Caches {
 
     /// The deployment's current view, loaded by `load` when the cache has
     /// none for the workspace's latest change. Concurrent callers share one
-    /// load. Also says whether this call loaded it.
+    /// load. Also says whether this call loaded it. When that load finds a
+    /// backend unavailable, the last view loaded is served instead, for up
+    /// to `max_stale`.
     pub(crate) async fn view_or_load<'a>(
         &self,
         workspace: &str,
@@ -100,15 +109,53 @@ impl Caches {
         if let Some(view) = self.views.get(&key).await {
             return Ok((view, false));
         }
+        let last_key = (workspace.to_owned(), deployment.to_owned());
+        let outage = self.outage();
+        if outage > Duration::ZERO
+            && outage < self.max_stale
+            && let Some(view) = self.last_loaded.get(&last_key).await
+        {
+            // The feed is unreadable, so the database is: a reload would
+            // only wait for it to time out.
+            return Ok((view, false));
+        }
         // Boxed: the miss path's future is large and a hit should not carry it.
         let loaded = AtomicBool::new(false);
-        let view = Box::pin(self.views.try_get_with(key, async {
+        let result = Box::pin(self.views.try_get_with(key, async {
             loaded.store(true, Ordering::Relaxed);
             load().await
         }))
         .await
-        .map_err(|err| (*err).clone())?;
-        Ok((view, loaded.load(Ordering::Relaxed)))
+        .map_err(|err| (*err).clone());
+        match result {
+            Ok(view) => {
+                if loaded.load(Ordering::Relaxed) {
+                    self.last_loaded
+                        .insert(last_key.clone(), view.clone())
+                        .await;
+                    self.reload_failing_since.invalidate(&last_key).await;
+                }
+                Ok((view, loaded.load(Ordering::Relaxed)))
+            }
+            Err(ResolverError::Unavailable(why)) => {
+                let since = self
+                    .reload_failing_since
+                    .get_with(last_key.clone(), async { Instant::now() })
+                    .await;
+                match self.last_loaded.get(&last_key).await {
+                    Some(view) if since.elapsed() < self.max_stale => {
+                        tracing::debug!(
+                            error = %why,
+                            stale_for_seconds = since.elapsed().as_secs(),
+                            "cannot reload a changed deployment; serving its last loaded view"
+                        );
+                        Ok((view, false))
+                    }
+                    _ => Err(ResolverError::Unavailable(why)),
+                }
+            }
+            Err(err) => Err(err),
+        }
     }
 
     /// A token entry still valid per the feed.

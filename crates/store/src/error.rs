@@ -32,6 +32,7 @@ impl StoreError {
                     err,
                     sea_orm::DbErr::Conn(_) | sea_orm::DbErr::ConnectionAcquire(_)
                 ) || is_busy(err)
+                    || is_connection_lost(err)
             }
             Self::SecretsUnavailable(_) => true,
             Self::Secrets(_)
@@ -50,6 +51,33 @@ impl StoreError {
             ),
             _ => false,
         }
+    }
+}
+
+/// Whether a statement failed because its connection to the database broke
+/// or the server is shutting down (SQLSTATE class 08, 57P01–57P03), as when
+/// PostgreSQL stops under a running transaction: the transaction is rolled
+/// back and a retry may succeed once the database is back.
+fn is_connection_lost(err: &sea_orm::DbErr) -> bool {
+    use sea_orm::sqlx::Error as SqlxError;
+    use sea_orm::{DbErr, RuntimeErr};
+
+    let (DbErr::Exec(RuntimeErr::SqlxError(err))
+    | DbErr::Query(RuntimeErr::SqlxError(err))
+    | DbErr::Conn(RuntimeErr::SqlxError(err))) = err
+    else {
+        return false;
+    };
+    match err {
+        SqlxError::Io(_)
+        | SqlxError::Tls(_)
+        | SqlxError::PoolTimedOut
+        | SqlxError::PoolClosed
+        | SqlxError::WorkerCrashed => true,
+        SqlxError::Database(database) => database.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
     }
 }
 
