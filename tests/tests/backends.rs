@@ -12,8 +12,6 @@
 //! OpenBao on other ports (scripts/postgres.sh, scripts/openbao.sh) so that
 //! stopping them never disturbs the shared instances other tests use.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -23,14 +21,14 @@ use switchboard_proto::v1::{
     UpdateWorkspacePolicyRequest, WorkspacePolicy,
 };
 use switchboard_tests::{
-    Role, TestServer, TestServerConfig, WorkspaceRole, authorized, random_hex, workspace_root,
+    Role, TestServer, TestServerConfig, WorkspaceRole, authorized, random_hex,
 };
-use tempfile::TempDir;
 use tonic::Code;
 
 use crate::support::{
-    Clients, assert_status_free_of, connection_name, create_deployment, create_deployment_token,
-    deployment_name, expect_code, ok, snowflake_connection, workspace_name,
+    Clients, OwnOpenBao, OwnPostgres, assert_status_free_of, connection_name, create_deployment,
+    create_deployment_token, deployment_name, expect_code, ok, snowflake_connection,
+    workspace_name,
 };
 
 /// The KV v2 mount and path prefix the server uses by default.
@@ -212,138 +210,6 @@ fn vault_metadata(vault_addr: &str, path: &str) -> serde_json::Value {
     assert_eq!(status, 200, "GET metadata of {path}: {body}");
     let json: serde_json::Value = serde_json::from_str(&body).expect("OpenBao answers JSON");
     json["data"].clone()
-}
-
-/// A loopback port that was free a moment ago, with the next one free too
-/// (OpenBao's dev server also listens on port + 1 for its cluster).
-fn free_port_pair() -> u16 {
-    loop {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
-        let port = listener.local_addr().expect("local address").port();
-        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
-            return port;
-        }
-    }
-}
-
-fn run_script(script: &str, action: &str, envs: &[(&str, String)]) -> String {
-    let mut command = Command::new(workspace_root().join("scripts").join(script));
-    command.arg(action);
-    for (key, value) in envs {
-        command.env(key, value);
-    }
-    let output = command
-        .output()
-        .unwrap_or_else(|err| panic!("run scripts/{script} {action}: {err}"));
-    assert!(
-        output.status.success(),
-        "scripts/{script} {action} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
-/// An OpenBao dev server of this test alone, on its own port.
-///
-/// Dev mode keeps everything in memory: after [`OwnOpenBao::stop`] and
-/// [`OwnOpenBao::start`] every secret written before is gone.
-struct OwnOpenBao {
-    port: u16,
-    addr: String,
-}
-
-impl OwnOpenBao {
-    fn start_new() -> OwnOpenBao {
-        let port = free_port_pair();
-        let mut bao = OwnOpenBao {
-            port,
-            addr: String::new(),
-        };
-        bao.start();
-        bao
-    }
-
-    fn envs(&self) -> [(&'static str, String); 1] {
-        [("SWITCHBOARD_TEST_BAO_PORT", self.port.to_string())]
-    }
-
-    fn start(&mut self) {
-        self.addr = run_script("openbao.sh", "start", &self.envs());
-        assert!(self.addr.ends_with(&format!(":{}", self.port)));
-    }
-
-    fn stop(&self) {
-        run_script("openbao.sh", "stop", &self.envs());
-        // The script signals the server; wait until its port refuses.
-        let asked = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-            assert!(
-                asked.elapsed() < Duration::from_secs(30),
-                "OpenBao on port {} did not stop",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for OwnOpenBao {
-    fn drop(&mut self) {
-        let _ = Command::new(workspace_root().join("scripts/openbao.sh"))
-            .arg("stop")
-            .envs(self.envs())
-            .output();
-    }
-}
-
-/// A PostgreSQL cluster of this test alone, in a temporary dir on its own port.
-struct OwnPostgres {
-    port: u16,
-    dir: TempDir,
-    url: String,
-}
-
-impl OwnPostgres {
-    fn start_new() -> OwnPostgres {
-        let dir = tempfile::Builder::new()
-            .prefix("switchboard-pg-outage-")
-            .tempdir()
-            .expect("create a dir for the cluster");
-        let mut postgres = OwnPostgres {
-            port: free_port_pair(),
-            dir,
-            url: String::new(),
-        };
-        postgres.start();
-        postgres
-    }
-
-    fn envs(&self) -> [(&'static str, String); 2] {
-        [
-            ("SWITCHBOARD_TEST_PG_PORT", self.port.to_string()),
-            (
-                "SWITCHBOARD_TEST_PG_DIR",
-                PathBuf::from(self.dir.path()).display().to_string(),
-            ),
-        ]
-    }
-
-    fn start(&mut self) {
-        self.url = run_script("postgres.sh", "start", &self.envs());
-    }
-
-    fn stop(&self) {
-        run_script("postgres.sh", "stop", &self.envs());
-    }
-}
-
-impl Drop for OwnPostgres {
-    fn drop(&mut self) {
-        let _ = Command::new(workspace_root().join("scripts/postgres.sh"))
-            .arg("stop")
-            .envs(self.envs())
-            .output();
-    }
 }
 
 /// Resolves `conn_id` with a deployment token until `accept` holds; the
@@ -632,7 +498,7 @@ async fn control_and_resolver_run_apart_on_postgres_and_openbao() {
 }
 
 /// Turns `allow_secret_reveal` on as `owner`.
-async fn allow_reveal(clients: &mut Clients, owner: &str, workspace: &str) {
+pub(crate) async fn allow_reveal(clients: &mut Clients, owner: &str, workspace: &str) {
     ok(
         clients
             .workspaces
@@ -655,7 +521,7 @@ async fn allow_reveal(clients: &mut Clients, owner: &str, workspace: &str) {
     );
 }
 
-async fn revealed_password(clients: &mut Clients, owner: &str, name: &str) -> String {
+pub(crate) async fn revealed_password(clients: &mut Clients, owner: &str, name: &str) -> String {
     ok(
         clients
             .connections

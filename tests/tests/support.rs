@@ -2,6 +2,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use prost_types::value::Kind;
 use prost_types::{Struct, Value};
@@ -13,7 +17,8 @@ use switchboard_proto::v1::{
     Connection, CreateConnectionRequest, CreateDeploymentRequest, CreateDeploymentTokenRequest,
     CreateLinkRequest, Deployment, DeploymentKind, Link, LinkOverrides,
 };
-use switchboard_tests::{TestServer, authorized};
+use switchboard_tests::{TestServer, authorized, workspace_root};
+use tempfile::TempDir;
 use tonic::transport::Channel;
 use tonic::{Code, Response, Status};
 use tonic_types::StatusExt;
@@ -344,5 +349,321 @@ pub(crate) fn schema_and_warehouse(schema: &str, warehouse: &str) -> LinkOverrid
         schema: Some(schema.to_owned()),
         extra: Some(string_struct(&[("warehouse", warehouse)])),
         ..Default::default()
+    }
+}
+
+/// A loopback port that was free a moment ago, with the next one free too
+/// (OpenBao's dev server also listens on port + 1 for its cluster).
+pub(crate) fn free_port_pair() -> u16 {
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
+        let port = listener.local_addr().expect("local address").port();
+        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+}
+
+pub(crate) fn run_script(script: &str, action: &str, envs: &[(&str, String)]) -> String {
+    let mut command = Command::new(workspace_root().join("scripts").join(script));
+    command.arg(action);
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let output = command
+        .output()
+        .unwrap_or_else(|err| panic!("run scripts/{script} {action}: {err}"));
+    assert!(
+        output.status.success(),
+        "scripts/{script} {action} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// An OpenBao dev server of this test alone, on its own port.
+///
+/// Dev mode keeps everything in memory: after [`OwnOpenBao::stop`] and
+/// [`OwnOpenBao::start`] every secret written before is gone.
+pub(crate) struct OwnOpenBao {
+    port: u16,
+    pub(crate) addr: String,
+}
+
+impl OwnOpenBao {
+    pub(crate) fn start_new() -> OwnOpenBao {
+        let port = free_port_pair();
+        let mut bao = OwnOpenBao {
+            port,
+            addr: String::new(),
+        };
+        bao.start();
+        bao
+    }
+
+    fn envs(&self) -> [(&'static str, String); 1] {
+        [("SWITCHBOARD_TEST_BAO_PORT", self.port.to_string())]
+    }
+
+    pub(crate) fn start(&mut self) {
+        self.addr = run_script("openbao.sh", "start", &self.envs());
+        assert!(self.addr.ends_with(&format!(":{}", self.port)));
+    }
+
+    pub(crate) fn stop(&self) {
+        run_script("openbao.sh", "stop", &self.envs());
+        // The script signals the server; wait until its port refuses.
+        let asked = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(
+                asked.elapsed() < Duration::from_secs(30),
+                "OpenBao on port {} did not stop",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for OwnOpenBao {
+    fn drop(&mut self) {
+        let _ = Command::new(workspace_root().join("scripts/openbao.sh"))
+            .arg("stop")
+            .envs(self.envs())
+            .output();
+    }
+}
+
+/// A PostgreSQL cluster of this test alone, in a temporary dir on its own port.
+pub(crate) struct OwnPostgres {
+    port: u16,
+    dir: TempDir,
+    pub(crate) url: String,
+}
+
+impl OwnPostgres {
+    pub(crate) fn start_new() -> OwnPostgres {
+        let dir = tempfile::Builder::new()
+            .prefix("switchboard-pg-outage-")
+            .tempdir()
+            .expect("create a dir for the cluster");
+        let mut postgres = OwnPostgres {
+            port: free_port_pair(),
+            dir,
+            url: String::new(),
+        };
+        postgres.start();
+        postgres
+    }
+
+    fn envs(&self) -> [(&'static str, String); 2] {
+        [
+            ("SWITCHBOARD_TEST_PG_PORT", self.port.to_string()),
+            (
+                "SWITCHBOARD_TEST_PG_DIR",
+                PathBuf::from(self.dir.path()).display().to_string(),
+            ),
+        ]
+    }
+
+    pub(crate) fn start(&mut self) {
+        self.url = run_script("postgres.sh", "start", &self.envs());
+    }
+
+    pub(crate) fn stop(&self) {
+        run_script("postgres.sh", "stop", &self.envs());
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ = Command::new(workspace_root().join("scripts/postgres.sh"))
+            .arg("stop")
+            .envs(self.envs())
+            .output();
+    }
+}
+
+/// An OpenBao of this test alone that, unlike the dev server, keeps its data
+/// across a restart: a real server on Raft storage in a temporary dir,
+/// initialised with one unseal key, unsealed again after every start, with
+/// KV v2 mounted at `secret/` as in dev mode.
+pub(crate) struct PersistentOpenBao {
+    port: u16,
+    dir: TempDir,
+    child: Option<std::process::Child>,
+    unseal_key: String,
+    /// The root token, for `VAULT_TOKEN`.
+    pub(crate) root_token: String,
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) addr: String,
+}
+
+/// Upper bound for OpenBao to start, unseal or stop; a guard against hangs.
+const OPENBAO_DEADLINE: Duration = Duration::from_secs(30);
+
+impl PersistentOpenBao {
+    pub(crate) fn start_new() -> PersistentOpenBao {
+        let bao = workspace_root().join("tools/openbao/bin/bao");
+        assert!(
+            bao.exists(),
+            "{} is missing: scripts/openbao.sh start installs it",
+            bao.display()
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("switchboard-bao-")
+            .tempdir()
+            .expect("create a dir for OpenBao");
+        let port = free_port_pair();
+        let data = dir.path().join("raft");
+        std::fs::create_dir(&data).expect("create the Raft dir");
+        let config = format!(
+            "storage \"raft\" {{\n  path = \"{}\"\n  node_id = \"node1\"\n  \
+             performance_multiplier = 1\n}}\n\
+             listener \"tcp\" {{\n  address = \"127.0.0.1:{port}\"\n  \
+             cluster_address = \"127.0.0.1:{cluster}\"\n  tls_disable = true\n}}\n\
+             api_addr = \"http://127.0.0.1:{port}\"\n\
+             cluster_addr = \"http://127.0.0.1:{cluster}\"\n",
+            data.display(),
+            cluster = port + 1,
+        );
+        std::fs::write(dir.path().join("config.hcl"), config).expect("write the OpenBao config");
+        let mut openbao = PersistentOpenBao {
+            port,
+            dir,
+            child: None,
+            unseal_key: String::new(),
+            root_token: String::new(),
+            addr: format!("http://127.0.0.1:{port}"),
+        };
+        openbao.spawn();
+        let (status, init) = openbao.http(
+            "PUT",
+            "sys/init",
+            Some(r#"{"secret_shares":1,"secret_threshold":1}"#),
+        );
+        assert_eq!(status, 200, "sys/init: {init}");
+        openbao.unseal_key = init["keys_base64"][0]
+            .as_str()
+            .expect("an unseal key")
+            .to_owned();
+        openbao.root_token = init["root_token"]
+            .as_str()
+            .expect("a root token")
+            .to_owned();
+        openbao.unseal();
+        let (status, body) = openbao.http(
+            "POST",
+            "sys/mounts/secret",
+            Some(r#"{"type":"kv","options":{"version":"2"}}"#),
+        );
+        assert_eq!(status, 204, "mount KV v2 at secret/: {body}");
+        openbao
+    }
+
+    /// Starts the stopped server again and unseals it; its data is kept.
+    pub(crate) fn start(&mut self) {
+        self.spawn();
+        self.unseal();
+    }
+
+    /// Stops the server (SIGTERM) and waits until its port refuses.
+    pub(crate) fn stop(&mut self) {
+        let mut child = self.child.take().expect("OpenBao was running");
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let asked = Instant::now();
+        while child.try_wait().expect("poll OpenBao").is_none() {
+            if asked.elapsed() > OPENBAO_DEADLINE {
+                let _ = child.kill();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(
+                asked.elapsed() < OPENBAO_DEADLINE,
+                "OpenBao on port {} did not stop",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("bao.log"))
+            .expect("open the OpenBao log");
+        let child = Command::new(workspace_root().join("tools/openbao/bin/bao"))
+            .arg("server")
+            .arg(format!(
+                "-config={}",
+                self.dir.path().join("config.hcl").display()
+            ))
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("start bao server");
+        self.child = Some(child);
+        let asked = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                asked.elapsed() < OPENBAO_DEADLINE,
+                "OpenBao did not listen on port {}: {}",
+                self.port,
+                std::fs::read_to_string(self.dir.path().join("bao.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Unseals and waits until the server is the active node (health 200).
+    fn unseal(&self) {
+        let body = serde_json::json!({ "key": self.unseal_key }).to_string();
+        let (status, answer) = self.http("PUT", "sys/unseal", Some(&body));
+        assert_eq!(status, 200, "sys/unseal: {answer}");
+        let asked = Instant::now();
+        while self.http("GET", "sys/health", None).0 != 200 {
+            assert!(
+                asked.elapsed() < OPENBAO_DEADLINE,
+                "OpenBao never became active after unsealing"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// One HTTP call with the root token (once there is one): (status, JSON body).
+    fn http(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+        let mut command = Command::new("curl");
+        command.args(["-s", "-X", method, "-w", "\n%{http_code}"]);
+        if !self.root_token.is_empty() {
+            command
+                .arg("-H")
+                .arg(format!("X-Vault-Token: {}", self.root_token));
+        }
+        if let Some(body) = body {
+            command.args(["-d", body]);
+        }
+        let output = command
+            .arg(format!("{}/v1/{path}", self.addr))
+            .output()
+            .expect("run curl");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
+        let json = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
+        (status.trim().parse().unwrap_or(0), json)
+    }
+}
+
+impl Drop for PersistentOpenBao {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
