@@ -22,6 +22,10 @@ use crate::config::{KubernetesSettings, ServeOpt, Settings};
 
 /// Longest any call may run when the client sets no shorter deadline.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Longest a shutdown waits for in-flight calls. No unary call outlasts
+/// [`REQUEST_TIMEOUT`]; streams that never end on their own (a client's
+/// `Health/Watch`) are cut off here instead of holding the process forever.
+const DRAIN_DEADLINE: std::time::Duration = REQUEST_TIMEOUT;
 
 /// File in the data dir holding the development HS256 key.
 pub(crate) const DEV_JWT_KEY_FILE: &str = "jwt-hs256.key";
@@ -181,6 +185,7 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
     // in several pieces (headers, body, trailers) waits for the client's
     // delayed ACK, about 40 ms per unary call.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let (draining, drain_started) = tokio::sync::oneshot::channel::<()>();
     let shutdown = {
         let health = health.clone();
         let served: Vec<String> = served.iter().map(|name| (*name).to_owned()).collect();
@@ -195,11 +200,26 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
                     .set_service_status(name, ServingStatus::NotServing)
                     .await;
             }
+            let _ = draining.send(());
         }
     };
-    router
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+    let serving = router.serve_with_incoming_shutdown(incoming, shutdown);
+    tokio::pin!(serving);
+    tokio::select! {
+        result = &mut serving => result?,
+        () = async {
+            if drain_started.await.is_err() {
+                // The server stopped without a signal; its branch reports why.
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(DRAIN_DEADLINE).await;
+        } => {
+            tracing::warn!(
+                deadline_seconds = DRAIN_DEADLINE.as_secs(),
+                "calls still open after the drain deadline (streams such as Health/Watch); stopping"
+            );
+        }
+    }
     store.close().await?;
     info!("stopped");
     Ok(())
