@@ -9,9 +9,6 @@
 //! workspace; the outage test runs its own PostgreSQL on another port, so the
 //! shared one keeps running.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use prost_types::FieldMask;
@@ -22,14 +19,14 @@ use switchboard_proto::v1::{
     ListLinksRequest, ListResolvedConnectionsRequest, ResolveConnectionRequest, ResolvedConnection,
     RevokeDeploymentTokenRequest, UpdateConnectionRequest, UpdateLinkRequest,
 };
-use switchboard_tests::{Role, TestServer, WorkspaceRole, authorized, random_hex, workspace_root};
-use tempfile::TempDir;
+use switchboard_tests::{Role, TestServer, WorkspaceRole, authorized, random_hex};
 use tonic::{Code, Status};
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::support::{
-    Clients, connection_name, create_connection, create_deployment, create_link, deployment_name,
-    expect_code, extra_string, ok, schema_and_warehouse, snowflake_connection, string_struct,
+    Clients, OwnPostgres, connection_name, create_connection, create_deployment, create_link,
+    deployment_name, expect_code, extra_string, ok, schema_and_warehouse, snowflake_connection,
+    string_struct,
 };
 
 /// The design promises 1 s; the tests allow 3 s for a loaded CI machine.
@@ -808,65 +805,6 @@ async fn deleting_a_parent_needs_force_which_takes_its_previews_links_and_tokens
     cluster.assert_logs_clean();
 }
 
-/// A PostgreSQL of this test's own, on a free port, so stopping it leaves
-/// the shared one running.
-struct OwnPostgres {
-    port: u16,
-    dir: TempDir,
-    url: String,
-}
-
-impl OwnPostgres {
-    fn script() -> PathBuf {
-        workspace_root().join("scripts").join("postgres.sh")
-    }
-
-    fn run(&self, action: &str) -> String {
-        let output = Command::new("bash")
-            .arg(Self::script())
-            .arg(action)
-            .env("SWITCHBOARD_TEST_PG_PORT", self.port.to_string())
-            .env("SWITCHBOARD_TEST_PG_DIR", self.dir.path().join("cluster"))
-            .output()
-            .expect("run scripts/postgres.sh");
-        assert!(
-            output.status.success(),
-            "scripts/postgres.sh {action} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
-    }
-
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let dir = tempfile::Builder::new()
-            .prefix("switchboard-own-pg-")
-            .tempdir()
-            .expect("a temporary dir");
-        let mut own = OwnPostgres {
-            port,
-            dir,
-            url: String::new(),
-        };
-        own.url = own.run("start");
-        own
-    }
-}
-
-impl Drop for OwnPostgres {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(Self::script())
-            .arg("stop")
-            .env("SWITCHBOARD_TEST_PG_PORT", self.port.to_string())
-            .env("SWITCHBOARD_TEST_PG_DIR", self.dir.path().join("cluster"))
-            .output();
-    }
-}
-
 /// The largest value among the samples whose line starts with `metric` (a
 /// name, or a name with its labels).
 pub(crate) fn metric_value(server: &TestServer, metric: &str) -> Option<f64> {
@@ -889,7 +827,7 @@ async fn resolvers_serve_what_they_hold_while_postgres_is_down_and_recover_witho
     if database_url().is_none() {
         return;
     }
-    let postgres = OwnPostgres::start();
+    let mut postgres = OwnPostgres::start_new();
     let url = postgres.url.clone();
     let cluster = Cluster::start(&url).await;
     // A third resolver whose max_stale runs out during the outage.
@@ -925,7 +863,7 @@ async fn resolvers_serve_what_they_hold_while_postgres_is_down_and_recover_witho
     })
     .await;
 
-    postgres.run("stop");
+    postgres.stop();
     let stopped = Instant::now();
     // The short resolver gives up once its max_stale has passed...
     loop {
@@ -980,7 +918,7 @@ async fn resolvers_serve_what_they_hold_while_postgres_is_down_and_recover_witho
         );
     }
 
-    postgres.run("start");
+    postgres.start();
     // Control's pool reconnects; retry the write until it does.
     let restarted = Instant::now();
     loop {
