@@ -1124,7 +1124,8 @@ async fn stopped_and_restarted_under_load(mut outage: Outage) {
     Database::Postgres(database_url).assert_consistent(&workspace, false);
     eprintln!(
         "{name} outage under load: {} cached resolves answered while down, {refused_while_down} \
-         writes refused while down, writes recovered {:.1} s after the restart, outage {:.1} s; {:.1} s",
+         writes refused while down, 3 writes per writer acknowledged {:.1} s after the \
+         restart, outage {:.1} s; {:.1} s",
         load.answered[DOWN].load(Ordering::SeqCst),
         recovered.as_secs_f64(),
         outage_lasted.as_secs_f64(),
