@@ -102,7 +102,21 @@ def dags_test(airflow, env, tmp_path, conn_ids):
     # SequentialExecutor, Airflow 3 the Task SDK supervisor through the LocalExecutor.
     env["AIRFLOW__CORE__EXECUTOR"] = "LocalExecutor" if airflow.major == "3" else "SequentialExecutor"
     env["AIRFLOW__CORE__PARALLELISM"] = "2"
-    run = airflow.run("dags", "test", "--use-executor", "switchboard_shim_check", env=env, check=False, timeout=180)
+    # Airflow 3's LocalExecutor sometimes leaves an idle worker waiting for a
+    # shutdown message after the run finished (apache/airflow#45329), and
+    # `dags test` never exits. A normal run takes well under a minute here, so a
+    # run that hangs is given up after 90 s and tried once more from scratch.
+    for attempt in (1, 2):
+        try:
+            run = airflow.run("dags", "test", "--use-executor", "switchboard_shim_check", env=env, check=False,
+                              timeout=90)
+            break
+        except AssertionError as hung:
+            if attempt == 2 or "timed out" not in str(hung):
+                raise
+            print(f"airflow dags test hung after the run (LocalExecutor shutdown); trying again: {hung}")
+            clear_task_logs(airflow)
+            result_file.unlink(missing_ok=True)
     task_logs = "".join(p.read_text() for p in sorted((airflow.home / "logs").rglob("*.log"))
                         if "switchboard_shim_check" in str(p))
     seen = json.loads(result_file.read_text()) if result_file.exists() else None
