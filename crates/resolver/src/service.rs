@@ -282,13 +282,38 @@ impl Resolver {
         name: &DeploymentName,
         only: Option<String>,
     ) -> ResolverResult<Arc<View>> {
+        // Rows and their secrets are separate reads, so a write committed
+        // between them (a connection deleted, its secrets with it) can fail
+        // a load. A failure while the feed moved on is retried on the new state.
+        const ATTEMPTS: usize = 3;
         let db = self.store.db();
-        // Read before the data: a change racing this load marks the view stale.
-        let revision = feed::head(db).await?;
+        let mut attempt = 1;
+        loop {
+            // Read before the data: a change racing this load marks the view stale.
+            let revision = feed::head(db).await?;
+            match self.load_view_at(name, only.as_deref(), revision).await {
+                Err(err @ (ResolverError::Internal(_) | ResolverError::NotFound(_)))
+                    if attempt < ATTEMPTS && feed::head(db).await? != revision =>
+                {
+                    tracing::debug!(error = %err, attempt, "a write raced a view load; loading again");
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn load_view_at(
+        &self,
+        name: &DeploymentName,
+        only: Option<&str>,
+        revision: i64,
+    ) -> ResolverResult<Arc<View>> {
+        let db = self.store.db();
         let deployment = visibility::find_deployment(db, &name.workspace, &name.deployment)
             .await?
             .ok_or_else(|| ResolverError::NotFound(format!("deployment {name} not found")))?;
-        let visible = visibility::visible_connections(db, &deployment, only.as_deref()).await?;
+        let visible = visibility::visible_connections(db, &deployment, only).await?;
         let connections = visibility::effective_all(self.store.secrets(), db, &visible)
             .await?
             .iter()

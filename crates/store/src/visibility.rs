@@ -5,7 +5,11 @@
 
 use std::collections::HashMap;
 
-use futures_util::{StreamExt, TryStreamExt, future::try_join_all, stream};
+use futures_util::{
+    StreamExt, TryStreamExt,
+    future::{try_join, try_join_all},
+    stream,
+};
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use switchboard_domain::connection::{EffectiveConnection, merge};
 
@@ -116,7 +120,7 @@ pub async fn effective<C: ConnectionTrait>(
     db: &C,
     visible: &Visible,
 ) -> StoreResult<EffectiveConnection> {
-    let (base, layers) = futures_util::try_join!(
+    let (base, layers) = try_join(
         records::full_spec(secrets, db, &visible.connection),
         try_join_all(
             visible
@@ -124,7 +128,8 @@ pub async fn effective<C: ConnectionTrait>(
                 .iter()
                 .map(|layer| records::full_overrides(secrets, db, layer)),
         ),
-    )?;
+    )
+    .await?;
     let layer_refs: Vec<_> = layers.iter().collect();
     let merged = merge(&base, &layer_refs);
     Ok(EffectiveConnection::from_spec(
