@@ -66,23 +66,33 @@ fn assert_timed_rows(report: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bench_smoke_reports_the_ceiling_warm_resolves_misses_and_propagation() {
-    let server = TestServer::configure().with_metrics().spawn().await;
-    let mut clients = Clients::connect(&server).await;
-    let operator = server.user_token("bench-operator", &[(WORKSPACE, WorkspaceRole::Operator)]);
-    create_deployment(&mut clients, &operator, WORKSPACE, "prod").await;
-    let password = server.marker("bench-password");
+/// What [`link_warehouse_to_prod`] made.
+struct Linked {
+    operator: String,
+    password: String,
+    link: Link,
+    token: String,
+}
+
+/// Deployment `prod`, a Snowflake connection `warehouse` with a marker
+/// password linked to it (schema PROD, warehouse PROD_WH), and a token of prod.
+async fn link_warehouse_to_prod(server: &TestServer, clients: &mut Clients, label: &str) -> Linked {
+    let operator = server.user_token(
+        &format!("{label}-operator"),
+        &[(WORKSPACE, WorkspaceRole::Operator)],
+    );
+    create_deployment(clients, &operator, WORKSPACE, "prod").await;
+    let password = server.marker(&format!("{label}-password"));
     create_connection(
-        &mut clients,
+        clients,
         &operator,
         WORKSPACE,
         "warehouse",
         snowflake_connection(&password),
     )
     .await;
-    create_link(
-        &mut clients,
+    let link = create_link(
+        clients,
         &operator,
         WORKSPACE,
         "warehouse",
@@ -90,7 +100,22 @@ async fn bench_smoke_reports_the_ceiling_warm_resolves_misses_and_propagation() 
         schema_and_warehouse("PROD", "PROD_WH"),
     )
     .await;
-    let token = create_deployment_token(&server, &mut clients, &operator, WORKSPACE, "prod").await;
+    let token = create_deployment_token(server, clients, &operator, WORKSPACE, "prod").await;
+    Linked {
+        operator,
+        password,
+        link,
+        token,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_smoke_reports_the_ceiling_warm_resolves_misses_and_propagation() {
+    let server = TestServer::configure().with_metrics().spawn().await;
+    let mut clients = Clients::connect(&server).await;
+    let Linked {
+        operator, token, ..
+    } = link_warehouse_to_prod(&server, &mut clients, "bench").await;
     let files = tempfile::tempdir().expect("a temporary dir");
     let token_file = files.path().join("deployment-token");
     std::fs::write(&token_file, &token).expect("write the token file");
@@ -193,28 +218,13 @@ async fn a_resolver_without_cache_answers_each_call_from_the_backends() {
         .await;
     let mut clients = Clients::connect(&server).await;
     let mut at_cold = Clients::connect(&cold).await;
-    let operator = server.user_token("cold-operator", &[(WORKSPACE, WorkspaceRole::Operator)]);
-    create_deployment(&mut clients, &operator, WORKSPACE, "prod").await;
-    let password = server.marker("cold-password");
+    let Linked {
+        operator,
+        password,
+        link,
+        token,
+    } = link_warehouse_to_prod(&server, &mut clients, "cold").await;
     cold.forbid_in_logs(&password);
-    create_connection(
-        &mut clients,
-        &operator,
-        WORKSPACE,
-        "warehouse",
-        snowflake_connection(&password),
-    )
-    .await;
-    let link = create_link(
-        &mut clients,
-        &operator,
-        WORKSPACE,
-        "warehouse",
-        "prod",
-        schema_and_warehouse("PROD", "PROD_WH"),
-    )
-    .await;
-    let token = create_deployment_token(&server, &mut clients, &operator, WORKSPACE, "prod").await;
     cold.forbid_in_logs(&token);
     let resolve = |conn_id: &str| {
         authorized(

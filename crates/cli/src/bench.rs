@@ -198,6 +198,20 @@ impl Sample {
         self.calls as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
     }
 
+    /// The report's columns from `phase` to `errors`.
+    fn row(&self, phase: &str, concurrency: usize) -> String {
+        format!(
+            "{phase:<32} {concurrency:>5} {:>9} {:>10.1} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>6}",
+            self.calls,
+            self.rps(),
+            millis(self.quantile(0.50)),
+            millis(self.quantile(0.90)),
+            millis(self.quantile(0.99)),
+            millis(self.latencies.last().copied().unwrap_or_default()),
+            self.errors,
+        )
+    }
+
     fn quantile(&self, q: f64) -> Duration {
         quantile(&self.latencies, q)
     }
@@ -519,18 +533,8 @@ async fn bench(opt: BenchOpt) -> anyhow::Result<()> {
                 ),
             };
             println!(
-                "{:<32} {:>5} {:>9} {:>10.1} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>6} {:>8.2}x {:>8.2}x",
-                call.label(),
-                concurrency,
-                sample.calls,
-                sample.rps(),
-                millis(sample.quantile(0.50)),
-                millis(sample.quantile(0.90)),
-                millis(sample.quantile(0.99)),
-                millis(sample.latencies.last().copied().unwrap_or_default()),
-                sample.errors,
-                rps_ratio,
-                p99_ratio
+                "{} {rps_ratio:>8.2}x {p99_ratio:>8.2}x",
+                sample.row(call.label(), concurrency)
             );
             results.insert((concurrency, call.label()), (rps_ratio, p99_ratio));
             if let Some(error) = &sample.first_error {
@@ -549,18 +553,7 @@ async fn bench(opt: BenchOpt) -> anyhow::Result<()> {
             conn_id: target.conn_id.clone(),
         });
         let sample = measure(&cold, Call::Cold, 1, warmup, duration).await;
-        println!(
-            "{:<32} {:>5} {:>9} {:>10.1} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>6}",
-            Call::Cold.label(),
-            1,
-            sample.calls,
-            sample.rps(),
-            millis(sample.quantile(0.50)),
-            millis(sample.quantile(0.90)),
-            millis(sample.quantile(0.99)),
-            millis(sample.latencies.last().copied().unwrap_or_default()),
-            sample.errors,
-        );
+        println!("{}", sample.row(Call::Cold.label(), 1));
         cold_p99 = Some(sample.quantile(0.99));
         if let Some(error) = &sample.first_error {
             failures.push(format!(
