@@ -69,7 +69,11 @@ pub(crate) fn migrate(opt: ServeOpt) -> anyhow::Result<()> {
 fn init_tracing() {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG").unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn")
+            // rustify (under vaultrs) logs each failed Vault request at ERROR
+            // several times; the error reaches our own one log line anyway.
+            tracing_subscriber::EnvFilter::new(
+                "info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn,rustify=off",
+            )
         });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
