@@ -64,7 +64,7 @@ pub(crate) struct Caches {
     /// Workspace → highest revision that changed its tokens or deployments.
     tokens_changed: RwLock<HashMap<String, i64>>,
     health: Mutex<FeedHealth>,
-    pub max_stale: Duration,
+    max_stale: Duration,
     /// A feed silent for longer than this counts as an outage.
     pub healthy_within: Duration,
 }
@@ -95,13 +95,15 @@ impl Caches {
 
     /// The deployment's current view, loaded by `load` when the cache has
     /// none for the workspace's latest change. Concurrent callers share one
-    /// load. Also says whether this call loaded it. When that load finds a
+    /// load. Also says whether this call loaded it. `outage` is the caller's
+    /// [`Self::outage`]. When that load finds a
     /// backend unavailable, the last view loaded is served instead, for up
     /// to `max_stale`.
     pub(crate) async fn view_or_load<'a>(
         &self,
         workspace: &str,
         deployment: &str,
+        outage: Duration,
         load: impl FnOnce() -> BoxFuture<'a, ResolverResult<Arc<View>>>,
     ) -> ResolverResult<(Arc<View>, bool)> {
         let changed = Self::changed_at(&self.connections_changed, workspace);
@@ -110,9 +112,8 @@ impl Caches {
             return Ok((view, false));
         }
         let last_key = (workspace.to_owned(), deployment.to_owned());
-        let outage = self.outage();
         if outage > Duration::ZERO
-            && outage < self.max_stale
+            && self.trusted(outage)
             && let Some(view) = self.last_loaded.get(&last_key).await
         {
             // The feed is unreadable, so the database is: a reload would
@@ -129,24 +130,26 @@ impl Caches {
         .map_err(|err| (*err).clone());
         match result {
             Ok(view) => {
-                if loaded.load(Ordering::Relaxed) {
+                let loaded = loaded.load(Ordering::Relaxed);
+                if loaded {
                     self.last_loaded
                         .insert(last_key.clone(), view.clone())
                         .await;
                     self.reload_failing_since.invalidate(&last_key).await;
                 }
-                Ok((view, loaded.load(Ordering::Relaxed)))
+                Ok((view, loaded))
             }
             Err(ResolverError::Unavailable(why)) => {
                 let since = self
                     .reload_failing_since
                     .get_with(last_key.clone(), async { Instant::now() })
                     .await;
+                let failing_for = since.elapsed();
                 match self.last_loaded.get(&last_key).await {
-                    Some(view) if since.elapsed() < self.max_stale => {
+                    Some(view) if self.trusted(failing_for) => {
                         tracing::debug!(
                             error = %why,
-                            stale_for_seconds = since.elapsed().as_secs(),
+                            stale_for_seconds = failing_for.as_secs(),
                             "cannot reload a changed deployment; serving its last loaded view"
                         );
                         Ok((view, false))
@@ -215,8 +218,9 @@ impl Caches {
         }
     }
 
-    /// Whether cached values may be served without confirming them.
-    pub(crate) fn cache_trusted(&self) -> bool {
-        self.outage() < self.max_stale
+    /// Whether cached values may be served without confirming them, the
+    /// feed having been unreadable for `outage` (from [`Self::outage`]).
+    pub(crate) fn trusted(&self, outage: Duration) -> bool {
+        outage < self.max_stale
     }
 }

@@ -93,7 +93,7 @@ pub(crate) async fn run(
                         down = true;
                         tracing::warn!(error = %err, "cannot read the change feed; serving cached values for up to max_stale");
                     }
-                    if !caches.cache_trusted()
+                    if !caches.trusted(outage)
                         && let Some(health) = &health
                     {
                         health

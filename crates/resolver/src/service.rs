@@ -154,7 +154,7 @@ impl Resolver {
         })?;
         let presented = auth::hash_token(token);
         let outage = self.caches.outage();
-        if outage < self.caches.max_stale
+        if self.caches.trusted(outage)
             && let Some(entry) = self.caches.token(token_id).await
         {
             let matches: bool = presented.as_bytes().ct_eq(entry.hash.as_bytes()).into();
@@ -254,7 +254,7 @@ impl Resolver {
     /// Without a cache, `only` (a conn_id) limits the load to that connection.
     async fn view(&self, name: &DeploymentName, only: Option<&str>) -> ResolverResult<Arc<View>> {
         let outage = self.caches.outage();
-        if !self.cache || outage >= self.caches.max_stale {
+        if !self.cache || !self.caches.trusted(outage) {
             // No cache, or too long without the feed for cached views to be
             // vouched for.
             self.view_counters.misses.increment(1);
@@ -263,7 +263,7 @@ impl Resolver {
         }
         let (view, loaded) = self
             .caches
-            .view_or_load(&name.workspace, &name.deployment, || {
+            .view_or_load(&name.workspace, &name.deployment, outage, || {
                 Box::pin(bounded(self.load_view(name, None)))
             })
             .await?;

@@ -62,9 +62,8 @@ fn is_connection_lost(err: &sea_orm::DbErr) -> bool {
     use sea_orm::sqlx::Error as SqlxError;
     use sea_orm::{DbErr, RuntimeErr};
 
-    let (DbErr::Exec(RuntimeErr::SqlxError(err))
-    | DbErr::Query(RuntimeErr::SqlxError(err))
-    | DbErr::Conn(RuntimeErr::SqlxError(err))) = err
+    // DbErr::Conn already counts as unavailable; these arrive as statement errors.
+    let (DbErr::Exec(RuntimeErr::SqlxError(err)) | DbErr::Query(RuntimeErr::SqlxError(err))) = err
     else {
         return false;
     };
