@@ -9,6 +9,7 @@ use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::connection_service_client::ConnectionServiceClient;
 use tonic::Code;
 
+use super::pages::{PAGE_SIZE, all_pages};
 use crate::client::error::{ApiError, CallResult, usage};
 use crate::client::fields::{self, Draft, SecretOpt, Target};
 use crate::client::input;
@@ -225,25 +226,25 @@ async fn list(session: &Session, output: &OutputOpt, opt: &ListOpt) -> anyhow::R
         ));
     }
     let filter = terms.join(" AND ");
-    let mut connections = Vec::new();
-    let mut page_token = String::new();
-    let mut client = client(session);
-    loop {
-        let page = client
-            .list_connections(session.request(pb::ListConnectionsRequest {
-                parent: parent.clone(),
-                page_size: 100,
-                page_token: page_token.clone(),
-                filter: filter.clone(),
-            }))
-            .await
-            .or_refused(|| format!("cannot list the connections of {parent}"))?;
-        connections.extend(page.connections);
-        if page.next_page_token.is_empty() {
-            break;
+    let client = client(session);
+    let connections = all_pages(|page_token| {
+        let mut client = client.clone();
+        let request = session.request(pb::ListConnectionsRequest {
+            parent: parent.clone(),
+            page_size: PAGE_SIZE,
+            page_token,
+            filter: filter.clone(),
+        });
+        let parent = &parent;
+        async move {
+            let page = client
+                .list_connections(request)
+                .await
+                .or_refused(|| format!("cannot list the connections of {parent}"))?;
+            Ok((page.connections, page.next_page_token))
         }
-        page_token = page.next_page_token;
-    }
+    })
+    .await?;
     output.emit(
         &Value::Array(connections.iter().map(render::connection_json).collect()),
         || {
@@ -730,24 +731,23 @@ async fn delete(session: &Session, opt: &DeleteOpt) -> anyhow::Result<()> {
 
 async fn versions(session: &Session, output: &OutputOpt, opt: &VersionsOpt) -> anyhow::Result<()> {
     let parent = session.connection_name(&opt.id)?;
-    let mut client = client(session);
-    let mut versions = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .list_connection_versions(session.request(pb::ListConnectionVersionsRequest {
-                parent: parent.clone(),
-                page_size: 100,
-                page_token: page_token.clone(),
-            }))
-            .await
-            .or_refused(|| format!("cannot list the versions of connection \"{}\"", opt.id))?;
-        versions.extend(page.connection_versions);
-        if page.next_page_token.is_empty() {
-            break;
+    let client = client(session);
+    let versions = all_pages(|page_token| {
+        let mut client = client.clone();
+        let request = session.request(pb::ListConnectionVersionsRequest {
+            parent: parent.clone(),
+            page_size: PAGE_SIZE,
+            page_token,
+        });
+        async move {
+            let page = client
+                .list_connection_versions(request)
+                .await
+                .or_refused(|| format!("cannot list the versions of connection \"{}\"", opt.id))?;
+            Ok((page.connection_versions, page.next_page_token))
         }
-        page_token = page.next_page_token;
-    }
+    })
+    .await?;
     output.emit(
         &Value::Array(versions.iter().map(render::version_json).collect()),
         || {

@@ -7,6 +7,7 @@ use serde_json::Value;
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::deployment_service_client::DeploymentServiceClient;
 
+use super::pages::{PAGE_SIZE, all_pages};
 use crate::client::connections::quote;
 use crate::client::context::write_private_file;
 use crate::client::error::{CallResult, usage};
@@ -258,25 +259,25 @@ async fn list(session: &Session, output: &OutputOpt, opt: &ListOpt) -> anyhow::R
         ));
     }
     let filter = terms.join(" AND ");
-    let mut client = client(session);
-    let mut deployments = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .list_deployments(session.request(pb::ListDeploymentsRequest {
-                parent: parent.clone(),
-                page_size: 100,
-                page_token: page_token.clone(),
-                filter: filter.clone(),
-            }))
-            .await
-            .or_refused(|| format!("cannot list the deployments of {parent}"))?;
-        deployments.extend(page.deployments);
-        if page.next_page_token.is_empty() {
-            break;
+    let client = client(session);
+    let deployments = all_pages(|page_token| {
+        let mut client = client.clone();
+        let request = session.request(pb::ListDeploymentsRequest {
+            parent: parent.clone(),
+            page_size: PAGE_SIZE,
+            page_token,
+            filter: filter.clone(),
+        });
+        let parent = &parent;
+        async move {
+            let page = client
+                .list_deployments(request)
+                .await
+                .or_refused(|| format!("cannot list the deployments of {parent}"))?;
+            Ok((page.deployments, page.next_page_token))
         }
-        page_token = page.next_page_token;
-    }
+    })
+    .await?;
     output.emit(
         &Value::Array(deployments.iter().map(render::deployment_json).collect()),
         || {
@@ -428,24 +429,23 @@ async fn token(session: &Session, output: &OutputOpt, opt: &TokenOpt) -> anyhow:
 
 async fn tokens(session: &Session, output: &OutputOpt, opt: &IdOpt) -> anyhow::Result<()> {
     let parent = session.deployment_name(&opt.id)?;
-    let mut client = client(session);
-    let mut tokens = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .list_deployment_tokens(session.request(pb::ListDeploymentTokensRequest {
-                parent: parent.clone(),
-                page_size: 100,
-                page_token: page_token.clone(),
-            }))
-            .await
-            .or_refused(|| format!("cannot list the tokens of deployment \"{}\"", opt.id))?;
-        tokens.extend(page.deployment_tokens);
-        if page.next_page_token.is_empty() {
-            break;
+    let client = client(session);
+    let tokens = all_pages(|page_token| {
+        let mut client = client.clone();
+        let request = session.request(pb::ListDeploymentTokensRequest {
+            parent: parent.clone(),
+            page_size: PAGE_SIZE,
+            page_token,
+        });
+        async move {
+            let page = client
+                .list_deployment_tokens(request)
+                .await
+                .or_refused(|| format!("cannot list the tokens of deployment \"{}\"", opt.id))?;
+            Ok((page.deployment_tokens, page.next_page_token))
         }
-        page_token = page.next_page_token;
-    }
+    })
+    .await?;
     output.emit(
         &Value::Array(tokens.iter().map(render::token_json).collect()),
         || {

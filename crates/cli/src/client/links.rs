@@ -6,6 +6,7 @@ use serde_json::Value;
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::connection_service_client::ConnectionServiceClient;
 
+use super::pages::{PAGE_SIZE, all_pages};
 use crate::client::connections;
 use crate::client::error::{CallResult, usage};
 use crate::client::fields::{self, Draft, SecretOpt, Target};
@@ -170,24 +171,22 @@ fn print_link(output: &OutputOpt, link: &pb::Link) -> anyhow::Result<()> {
 
 async fn list(session: &Session, output: &OutputOpt, opt: &ListOpt) -> anyhow::Result<()> {
     let parent = session.connection_name(&opt.connection)?;
-    let mut client = client(session);
-    let mut links = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .list_links(session.request(pb::ListLinksRequest {
-                parent: parent.clone(),
-                page_size: 100,
-                page_token: page_token.clone(),
-            }))
-            .await
-            .or_refused(|| format!("cannot list the links of connection \"{}\"", opt.connection))?;
-        links.extend(page.links);
-        if page.next_page_token.is_empty() {
-            break;
+    let client = client(session);
+    let links = all_pages(|page_token| {
+        let mut client = client.clone();
+        let request = session.request(pb::ListLinksRequest {
+            parent: parent.clone(),
+            page_size: PAGE_SIZE,
+            page_token,
+        });
+        async move {
+            let page = client.list_links(request).await.or_refused(|| {
+                format!("cannot list the links of connection \"{}\"", opt.connection)
+            })?;
+            Ok((page.links, page.next_page_token))
         }
-        page_token = page.next_page_token;
-    }
+    })
+    .await?;
     output.emit(
         &Value::Array(links.iter().map(render::link_json).collect()),
         || {

@@ -14,6 +14,7 @@ mod input;
 mod links;
 mod local;
 mod output;
+mod pages;
 mod policy;
 mod render;
 mod session;

@@ -6,6 +6,7 @@ use serde_json::Value;
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::connection_service_client::ConnectionServiceClient;
 
+use super::pages::{PAGE_SIZE, all_pages};
 use crate::client::error::{CallResult, usage};
 use crate::client::output::{OutputOpt, Table, print_stdout};
 use crate::client::render;
@@ -33,23 +34,22 @@ pub(crate) struct TypesArgs {
 
 /// Every catalog entry, all pages.
 pub(crate) async fn fetch_catalog(session: &Session) -> anyhow::Result<Vec<pb::ConnectionType>> {
-    let mut client = ConnectionServiceClient::new(session.channel());
-    let mut types = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .list_connection_types(session.request(pb::ListConnectionTypesRequest {
-                page_size: 100,
-                page_token: page_token.clone(),
-            }))
-            .await
-            .or_refused(|| "cannot list connection types".to_owned())?;
-        types.extend(page.connection_types);
-        if page.next_page_token.is_empty() {
-            return Ok(types);
+    let client = ConnectionServiceClient::new(session.channel());
+    all_pages(|page_token| {
+        let mut client = client.clone();
+        let request = session.request(pb::ListConnectionTypesRequest {
+            page_size: PAGE_SIZE,
+            page_token,
+        });
+        async move {
+            let page = client
+                .list_connection_types(request)
+                .await
+                .or_refused(|| "cannot list connection types".to_owned())?;
+            Ok((page.connection_types, page.next_page_token))
         }
-        page_token = page.next_page_token;
-    }
+    })
+    .await
 }
 
 /// One catalog entry; a usage error listing the known keys when absent.
