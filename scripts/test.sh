@@ -14,10 +14,56 @@
 #   shim      the Airflow shim in real Airflow 2.10 and 3.3 (scripts/test-airflow.sh)
 #   release   cargo build --release --locked, as the container image builds it
 # Stops at the first failing section and prints how long each section took.
+#
+# Usage: scripts/test.sh [SECTION...]
+#   With no argument every section runs, in the order above. Named sections run
+#   in that order too, with the sections they need: test needs tools, build,
+#   services and venv; leaks needs test; buf needs tools; airflow needs venv;
+#   shim needs build. Example: scripts/test.sh clippy test
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+
+all_sections=(tools buf fmt clippy build deploy services venv test leaks airflow shim release)
+declare -A section_needs=(
+  [buf]="tools"
+  [test]="tools build services venv"
+  [leaks]="test"
+  [airflow]="venv"
+  [shim]="build"
+)
+declare -A selected=()
+
+usage() {
+  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
+}
+
+select_section() {
+  local name=$1 need
+  [[ -n "${selected[$name]:-}" ]] && return 0
+  selected[$name]=1
+  for need in ${section_needs[$name]:-}; do
+    select_section "$need"
+  done
+}
+
+if [[ $# -eq 0 ]]; then
+  for name in "${all_sections[@]}"; do selected[$name]=1; done
+else
+  for name in "$@"; do
+    case "$name" in
+      -h|--help) usage; exit 0 ;;
+    esac
+    if [[ ! " ${all_sections[*]} " == *" $name "* ]]; then
+      echo "test.sh: unknown section '$name'; sections: ${all_sections[*]}" >&2
+      exit 2
+    fi
+    select_section "$name"
+  done
+fi
+
+wanted() { [[ -n "${selected[$1]:-}" ]]; }
 
 timings=()
 current=""
@@ -72,8 +118,10 @@ on_exit() {
 }
 trap on_exit EXIT
 
+# Starts section $1 (described by $2) and succeeds when it was selected.
 section() {
   finish_section
+  wanted "$1" || return 1
   current=$1
   started=$(now)
   echo
@@ -87,77 +135,88 @@ finish_section() {
   fi
 }
 
-section tools "scripts/install-tools.sh"
-scripts/install-tools.sh
+if section tools "scripts/install-tools.sh"; then
+  scripts/install-tools.sh
+fi
 
-section buf "buf lint"
-tools/bin/buf lint
-echo "buf lint: clean"
+if section buf "buf lint"; then
+  tools/bin/buf lint
+  echo "buf lint: clean"
+fi
 
-section fmt "cargo fmt --all -- --check"
-cargo fmt --all -- --check
+if section fmt "cargo fmt --all -- --check"; then
+  cargo fmt --all -- --check
+fi
 
-section clippy "cargo clippy --workspace --all-targets -- -D warnings"
-cargo clippy --workspace --all-targets -- -D warnings
+if section clippy "cargo clippy --workspace --all-targets -- -D warnings"; then
+  cargo clippy --workspace --all-targets -- -D warnings
+fi
 
-section build "cargo build -p switchboard-cli"
-cargo build -p switchboard-cli
+if section build "cargo build -p switchboard-cli"; then
+  cargo build -p switchboard-cli
+fi
 
-if [[ -x scripts/validate-deploy.sh ]]; then
-  section deploy "kubectl kustomize + kubernetes-validate of deploy/"
+if [[ -x scripts/validate-deploy.sh ]] && section deploy "kubectl kustomize + kubernetes-validate of deploy/"; then
   scripts/validate-deploy.sh
 fi
 
-section services "PostgreSQL and OpenBao for the storage suites"
-# Starts a service unless one is already running; only services started here
-# are stopped at exit.
-start_service() {
-  local service=$1 variable=$2 messages value
-  messages="$(mktemp)"
-  if ! value="$("scripts/$service.sh" start 2>"$messages")"; then
+if section services "PostgreSQL and OpenBao for the storage suites"; then
+  # Starts a service unless one is already running; only services started here
+  # are stopped at exit.
+  start_service() {
+    local service=$1 variable=$2 messages value
+    messages="$(mktemp)"
+    if ! value="$("scripts/$service.sh" start 2>"$messages")"; then
+      cat "$messages" >&2
+      rm -f "$messages"
+      return 1
+    fi
     cat "$messages" >&2
+    if grep -q "starting" "$messages"; then
+      services_started+=("$service")
+    else
+      echo "$service: already running, reusing it"
+    fi
     rm -f "$messages"
-    return 1
+    export "$variable=$value"
+  }
+  if [[ -x scripts/postgres.sh ]]; then
+    start_service postgres SWITCHBOARD_TEST_DATABASE_URL
   fi
-  cat "$messages" >&2
-  if grep -q "starting" "$messages"; then
-    services_started+=("$service")
-  else
-    echo "$service: already running, reusing it"
+  if [[ -x scripts/openbao.sh ]]; then
+    start_service openbao SWITCHBOARD_TEST_VAULT_ADDR
   fi
-  rm -f "$messages"
-  export "$variable=$value"
-}
-if [[ -x scripts/postgres.sh ]]; then
-  start_service postgres SWITCHBOARD_TEST_DATABASE_URL
-fi
-if [[ -x scripts/openbao.sh ]]; then
-  start_service openbao SWITCHBOARD_TEST_VAULT_ADDR
 fi
 
-section venv "pinned Airflow 3 venv (tests/airflow/requirements-3.txt)"
-airflow_venv="$(scripts/airflow-venv.sh 3)"
-export SWITCHBOARD_AIRFLOW_VENV="$airflow_venv"
+if section venv "pinned Airflow 3 venv (tests/airflow/requirements-3.txt)"; then
+  airflow_venv="$(scripts/airflow-venv.sh 3)"
+  export SWITCHBOARD_AIRFLOW_VENV="$airflow_venv"
+fi
 
-section test "cargo test --workspace"
-# Servers keep their logs, metrics and databases here for the leak scan.
-export SWITCHBOARD_E2E_ARTIFACTS="$root/target/e2e-artifacts/run"
-rm -rf "$SWITCHBOARD_E2E_ARTIFACTS"
-cargo test --workspace 2>&1 | tee -a "$test_output"
+if section test "cargo test --workspace"; then
+  # Servers keep their logs, metrics and databases here for the leak scan.
+  export SWITCHBOARD_E2E_ARTIFACTS="$root/target/e2e-artifacts/run"
+  rm -rf "$SWITCHBOARD_E2E_ARTIFACTS"
+  cargo test --workspace 2>&1 | tee -a "$test_output"
+fi
 
-section leaks "every marker secret absent from all servers' logs, metrics, databases and statuses"
-cargo test -p switchboard-tests --test e2e -- --ignored --exact leak_scan::post_suite_scan_finds_no_marker --nocapture 2>&1 \
-  | tee -a "$test_output"
+if section leaks "every marker secret absent from all servers' logs, metrics, databases and statuses"; then
+  cargo test -p switchboard-tests --test e2e -- --ignored --exact leak_scan::post_suite_scan_finds_no_marker --nocapture 2>&1 \
+    | tee -a "$test_output"
+fi
 
-section airflow "real Airflow reads our JSON and URI encodings back unchanged"
-cargo run -q -p switchboard-domain --example airflow_fixtures \
-  | "$airflow_venv/bin/python" tests/airflow/check_encoding.py 2> >(grep -v "warning" >&2) \
-  | tee -a "$test_output"
+if section airflow "real Airflow reads our JSON and URI encodings back unchanged"; then
+  cargo run -q -p switchboard-domain --example airflow_fixtures \
+    | "$airflow_venv/bin/python" tests/airflow/check_encoding.py 2> >(grep -v "warning" >&2) \
+    | tee -a "$test_output"
+fi
 
-section shim "the Airflow shim inside real Airflow 2.10 and 3.3 (scripts/test-airflow.sh)"
-SWITCHBOARD_BIN="$root/target/debug/switchboard" scripts/test-airflow.sh
+if section shim "the Airflow shim inside real Airflow 2.10 and 3.3 (scripts/test-airflow.sh)"; then
+  SWITCHBOARD_BIN="$root/target/debug/switchboard" scripts/test-airflow.sh
+fi
 
-section release "cargo build --release --locked -p switchboard-cli (the container image's build command)"
-cargo build --release --locked -p switchboard-cli
+if section release "cargo build --release --locked -p switchboard-cli (the container image's build command)"; then
+  cargo build --release --locked -p switchboard-cli
+fi
 
 finish_section
