@@ -1320,3 +1320,67 @@ impl pb::connection_service_server::ConnectionService for Control {
         Ok(Response::new(self.rollback_inner(request).await?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snowflake_row(secret_fields: &str) -> connection::Model {
+        connection::Model {
+            id: 7,
+            workspace: "ws".to_owned(),
+            conn_id: "warehouse".to_owned(),
+            conn_id_folded: "WAREHOUSE".to_owned(),
+            type_key: "snowflake_password".to_owned(),
+            conn_type: "snowflake".to_owned(),
+            description: None,
+            host: None,
+            schema: Some("PUBLIC".to_owned()),
+            login: Some("airflow".to_owned()),
+            port: None,
+            extra: r#"{"account":"xy12345"}"#.to_owned(),
+            link_to_all: false,
+            excluded_deployments: "[]".to_owned(),
+            secret_version: Some(3),
+            secret_fields: secret_fields.to_owned(),
+            version: 1,
+            create_time: 0,
+            update_time: 0,
+        }
+    }
+
+    fn fields(violations: &[FieldViolation]) -> Vec<&str> {
+        violations
+            .iter()
+            .map(|violation| violation.field.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn a_link_merge_counts_the_base_secrets_as_set_without_reading_them() {
+        let schema_only = Overrides {
+            schema: Some("STAGING".to_owned()),
+            ..Default::default()
+        };
+        let with_password = snowflake_row(r#"["password"]"#);
+        let violations = validate_link_merge(&with_password, &schema_only, "link.overrides")
+            .expect("a readable row");
+        assert!(violations.is_empty(), "{violations:?}");
+        // Only secrets the row records count: a base without its required
+        // password still fails the merge.
+        let without_password = snowflake_row("[]");
+        let violations = validate_link_merge(&without_password, &schema_only, "link.overrides")
+            .expect("a readable row");
+        assert_eq!(fields(&violations), ["link.overrides.password"]);
+        // The link's own values are checked as before.
+        let bad_warehouse = Overrides {
+            extra: [("warehouse".to_owned(), Value::from("no such wh!"))]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        let violations = validate_link_merge(&with_password, &bad_warehouse, "link.overrides")
+            .expect("a readable row");
+        assert_eq!(fields(&violations), ["link.overrides.extra.warehouse"]);
+    }
+}
