@@ -33,7 +33,8 @@ use crate::support::{
     deployment_name, expect_code, ok, snowflake_connection, workspace_name,
 };
 
-/// The Vault timeout the hang test configures (`--vault-timeout`).
+/// The Vault timeout the hang test configures (`SWITCHBOARD_VAULT_TIMEOUT`,
+/// the environment form of `--vault-timeout`).
 const VAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How much later than the timeout a refused call may answer: scheduling
 /// on a loaded machine, never a wait for Vault.
@@ -126,7 +127,10 @@ async fn a_hung_vault_fails_secret_writes_quickly_and_blocks_no_other_write() {
     let server = TestServer::configure()
         .with_arg("--database-url", &database_url)
         .with_arg("--vault-addr", &bao.addr)
-        .with_arg("--vault-timeout", format!("{}s", VAULT_TIMEOUT.as_secs()))
+        .with_env(
+            "SWITCHBOARD_VAULT_TIMEOUT",
+            format!("{}s", VAULT_TIMEOUT.as_secs()),
+        )
         .with_env("VAULT_TOKEN", "root")
         .spawn()
         .await;
