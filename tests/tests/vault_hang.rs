@@ -675,3 +675,84 @@ mod postgres_openbao {
         super::concurrent_token_creates_with_one_request_id_return_the_first(backend).await;
     }
 }
+
+/// With Vault the row ids of a new connection and its links are reserved
+/// before the write; on SQLite (next free id) the links of one create must
+/// still get distinct ids, so each keeps its own secret overrides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_with_vault_keeps_each_new_links_secrets_apart() {
+    let Ok(vault_addr) = std::env::var("SWITCHBOARD_TEST_VAULT_ADDR") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "SWITCHBOARD_TEST_VAULT_ADDR must be set in CI (scripts/openbao.sh start)"
+        );
+        eprintln!("skipping SQLite + OpenBao: SWITCHBOARD_TEST_VAULT_ADDR is unset");
+        return;
+    };
+    let server = TestServer::configure()
+        .with_arg("--vault-addr", &vault_addr)
+        .with_env("VAULT_TOKEN", "root")
+        .spawn()
+        .await;
+    let workspace = unique_workspace("sqlite-vault");
+    let owner = server.user_token("otto", &[(&workspace, WorkspaceRole::Owner)]);
+    let mut clients = Clients::connect(&server).await;
+    let deployments = ["prod", "staging", "dev"];
+    let mut tokens = Vec::new();
+    for deployment in deployments {
+        create_deployment(&mut clients, &owner, &workspace, deployment).await;
+        tokens.push(
+            create_deployment_token(&server, &mut clients, &owner, &workspace, deployment).await,
+        );
+    }
+    let base_password = server.marker("base");
+    let overrides: Vec<String> = deployments[..2]
+        .iter()
+        .map(|deployment| server.marker(&format!("override-{deployment}")))
+        .collect();
+    ok(
+        clients
+            .connections
+            .create_connection(authorized(
+                CreateConnectionRequest {
+                    parent: workspace_name(&workspace),
+                    connection_id: "warehouse".to_owned(),
+                    connection: Some(snowflake_connection(&base_password)),
+                    request_id: String::new(),
+                    links: deployments
+                        .iter()
+                        .enumerate()
+                        .map(|(index, deployment)| Link {
+                            deployment: deployment_name(&workspace, deployment),
+                            overrides: overrides.get(index).map(|password| LinkOverrides {
+                                password: Some(password.clone()),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        })
+                        .collect(),
+                },
+                &owner,
+            ))
+            .await,
+        "CreateConnection with two secret link overrides",
+    );
+    let expected = [&overrides[0], &overrides[1], &base_password];
+    for (token, password) in tokens.iter().zip(expected) {
+        let resolved = ok(
+            clients
+                .resolver
+                .list_resolved_connections(authorized(
+                    ListResolvedConnectionsRequest {
+                        deployment: String::new(),
+                    },
+                    token,
+                ))
+                .await,
+            "ListResolvedConnections",
+        );
+        assert_eq!(resolved.connections.len(), 1);
+        assert_eq!(&resolved.connections[0].password, password);
+    }
+    server.assert_logs_clean();
+}

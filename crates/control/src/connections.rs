@@ -587,10 +587,20 @@ impl Control {
                 None => StagedSecrets::Pending(spec.split_secrets().1),
             };
             let mut staged_links = Vec::with_capacity(new_links.len());
+            let mut next_link_id = 0;
             for (_, overrides) in &new_links {
-                staged_links.push(
-                    links::stage_new_link(self, &workspace, &spec.type_key, overrides).await?,
-                );
+                let staged_link = links::stage_new_link(
+                    self,
+                    &workspace,
+                    &spec.type_key,
+                    overrides,
+                    next_link_id,
+                )
+                .await?;
+                if let Some(id) = staged_link.id {
+                    next_link_id = id + 1;
+                }
+                staged_links.push(staged_link);
             }
             let now = self.now();
             let write = self.store.begin_write().await?;

@@ -89,13 +89,15 @@ pub(crate) struct NewLink<'a> {
 }
 
 /// Stages the secret overrides of a new link on a connection of `type_key`:
-/// with Vault, under a reserved row id, written now; a link without secret
-/// overrides touches no secret store.
+/// with Vault, under a reserved row id of at least `min_id` (so the links of
+/// one create get distinct ids on SQLite too), written now; a link without
+/// secret overrides touches no secret store.
 pub(crate) async fn stage_new_link(
     control: &Control,
     workspace: &str,
     type_key: &str,
     overrides: &Overrides,
+    min_id: i64,
 ) -> ControlResult<StagedLink> {
     let (_, secrets) = overrides.split_secrets(type_key);
     let store = control.store.secrets();
@@ -112,7 +114,7 @@ pub(crate) async fn stage_new_link(
             secrets: StagedSecrets::Written(None),
         });
     }
-    let id = control.store.reserve_id("link").await?;
+    let id = control.store.reserve_id("link").await?.max(min_id);
     let secrets = store
         .stage(workspace, &records::link_owner(id), secrets)
         .await?;
@@ -288,7 +290,7 @@ impl Control {
             let (type_read, staged) = if remote {
                 let conn = find_connection(self.store.db(), &parent).await?;
                 let staged =
-                    stage_new_link(self, &parent.workspace, &conn.type_key, &overrides).await?;
+                    stage_new_link(self, &parent.workspace, &conn.type_key, &overrides, 0).await?;
                 (Some(conn.type_key), staged)
             } else {
                 let staged = StagedLink {
@@ -331,7 +333,9 @@ impl Control {
             }
             let staged = match type_read {
                 Some(_) => staged,
-                None => stage_new_link(self, &parent.workspace, &conn.type_key, &overrides).await?,
+                None => {
+                    stage_new_link(self, &parent.workspace, &conn.type_key, &overrides, 0).await?
+                }
             };
             require_deployments(&write.txn, &parent.workspace, [&deployment]).await?;
             let mut violations = match validate_overrides(&conn.type_key, &overrides) {
