@@ -23,3 +23,4 @@ mod soak;
 mod support;
 mod unimplemented;
 mod validation;
+mod vault_hang;

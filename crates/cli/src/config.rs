@@ -43,6 +43,10 @@ pub(crate) struct ServeOpt {
     /// PEM CA certificate to trust for Vault's TLS.
     #[arg(long, env = "SWITCHBOARD_VAULT_CA_CERT")]
     vault_ca_cert: Option<PathBuf>,
+    /// Longest one Vault request may take before the call answers UNAVAILABLE
+    /// with nothing changed, e.g. 5s [default: 5s].
+    #[arg(long, env = "SWITCHBOARD_VAULT_TIMEOUT", value_parser = crate::duration::parse)]
+    vault_timeout: Option<Duration>,
     /// Log in to Vault with this AppRole role id instead of a token.
     #[arg(
         long,
@@ -137,6 +141,7 @@ struct VaultFile {
     mount: Option<String>,
     prefix: Option<String>,
     ca_cert: Option<PathBuf>,
+    timeout: Option<String>,
     approle_role_id: Option<String>,
     approle_secret_id_file: Option<PathBuf>,
     approle_mount: Option<String>,
@@ -187,6 +192,8 @@ pub(crate) struct VaultSettings {
     pub mount: String,
     pub prefix: String,
     pub ca_cert: Option<PathBuf>,
+    /// Longest one Vault request may take.
+    pub timeout: Duration,
     /// (mount, role id, secret id file) when logging in with AppRole.
     pub approle: Option<(String, String, PathBuf)>,
 }
@@ -242,6 +249,13 @@ impl ServeOpt {
         {
             bail!("database_url must start with sqlite:// or postgres://");
         }
+        let vault_timeout = match (self.vault_timeout, file.vault.timeout) {
+            (Some(flag), _) => flag,
+            (None, Some(text)) => crate::duration::parse(&text).map_err(|why| {
+                anyhow::anyhow!("invalid vault.timeout in the config file: {why}")
+            })?,
+            (None, None) => switchboard_store::vault::DEFAULT_TIMEOUT,
+        };
         let vault_addr = self.vault_addr.or(file.vault.addr);
         let vault = vault_addr.map(|addr| VaultSettings {
             addr,
@@ -255,6 +269,7 @@ impl ServeOpt {
                 .or(file.vault.prefix)
                 .unwrap_or_else(|| "switchboard".to_owned()),
             ca_cert: self.vault_ca_cert.or(file.vault.ca_cert),
+            timeout: vault_timeout,
             approle: None,
         });
         let approle_role_id = self.vault_approle_role_id.or(file.vault.approle_role_id);
@@ -378,7 +393,37 @@ mod tests {
             (vault.mount.as_str(), vault.prefix.as_str()),
             ("kv", "switchboard")
         );
+        assert_eq!(vault.timeout, Duration::from_secs(5), "the default");
         assert_eq!(settings.data_dir, PathBuf::from("./.switchboard"));
+    }
+
+    #[test]
+    fn vault_timeout_comes_from_the_flag_or_the_file() {
+        let file = write("[vault]\naddr = \"http://127.0.0.1:8200\"\ntimeout = \"2s\"\n");
+        let from_file = ServeOpt {
+            config: Some(file.path().to_owned()),
+            ..ServeOpt::default()
+        };
+        assert_eq!(
+            from_file.settings().unwrap().vault.unwrap().timeout,
+            Duration::from_secs(2)
+        );
+        let from_flag = ServeOpt {
+            config: Some(file.path().to_owned()),
+            vault_timeout: Some(Duration::from_secs(9)),
+            ..ServeOpt::default()
+        };
+        assert_eq!(
+            from_flag.settings().unwrap().vault.unwrap().timeout,
+            Duration::from_secs(9)
+        );
+        let bad = write("[vault]\naddr = \"http://127.0.0.1:8200\"\ntimeout = \"soon\"\n");
+        let opt = ServeOpt {
+            config: Some(bad.path().to_owned()),
+            ..ServeOpt::default()
+        };
+        let err = format!("{:#}", opt.settings().unwrap_err());
+        assert!(err.contains("vault.timeout"), "{err}");
     }
 
     #[test]

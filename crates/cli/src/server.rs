@@ -298,8 +298,9 @@ async fn secret_store(opt: &Settings) -> anyhow::Result<SecretStore> {
         mount: vault.mount.clone(),
         prefix: vault.prefix.clone(),
         ca_certs: vault.ca_cert.iter().cloned().collect(),
+        timeout: vault.timeout,
     };
-    info!(address = %vault.addr, mount = %vault.mount, "secrets in Vault KV v2");
+    info!(address = %vault.addr, mount = %vault.mount, timeout_seconds = vault.timeout.as_secs(), "secrets in Vault KV v2");
     Ok(SecretStore::Vault(VaultSecrets::connect(&config).await?))
 }
 

@@ -9,16 +9,18 @@ use switchboard_domain::conn_id;
 use switchboard_domain::names::{ConnectionName, DeploymentName, WorkspaceName};
 use switchboard_domain::permission::{self, Action, Principal};
 use switchboard_domain::validate::{validate_connection, validate_overrides};
-use switchboard_domain::{ConnectionSpec, FieldViolation, Overrides};
+use switchboard_domain::{ConnectionSpec, FieldViolation, Overrides, SecretValues};
 use switchboard_proto::v1 as pb;
 use switchboard_store::entity::{connection, connection_version, deployment, link};
 use switchboard_store::records::{self, ConnectionSnapshot, to_json_text};
 use switchboard_store::sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait,
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use switchboard_store::visibility;
-use switchboard_store::{StoreError, WriteTxn};
+use switchboard_store::{StagedSecrets, StoreError, WriteTxn};
 use tonic::{Request, Response, Status};
 
 use crate::audit::{self, AuditRecord};
@@ -181,13 +183,95 @@ pub(crate) struct ConnectionState<'a> {
     pub excluded: Vec<String>,
 }
 
-/// Stores `state` as the new state of `row`, bumping its version.
+/// How often a write whose secret-store step ran before the write lock starts
+/// over when what it read changed before it got the lock.
+pub(crate) const WRITE_ATTEMPTS: usize = 10;
+
+/// The answer when every attempt found its rows changed by concurrent writes.
+pub(crate) fn contended(what: &str) -> ControlError {
+    ControlError::Aborted(format!(
+        "the {what} kept changing while this write ran; read it again and retry"
+    ))
+}
+
+/// Stages the secrets of `spec` as the next version of connection `pk`'s
+/// secrets (with Vault: written now, before any write lock). `previous` is
+/// what the row holds now, `None` for a new row.
+pub(crate) async fn stage_connection_secrets(
+    control: &Control,
+    workspace: &str,
+    pk: i64,
+    spec: &ConnectionSpec,
+    previous: Option<&SecretValues>,
+) -> ControlResult<StagedSecrets> {
+    let (_, secrets) = spec.split_secrets();
+    if previous == Some(&secrets) {
+        return Ok(StagedSecrets::Unchanged);
+    }
+    Ok(control
+        .store
+        .secrets()
+        .stage(workspace, &records::connection_owner(pk), secrets)
+        .await?)
+}
+
+/// Validates `base_row` merged with a link's `overrides` without reading the
+/// base's secrets, so a link without secret overrides never waits for the
+/// secret store: each secret field the base holds counts as set, and its
+/// value, checked against the same type when it was stored, is not checked
+/// again.
+pub(crate) fn validate_link_merge(
+    base_row: &connection::Model,
+    overrides: &Overrides,
+    scope: &str,
+) -> ControlResult<Vec<FieldViolation>> {
+    const PLACEHOLDER: &str = "(secret)";
+    let snapshot = records::snapshot_from_row(base_row)?;
+    let placeholders: SecretValues = snapshot
+        .secret_fields
+        .iter()
+        .map(|path| (path.clone(), Value::String(PLACEHOLDER.to_owned())))
+        .collect();
+    let base = snapshot.spec.clone().with_secrets(&placeholders);
+    let mut overridden: Vec<String> = overrides
+        .extra
+        .keys()
+        .map(|key| format!("extra.{key}"))
+        .collect();
+    if overrides.password.is_some() {
+        overridden.push("password".to_owned());
+    }
+    let from_base_secret = |field: &str| {
+        snapshot.secret_fields.iter().any(|path| path == field)
+            && !overridden
+                .iter()
+                .any(|path| field == path || field.starts_with(&format!("{path}.")))
+    };
+    let merged = switchboard_domain::connection::merge(&base, &[overrides]);
+    Ok(match validate_connection(&merged) {
+        Ok(()) => Vec::new(),
+        Err(violations) => violations
+            .into_iter()
+            .filter(|violation| !from_base_secret(&violation.field))
+            .map(|violation| {
+                let description = format!(
+                    "the merged connection is invalid: {}",
+                    violation.description
+                );
+                FieldViolation::new(violation.field, description).scope(scope)
+            })
+            .collect(),
+    })
+}
+
+/// Stores `state` as the new state of `row`, bumping its version; `secrets`
+/// were staged from `state.spec` (see [`stage_connection_secrets`]).
 pub(crate) async fn save_connection(
     control: &Control,
     write: &WriteTxn,
     mut row: connection::Model,
     state: ConnectionState<'_>,
-    previous_secrets: Option<&switchboard_domain::SecretValues>,
+    secrets: StagedSecrets,
     how: ConnectionWrite<'_>,
 ) -> ControlResult<connection::Model> {
     let now = control.now();
@@ -196,21 +280,19 @@ pub(crate) async fn save_connection(
         link_to_all,
         excluded,
     } = state;
-    let (public, secrets) = spec.split_secrets();
-    let secrets_changed = previous_secrets.is_none_or(|previous| previous != &secrets);
-    if secrets_changed {
-        row.secret_version = control
-            .store
-            .secrets()
-            .put(
-                &write.txn,
-                &row.workspace,
-                &records::connection_owner(row.id),
-                &secrets,
-                now,
-            )
-            .await?;
-    }
+    let (public, _) = spec.split_secrets();
+    row.secret_version = control
+        .store
+        .secrets()
+        .record(
+            &write.txn,
+            &row.workspace,
+            &records::connection_owner(row.id),
+            secrets,
+            row.secret_version,
+            now,
+        )
+        .await?;
     let is_new = row.version == 0;
     let mut active = row.clone().into_active_model();
     active.type_key = Set(public.type_key.clone());
@@ -262,6 +344,52 @@ pub(crate) async fn save_connection(
     )
     .await?;
     Ok(saved)
+}
+
+/// The rows a write read before taking the write lock.
+pub(crate) struct ReadState {
+    pub row: connection::Model,
+    /// The connection's links, by id, when what was computed depends on them.
+    pub link_rows: Option<Vec<link::Model>>,
+}
+
+impl ReadState {
+    /// Whether the rows are as read, checked under the write lock: if they
+    /// are, what was computed from them (and staged in Vault) still holds.
+    pub(crate) async fn still_current<C: ConnectionTrait>(&self, txn: &C) -> ControlResult<bool> {
+        let row = db(connection::Entity::find_by_id(self.row.id).one(txn).await)?;
+        if row.as_ref() != Some(&self.row) {
+            return Ok(false);
+        }
+        let Some(expected) = &self.link_rows else {
+            return Ok(true);
+        };
+        let link_rows = db(link::Entity::find()
+            .filter(link::Column::ConnectionPk.eq(self.row.id))
+            .order_by_asc(link::Column::Id)
+            .all(txn)
+            .await)?;
+        Ok(&link_rows == expected)
+    }
+}
+
+/// What UpdateConnection asks for.
+#[derive(Clone, Copy)]
+struct UpdateRequest<'a> {
+    name: &'a ConnectionName,
+    connection: &'a pb::Connection,
+    paths: &'a [String],
+    wildcard: bool,
+}
+
+/// An update computed from the rows as read.
+struct UpdatePlan {
+    read: ReadState,
+    next: ConnectionSpec,
+    link_to_all: bool,
+    excluded: Vec<String>,
+    changed: Vec<String>,
+    staged: StagedSecrets,
 }
 
 /// Checks that each deployment id exists in `workspace`.
@@ -445,98 +573,136 @@ impl Control {
             workspace: workspace.clone(),
             conn_id: message.connection_id.clone(),
         };
-        let now = self.now();
-        let write = self.store.begin_write().await?;
-        // A concurrent call with the same request_id may have committed since
-        // the check above; the write lock orders this one after it.
-        if let Some(resource) = idempotency::previous(
-            &write.txn,
-            &workspace,
-            "CreateConnection",
-            &message.request_id,
-        )
-        .await?
-        {
-            let name = ConnectionName::parse("name", &resource)?;
-            return masked_connection(&find_connection(&write.txn, &name).await?);
-        }
-        let existing = db(connection::Entity::find()
-            .filter(connection::Column::Workspace.eq(&workspace))
-            .filter(connection::Column::ConnIdFolded.eq(conn_id::fold(&name.conn_id)))
-            .one(&write.txn)
-            .await)?;
-        if let Some(existing) = existing {
-            return Err(ControlError::AlreadyExists(format!(
-                "connection {} already exists (conn_ids are unique ignoring case)",
-                connection_name(&existing)
-            )));
-        }
-        let referenced: Vec<String> = excluded
-            .iter()
-            .chain(new_links.iter().map(|(id, _)| id))
-            .cloned()
-            .collect();
-        require_deployments(&write.txn, &workspace, referenced.iter()).await?;
-        let row = db(connection::ActiveModel {
-            workspace: Set(workspace.clone()),
-            conn_id: Set(name.conn_id.clone()),
-            conn_id_folded: Set(conn_id::fold(&name.conn_id)),
-            type_key: Set(spec.type_key.clone()),
-            conn_type: Set(spec.conn_type.clone()),
-            extra: Set("{}".to_owned()),
-            link_to_all: Set(false),
-            excluded_deployments: Set("[]".to_owned()),
-            secret_fields: Set("[]".to_owned()),
-            version: Set(0),
-            create_time: Set(now),
-            update_time: Set(now),
-            ..Default::default()
-        }
-        .insert(&write.txn)
-        .await)?;
-        let changed = changed_fields(&ConnectionSpec::default(), &spec);
-        let saved = save_connection(
-            self,
-            &write,
-            row,
-            ConnectionState {
-                spec: &spec,
-                link_to_all: connection.link_to_all_deployments,
-                excluded,
-            },
-            None,
-            ConnectionWrite {
-                principal: &principal,
-                action: "CreateConnection",
-                request_id: &message.request_id,
-                changed,
-            },
-        )
-        .await?;
-        for (deployment, overrides) in &new_links {
-            links::insert_link(
-                self,
-                &write,
-                &saved,
-                deployment,
-                overrides,
-                &principal,
+        let remote = self.store.secrets().is_remote();
+        for _ in 0..WRITE_ATTEMPTS {
+            // With Vault the secrets are written first, under row ids reserved
+            // now, so no write lock is held while Vault answers.
+            let reserved = if remote {
+                Some(self.store.reserve_id("connection").await?)
+            } else {
+                None
+            };
+            let staged = match reserved {
+                Some(pk) => stage_connection_secrets(self, &workspace, pk, &spec, None).await?,
+                None => StagedSecrets::Pending(spec.split_secrets().1),
+            };
+            let mut staged_links = Vec::with_capacity(new_links.len());
+            let mut next_link_id = 0;
+            for (_, overrides) in &new_links {
+                let staged_link = links::stage_new_link(
+                    self,
+                    &workspace,
+                    &spec.type_key,
+                    overrides,
+                    next_link_id,
+                )
+                .await?;
+                if let Some(id) = staged_link.id {
+                    next_link_id = id + 1;
+                }
+                staged_links.push(staged_link);
+            }
+            let now = self.now();
+            let write = self.store.begin_write().await?;
+            // A concurrent call with the same request_id may have committed since
+            // the check above; the write lock orders this one after it.
+            if let Some(resource) = idempotency::previous(
+                &write.txn,
+                &workspace,
+                "CreateConnection",
                 &message.request_id,
             )
+            .await?
+            {
+                let name = ConnectionName::parse("name", &resource)?;
+                return masked_connection(&find_connection(&write.txn, &name).await?);
+            }
+            let existing = db(connection::Entity::find()
+                .filter(connection::Column::Workspace.eq(&workspace))
+                .filter(connection::Column::ConnIdFolded.eq(conn_id::fold(&name.conn_id)))
+                .one(&write.txn)
+                .await)?;
+            if let Some(existing) = existing {
+                return Err(ControlError::AlreadyExists(format!(
+                    "connection {} already exists (conn_ids are unique ignoring case)",
+                    connection_name(&existing)
+                )));
+            }
+            let referenced: Vec<String> = excluded
+                .iter()
+                .chain(new_links.iter().map(|(id, _)| id))
+                .cloned()
+                .collect();
+            require_deployments(&write.txn, &workspace, referenced.iter()).await?;
+            if !links::claim_ids(&write, reserved, &staged_links).await? {
+                continue;
+            }
+            let row = db(connection::ActiveModel {
+                id: reserved.map_or(NotSet, Set),
+                workspace: Set(workspace.clone()),
+                conn_id: Set(name.conn_id.clone()),
+                conn_id_folded: Set(conn_id::fold(&name.conn_id)),
+                type_key: Set(spec.type_key.clone()),
+                conn_type: Set(spec.conn_type.clone()),
+                extra: Set("{}".to_owned()),
+                link_to_all: Set(false),
+                excluded_deployments: Set("[]".to_owned()),
+                secret_fields: Set("[]".to_owned()),
+                version: Set(0),
+                create_time: Set(now),
+                update_time: Set(now),
+                ..Default::default()
+            }
+            .insert(&write.txn)
+            .await)?;
+            let changed = changed_fields(&ConnectionSpec::default(), &spec);
+            let saved = save_connection(
+                self,
+                &write,
+                row,
+                ConnectionState {
+                    spec: &spec,
+                    link_to_all: connection.link_to_all_deployments,
+                    excluded: excluded.clone(),
+                },
+                staged,
+                ConnectionWrite {
+                    principal: &principal,
+                    action: "CreateConnection",
+                    request_id: &message.request_id,
+                    changed,
+                },
+            )
             .await?;
+            for ((deployment, overrides), staged_link) in new_links.iter().zip(staged_links) {
+                links::insert_link(
+                    self,
+                    &write,
+                    &saved,
+                    links::NewLink {
+                        deployment,
+                        overrides,
+                        staged: staged_link,
+                    },
+                    &principal,
+                    &message.request_id,
+                )
+                .await?;
+            }
+            idempotency::remember(
+                &write.txn,
+                &workspace,
+                "CreateConnection",
+                &message.request_id,
+                &name.to_string(),
+                now,
+            )
+            .await?;
+            write.commit().await?;
+            tracing::info!(connection = %connection_name(&saved), links = new_links.len(), "connection created");
+            return masked_connection(&saved);
         }
-        idempotency::remember(
-            &write.txn,
-            &workspace,
-            "CreateConnection",
-            &message.request_id,
-            &name.to_string(),
-            now,
-        )
-        .await?;
-        write.commit().await?;
-        tracing::info!(connection = %connection_name(&saved), links = new_links.len(), "connection created");
-        masked_connection(&saved)
+        Err(contended("connection"))
     }
 
     async fn get_connection_inner(
@@ -655,16 +821,73 @@ impl Control {
             .as_ref()
             .is_some_and(|mask| mask.paths.iter().any(|path| path == "*"));
 
-        let write = self.store.begin_write().await?;
-        let row = find_connection(&write.txn, &name).await?;
+        let request = UpdateRequest {
+            name: &name,
+            connection: &connection,
+            paths: &paths,
+            wildcard,
+        };
+        let remote = self.store.secrets().is_remote();
+        for _ in 0..WRITE_ATTEMPTS {
+            // With Vault everything that reads or writes it happens before the
+            // write lock, and runs again if the rows changed meanwhile; the
+            // embedded store reads and writes inside the transaction.
+            let (write, plan) = if remote {
+                let plan = self.plan_update(self.store.db(), &request).await?;
+                let write = self.store.begin_write().await?;
+                if !plan.read.still_current(&write.txn).await? {
+                    continue;
+                }
+                (write, plan)
+            } else {
+                let write = self.store.begin_write().await?;
+                let plan = self.plan_update(&write.txn, &request).await?;
+                (write, plan)
+            };
+            require_deployments(&write.txn, &name.workspace, plan.excluded.iter()).await?;
+            let saved = save_connection(
+                self,
+                &write,
+                plan.read.row,
+                ConnectionState {
+                    spec: &plan.next,
+                    link_to_all: plan.link_to_all,
+                    excluded: plan.excluded,
+                },
+                plan.staged,
+                ConnectionWrite {
+                    principal: &principal,
+                    action: "UpdateConnection",
+                    request_id: &message.request_id,
+                    changed: plan.changed,
+                },
+            )
+            .await?;
+            write.commit().await?;
+            return masked_connection(&saved);
+        }
+        Err(contended("connection"))
+    }
+
+    /// Reads the connection and its links through `db_conn`, computes and
+    /// validates the update, and stages the new secrets.
+    async fn plan_update<C: ConnectionTrait>(
+        &self,
+        db_conn: &C,
+        request: &UpdateRequest<'_>,
+    ) -> ControlResult<UpdatePlan> {
+        let UpdateRequest {
+            name,
+            connection,
+            paths,
+            wildcard,
+        } = *request;
+        let row = find_connection(db_conn, name).await?;
         check_etag(&connection.etag, row.version, "connection")?;
-        let current = records::full_spec(self.store.secrets(), &write.txn, &row).await?;
+        let current = records::full_spec(self.store.secrets(), db_conn, &row).await?;
         let (_, current_secrets) = current.split_secrets();
         let next = with_derived_conn_type(field_mask::apply_to_spec(
-            &current,
-            &connection,
-            &paths,
-            wildcard,
+            &current, connection, paths, wildcard,
         ));
         let current_snapshot = records::snapshot_from_row(&row)?;
         let mut link_to_all = current_snapshot.link_to_all;
@@ -690,12 +913,13 @@ impl Control {
         }
         let link_rows = db(link::Entity::find()
             .filter(link::Column::ConnectionPk.eq(row.id))
-            .all(&write.txn)
+            .order_by_asc(link::Column::Id)
+            .all(db_conn)
             .await)?;
         if violations.is_empty() {
             for link_row in &link_rows {
                 let overrides =
-                    records::full_overrides(self.store.secrets(), &write.txn, link_row).await?;
+                    records::full_overrides(self.store.secrets(), db_conn, link_row).await?;
                 violations.extend(validate_merged(
                     &next,
                     &overrides,
@@ -706,7 +930,6 @@ impl Control {
         if !violations.is_empty() {
             return Err(ControlError::InvalidArgument(violations));
         }
-        require_deployments(&write.txn, &name.workspace, excluded.iter()).await?;
         let mut changed = changed_fields(&current, &next);
         if link_to_all != current_snapshot.link_to_all {
             changed.push("link_to_all_deployments".to_owned());
@@ -714,26 +937,20 @@ impl Control {
         if excluded != current_snapshot.excluded_deployments {
             changed.push("excluded_deployments".to_owned());
         }
-        let saved = save_connection(
-            self,
-            &write,
-            row,
-            ConnectionState {
-                spec: &next,
-                link_to_all,
-                excluded,
+        let staged =
+            stage_connection_secrets(self, &row.workspace, row.id, &next, Some(&current_secrets))
+                .await?;
+        Ok(UpdatePlan {
+            read: ReadState {
+                row,
+                link_rows: Some(link_rows),
             },
-            Some(&current_secrets),
-            ConnectionWrite {
-                principal: &principal,
-                action: "UpdateConnection",
-                request_id: &message.request_id,
-                changed,
-            },
-        )
-        .await?;
-        write.commit().await?;
-        masked_connection(&saved)
+            next,
+            link_to_all,
+            excluded,
+            changed,
+            staged,
+        })
     }
 
     async fn delete_connection_inner(
@@ -871,13 +1088,69 @@ impl Control {
                 "must be a positive version number",
             ));
         }
-        let write = self.store.begin_write().await?;
-        let row = find_connection(&write.txn, &name).await?;
+        let remote = self.store.secrets().is_remote();
+        for _ in 0..WRITE_ATTEMPTS {
+            // As in UpdateConnection: Vault only before the write lock.
+            let (write, plan) = if remote {
+                let plan = self.plan_rollback(self.store.db(), &name, &message).await?;
+                let write = self.store.begin_write().await?;
+                if !plan.read.still_current(&write.txn).await? {
+                    continue;
+                }
+                (write, plan)
+            } else {
+                let write = self.store.begin_write().await?;
+                let plan = self.plan_rollback(&write.txn, &name, &message).await?;
+                (write, plan)
+            };
+            // Deployments deleted since that version can no longer be excluded.
+            let mut still_there = Vec::new();
+            for id in plan.excluded {
+                if visibility::find_deployment(&write.txn, &plan.read.row.workspace, &id)
+                    .await?
+                    .is_some()
+                {
+                    still_there.push(id);
+                }
+            }
+            let saved = save_connection(
+                self,
+                &write,
+                plan.read.row,
+                ConnectionState {
+                    spec: &plan.restored,
+                    link_to_all: plan.link_to_all,
+                    excluded: still_there,
+                },
+                plan.staged,
+                ConnectionWrite {
+                    principal: &principal,
+                    action: "RollbackConnection",
+                    request_id: &message.request_id,
+                    changed: plan.changed,
+                },
+            )
+            .await?;
+            write.commit().await?;
+            return masked_connection(&saved);
+        }
+        Err(contended("connection"))
+    }
+
+    /// Reads the connection and the version to restore through `db_conn`
+    /// (secrets included) and stages the restored secrets.
+    async fn plan_rollback<C: ConnectionTrait>(
+        &self,
+        db_conn: &C,
+        name: &ConnectionName,
+        message: &pb::RollbackConnectionRequest,
+    ) -> ControlResult<RollbackPlan> {
+        let row = find_connection(db_conn, name).await?;
         check_etag(&message.etag, row.version, "connection")?;
         let target = db(connection_version::Entity::find()
             .filter(connection_version::Column::ConnectionPk.eq(row.id))
             .filter(connection_version::Column::Version.eq(message.version))
-            .one(&write.txn)
+            .one(db_conn)
             .await)?
         .ok_or_else(|| {
             ControlError::NotFound(format!("version {} of {name} not found", message.version))
@@ -888,14 +1161,14 @@ impl Control {
             .store
             .secrets()
             .get(
-                &write.txn,
+                db_conn,
                 &row.workspace,
                 &records::connection_owner(row.id),
                 target.secret_version,
             )
             .await?;
         let restored = snapshot.spec.clone().with_secrets(&old_secrets);
-        let current = records::full_spec(self.store.secrets(), &write.txn, &row).await?;
+        let current = records::full_spec(self.store.secrets(), db_conn, &row).await?;
         let (_, current_secrets) = current.split_secrets();
         let excluded: Vec<String> = snapshot
             .excluded_deployments
@@ -903,38 +1176,38 @@ impl Control {
             .filter(|id| !id.is_empty())
             .cloned()
             .collect();
-        // Deployments deleted since that version can no longer be excluded.
-        let mut still_there = Vec::new();
-        for id in excluded {
-            if visibility::find_deployment(&write.txn, &row.workspace, &id)
-                .await?
-                .is_some()
-            {
-                still_there.push(id);
-            }
-        }
         let changed = changed_fields(&current, &restored);
-        let saved = save_connection(
+        let staged = stage_connection_secrets(
             self,
-            &write,
-            row,
-            ConnectionState {
-                spec: &restored,
-                link_to_all: snapshot.link_to_all,
-                excluded: still_there,
-            },
+            &row.workspace,
+            row.id,
+            &restored,
             Some(&current_secrets),
-            ConnectionWrite {
-                principal: &principal,
-                action: "RollbackConnection",
-                request_id: &message.request_id,
-                changed,
-            },
         )
         .await?;
-        write.commit().await?;
-        masked_connection(&saved)
+        Ok(RollbackPlan {
+            read: ReadState {
+                row,
+                link_rows: None,
+            },
+            restored,
+            link_to_all: snapshot.link_to_all,
+            excluded,
+            changed,
+            staged,
+        })
     }
+}
+
+/// A rollback computed from the rows as read.
+struct RollbackPlan {
+    /// Without links: a rollback does not validate them.
+    read: ReadState,
+    restored: ConnectionSpec,
+    link_to_all: bool,
+    excluded: Vec<String>,
+    changed: Vec<String>,
+    staged: StagedSecrets,
 }
 
 #[tonic::async_trait]
@@ -1055,5 +1328,69 @@ impl pb::connection_service_server::ConnectionService for Control {
         request: Request<pb::RollbackConnectionRequest>,
     ) -> Result<Response<pb::Connection>, Status> {
         Ok(Response::new(self.rollback_inner(request).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snowflake_row(secret_fields: &str) -> connection::Model {
+        connection::Model {
+            id: 7,
+            workspace: "ws".to_owned(),
+            conn_id: "warehouse".to_owned(),
+            conn_id_folded: "WAREHOUSE".to_owned(),
+            type_key: "snowflake_password".to_owned(),
+            conn_type: "snowflake".to_owned(),
+            description: None,
+            host: None,
+            schema: Some("PUBLIC".to_owned()),
+            login: Some("airflow".to_owned()),
+            port: None,
+            extra: r#"{"account":"xy12345"}"#.to_owned(),
+            link_to_all: false,
+            excluded_deployments: "[]".to_owned(),
+            secret_version: Some(3),
+            secret_fields: secret_fields.to_owned(),
+            version: 1,
+            create_time: 0,
+            update_time: 0,
+        }
+    }
+
+    fn fields(violations: &[FieldViolation]) -> Vec<&str> {
+        violations
+            .iter()
+            .map(|violation| violation.field.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn a_link_merge_counts_the_base_secrets_as_set_without_reading_them() {
+        let schema_only = Overrides {
+            schema: Some("STAGING".to_owned()),
+            ..Default::default()
+        };
+        let with_password = snowflake_row(r#"["password"]"#);
+        let violations = validate_link_merge(&with_password, &schema_only, "link.overrides")
+            .expect("a readable row");
+        assert!(violations.is_empty(), "{violations:?}");
+        // Only secrets the row records count: a base without its required
+        // password still fails the merge.
+        let without_password = snowflake_row("[]");
+        let violations = validate_link_merge(&without_password, &schema_only, "link.overrides")
+            .expect("a readable row");
+        assert_eq!(fields(&violations), ["link.overrides.password"]);
+        // The link's own values are checked as before.
+        let bad_warehouse = Overrides {
+            extra: [("warehouse".to_owned(), Value::from("no such wh!"))]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        let violations = validate_link_merge(&with_password, &bad_warehouse, "link.overrides")
+            .expect("a readable row");
+        assert_eq!(fields(&violations), ["link.overrides.extra.warehouse"]);
     }
 }

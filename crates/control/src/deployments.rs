@@ -128,6 +128,36 @@ async fn delete_deployment_row(
     .await
 }
 
+/// The token an earlier CreateDeploymentToken with `request_id` issued, as a
+/// retry answers it: the same resource without its secret, which only the
+/// first answer carries (only its hash is stored).
+async fn issued_token<C: ConnectionTrait>(
+    db_conn: &C,
+    workspace: &str,
+    request_id: &str,
+) -> ControlResult<Option<pb::DeploymentToken>> {
+    let Some(resource) =
+        idempotency::previous(db_conn, workspace, "CreateDeploymentToken", request_id).await?
+    else {
+        return Ok(None);
+    };
+    let name = TokenName::parse("name", &resource)?;
+    let row = db(deployment_token::Entity::find()
+        .filter(deployment_token::Column::Workspace.eq(&name.workspace))
+        .filter(deployment_token::Column::DeploymentId.eq(&name.deployment))
+        .filter(deployment_token::Column::TokenId.eq(&name.token))
+        .one(db_conn)
+        .await)?
+    .ok_or_else(|| {
+        // The deployment (and its tokens) was deleted since; the request log
+        // outlives it.
+        ControlError::NotFound(format!(
+            "token {name} issued for this request_id no longer exists"
+        ))
+    })?;
+    Ok(Some(token_to_pb(&row)))
+}
+
 impl Control {
     async fn create_deployment_inner(
         &self,
@@ -423,22 +453,18 @@ impl Control {
         if !violations.is_empty() {
             return Err(ControlError::InvalidArgument(violations));
         }
-        if idempotency::previous(
-            self.store.db(),
-            &name.workspace,
-            "CreateDeploymentToken",
-            &message.request_id,
-        )
-        .await?
-        .is_some()
+        if let Some(first) =
+            issued_token(self.store.db(), &name.workspace, &message.request_id).await?
         {
-            // The secret is not stored, so a retry cannot return it again.
-            return Err(ControlError::AlreadyExists(
-                "a token was already issued for this request_id; its secret is shown only once, so create a new token".into(),
-            ));
+            return Ok(first);
         }
         let now = self.now();
         let write = self.store.begin_write().await?;
+        // A concurrent call with the same request_id may have committed since
+        // the check above; the write lock orders this one after it.
+        if let Some(first) = issued_token(&write.txn, &name.workspace, &message.request_id).await? {
+            return Ok(first);
+        }
         find_deployment(&write.txn, &name).await?;
         let issued = auth::new_deployment_token();
         let row = db(deployment_token::ActiveModel {

@@ -5,18 +5,20 @@ use switchboard_domain::names::{ConnectionName, LinkName};
 use switchboard_domain::permission::{Action, Principal};
 use switchboard_domain::validate::validate_overrides;
 use switchboard_proto::v1 as pb;
-use switchboard_store::WriteTxn;
 use switchboard_store::entity::{connection, link};
 use switchboard_store::records::{self, to_json_text};
 use switchboard_store::sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder,
+    ActiveModelTrait,
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
 };
+use switchboard_store::{StagedSecrets, WriteTxn};
 use tonic::Request;
 
 use crate::audit::{self, AuditRecord};
 use crate::connections::{
-    check_etag, db, deployment_ref, find_connection, require_deployments, validate_merged,
+    WRITE_ATTEMPTS, check_etag, contended, db, deployment_ref, find_connection,
+    require_deployments, validate_link_merge,
 };
 use crate::error::{ControlError, ControlResult};
 use crate::idempotency;
@@ -71,33 +73,105 @@ async fn find_link<C: ConnectionTrait>(
     })
 }
 
-/// Stores the overrides' secrets and their public part on `active`.
+/// A new link's secret overrides, staged before the write lock.
+pub(crate) struct StagedLink {
+    /// The row id reserved for the link when its secrets went to Vault
+    /// (the Vault entry is named after it).
+    pub id: Option<i64>,
+    pub secrets: StagedSecrets,
+}
+
+/// A link to insert.
+pub(crate) struct NewLink<'a> {
+    pub deployment: &'a str,
+    pub overrides: &'a Overrides,
+    pub staged: StagedLink,
+}
+
+/// Stages the secret overrides of a new link on a connection of `type_key`:
+/// with Vault, under a reserved row id of at least `min_id` (so the links of
+/// one create get distinct ids on SQLite too), written now; a link without
+/// secret overrides touches no secret store.
+pub(crate) async fn stage_new_link(
+    control: &Control,
+    workspace: &str,
+    type_key: &str,
+    overrides: &Overrides,
+    min_id: i64,
+) -> ControlResult<StagedLink> {
+    let (_, secrets) = overrides.split_secrets(type_key);
+    let store = control.store.secrets();
+    if !store.is_remote() {
+        // Embedded: encrypted inside the transaction, under the row's own id.
+        return Ok(StagedLink {
+            id: None,
+            secrets: StagedSecrets::Pending(secrets),
+        });
+    }
+    if secrets.is_empty() {
+        return Ok(StagedLink {
+            id: None,
+            secrets: StagedSecrets::Written(None),
+        });
+    }
+    let id = control.store.reserve_id("link").await?.max(min_id);
+    let secrets = store
+        .stage(workspace, &records::link_owner(id), secrets)
+        .await?;
+    Ok(StagedLink {
+        id: Some(id),
+        secrets,
+    })
+}
+
+/// Whether the row ids reserved for a new connection and its links are still
+/// free, under the write lock; if not the write starts over.
+pub(crate) async fn claim_ids(
+    write: &WriteTxn,
+    connection_id: Option<i64>,
+    links: &[StagedLink],
+) -> ControlResult<bool> {
+    if let Some(id) = connection_id
+        && !write.claim_id("connection", id).await?
+    {
+        return Ok(false);
+    }
+    for link in links {
+        if let Some(id) = link.id
+            && !write.claim_id("link", id).await?
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Stores the overrides' public part on `row` and points it at `secrets`
+/// (staged from `overrides`).
 async fn store_overrides(
     control: &Control,
     write: &WriteTxn,
     row: &link::Model,
     type_key: &str,
     overrides: &Overrides,
-    previous: Option<&Overrides>,
+    secrets: StagedSecrets,
 ) -> ControlResult<link::ActiveModel> {
     let now = control.now();
-    let (public, secrets) = overrides.split_secrets(type_key);
-    let changed = previous.is_none_or(|previous| previous.split_secrets(type_key).1 != secrets);
+    let (public, _) = overrides.split_secrets(type_key);
     let mut active = row.clone().into_active_model();
-    if changed {
-        let version = control
-            .store
-            .secrets()
-            .put(
-                &write.txn,
-                &row.workspace,
-                &records::link_owner(row.id),
-                &secrets,
-                now,
-            )
-            .await?;
-        active.secret_version = Set(version);
-    }
+    let version = control
+        .store
+        .secrets()
+        .record(
+            &write.txn,
+            &row.workspace,
+            &records::link_owner(row.id),
+            secrets,
+            row.secret_version,
+            now,
+        )
+        .await?;
+    active.secret_version = Set(version);
     active.overrides = Set(to_json_text(&public));
     active.secret_fields = Set(to_json_text(&overrides.secret_fields_set(type_key)));
     active.version = Set(row.version + 1);
@@ -110,13 +184,18 @@ pub(crate) async fn insert_link(
     control: &Control,
     write: &WriteTxn,
     conn: &connection::Model,
-    deployment: &str,
-    overrides: &Overrides,
+    link: NewLink<'_>,
     principal: &Principal,
     request_id: &str,
 ) -> ControlResult<link::Model> {
     let now = control.now();
+    let NewLink {
+        deployment,
+        overrides,
+        staged,
+    } = link;
     let row = db(link::ActiveModel {
+        id: staged.id.map_or(NotSet, Set),
         workspace: Set(conn.workspace.clone()),
         connection_pk: Set(conn.id),
         deployment_id: Set(deployment.to_owned()),
@@ -129,7 +208,15 @@ pub(crate) async fn insert_link(
     }
     .insert(&write.txn)
     .await)?;
-    let active = store_overrides(control, write, &row, &conn.type_key, overrides, None).await?;
+    let active = store_overrides(
+        control,
+        write,
+        &row,
+        &conn.type_key,
+        overrides,
+        staged.secrets,
+    )
+    .await?;
     let saved = db(active.update(&write.txn).await)?;
     audit::record(
         write,
@@ -195,79 +282,115 @@ impl Control {
         let deployment = deployment_ref("link.deployment", &parent.workspace, &link.deployment)
             .map_err(|violation| ControlError::InvalidArgument(vec![violation]))?;
         let overrides = overrides_from_pb(link.overrides.as_ref());
-        let write = self.store.begin_write().await?;
-        // Checked under the write lock, so concurrent retries with one
-        // request_id return the first result rather than a conflict.
-        if let Some(resource) = idempotency::previous(
-            &write.txn,
-            &parent.workspace,
-            "CreateLink",
-            &message.request_id,
-        )
-        .await?
-        {
-            let name = LinkName::parse("name", &resource)?;
-            let conn = find_connection(
+        let remote = self.store.secrets().is_remote();
+        for _ in 0..WRITE_ATTEMPTS {
+            // Which overrides are secret depends on the connection's type, so
+            // with Vault it is read first; the secrets go to Vault before the
+            // write lock.
+            let (type_read, staged) = if remote {
+                let conn = find_connection(self.store.db(), &parent).await?;
+                let staged =
+                    stage_new_link(self, &parent.workspace, &conn.type_key, &overrides, 0).await?;
+                (Some(conn.type_key), staged)
+            } else {
+                let staged = StagedLink {
+                    id: None,
+                    secrets: StagedSecrets::Written(None),
+                };
+                (None, staged)
+            };
+            let write = self.store.begin_write().await?;
+            // Checked under the write lock, so concurrent retries with one
+            // request_id return the first result rather than a conflict.
+            if let Some(resource) = idempotency::previous(
                 &write.txn,
-                &ConnectionName {
-                    workspace: name.workspace.clone(),
-                    conn_id: name.conn_id.clone(),
+                &parent.workspace,
+                "CreateLink",
+                &message.request_id,
+            )
+            .await?
+            {
+                let name = LinkName::parse("name", &resource)?;
+                let conn = find_connection(
+                    &write.txn,
+                    &ConnectionName {
+                        workspace: name.workspace.clone(),
+                        conn_id: name.conn_id.clone(),
+                    },
+                )
+                .await?;
+                return link_to_pb(
+                    &conn,
+                    &find_link(&write.txn, &conn, &name.deployment).await?,
+                );
+            }
+            let conn = find_connection(&write.txn, &parent).await?;
+            if type_read
+                .as_ref()
+                .is_some_and(|type_key| *type_key != conn.type_key)
+            {
+                continue;
+            }
+            let staged = match type_read {
+                Some(_) => staged,
+                None => {
+                    stage_new_link(self, &parent.workspace, &conn.type_key, &overrides, 0).await?
+                }
+            };
+            require_deployments(&write.txn, &parent.workspace, [&deployment]).await?;
+            let mut violations = match validate_overrides(&conn.type_key, &overrides) {
+                Err(found) => found
+                    .into_iter()
+                    .map(|violation| violation.scope("link.overrides"))
+                    .collect(),
+                Ok(()) => Vec::new(),
+            };
+            if violations.is_empty() {
+                violations = validate_link_merge(&conn, &overrides, "link.overrides")?;
+            }
+            if !violations.is_empty() {
+                return Err(ControlError::InvalidArgument(violations));
+            }
+            let existing = db(link::Entity::find()
+                .filter(link::Column::ConnectionPk.eq(conn.id))
+                .filter(link::Column::DeploymentId.eq(&deployment))
+                .one(&write.txn)
+                .await)?;
+            if existing.is_some() {
+                return Err(ControlError::AlreadyExists(format!(
+                    "link {} already exists; update it instead",
+                    link_name(&conn, &deployment)
+                )));
+            }
+            if !claim_ids(&write, None, std::slice::from_ref(&staged)).await? {
+                continue;
+            }
+            let saved = insert_link(
+                self,
+                &write,
+                &conn,
+                NewLink {
+                    deployment: &deployment,
+                    overrides: &overrides,
+                    staged,
                 },
+                &principal,
+                &message.request_id,
             )
             .await?;
-            return link_to_pb(
-                &conn,
-                &find_link(&write.txn, &conn, &name.deployment).await?,
-            );
+            idempotency::remember(
+                &write.txn,
+                &parent.workspace,
+                "CreateLink",
+                &message.request_id,
+                &link_name(&conn, &deployment).to_string(),
+                self.now(),
+            )
+            .await?;
+            write.commit().await?;
+            return link_to_pb(&conn, &saved);
         }
-        let conn = find_connection(&write.txn, &parent).await?;
-        require_deployments(&write.txn, &parent.workspace, [&deployment]).await?;
-        let mut violations = match validate_overrides(&conn.type_key, &overrides) {
-            Err(found) => found
-                .into_iter()
-                .map(|violation| violation.scope("link.overrides"))
-                .collect(),
-            Ok(()) => Vec::new(),
-        };
-        if violations.is_empty() {
-            let base = records::full_spec(self.store.secrets(), &write.txn, &conn).await?;
-            violations = validate_merged(&base, &overrides, "link.overrides");
-        }
-        if !violations.is_empty() {
-            return Err(ControlError::InvalidArgument(violations));
-        }
-        let existing = db(link::Entity::find()
-            .filter(link::Column::ConnectionPk.eq(conn.id))
-            .filter(link::Column::DeploymentId.eq(&deployment))
-            .one(&write.txn)
-            .await)?;
-        if existing.is_some() {
-            return Err(ControlError::AlreadyExists(format!(
-                "link {} already exists; update it instead",
-                link_name(&conn, &deployment)
-            )));
-        }
-        let saved = insert_link(
-            self,
-            &write,
-            &conn,
-            &deployment,
-            &overrides,
-            &principal,
-            &message.request_id,
-        )
-        .await?;
-        idempotency::remember(
-            &write.txn,
-            &parent.workspace,
-            "CreateLink",
-            &message.request_id,
-            &link_name(&conn, &deployment).to_string(),
-            self.now(),
-        )
-        .await?;
-        write.commit().await?;
-        link_to_pb(&conn, &saved)
+        Err(contended("connection"))
     }
 
     pub(crate) async fn get_link_inner(
@@ -335,24 +458,87 @@ impl Control {
             .caller(&request, &name.workspace, Action::WriteConnection)
             .await?;
         let message = request.into_inner();
-        let link_message = message.link.unwrap_or_default();
-        let write = self.store.begin_write().await?;
+        let link_message = message.link.clone().unwrap_or_default();
+        let update_mask = message.update_mask.as_ref();
+        let remote = self.store.secrets().is_remote();
+        for _ in 0..WRITE_ATTEMPTS {
+            // With Vault the link's secrets are read and the new ones written
+            // before the write lock, and again if the rows changed meanwhile.
+            let (write, plan) = if remote {
+                let plan = self
+                    .plan_link_update(self.store.db(), &name, &link_message, update_mask)
+                    .await?;
+                let write = self.store.begin_write().await?;
+                let conn = db(connection::Entity::find_by_id(plan.conn.id)
+                    .one(&write.txn)
+                    .await)?;
+                let row = db(link::Entity::find_by_id(plan.row.id).one(&write.txn).await)?;
+                if conn.as_ref() != Some(&plan.conn) || row.as_ref() != Some(&plan.row) {
+                    continue;
+                }
+                (write, plan)
+            } else {
+                let write = self.store.begin_write().await?;
+                let plan = self
+                    .plan_link_update(&write.txn, &name, &link_message, update_mask)
+                    .await?;
+                (write, plan)
+            };
+            let LinkUpdatePlan {
+                conn,
+                row,
+                current,
+                next,
+                staged,
+            } = plan;
+            let active = store_overrides(self, &write, &row, &conn.type_key, &next, staged).await?;
+            let saved = db(active.update(&write.txn).await)?;
+            let before: std::collections::BTreeSet<String> =
+                override_fields(&current).into_iter().collect();
+            let after: std::collections::BTreeSet<String> =
+                override_fields(&next).into_iter().collect();
+            let changed = before.union(&after).cloned().collect();
+            audit::record(
+                &write,
+                AuditRecord {
+                    workspace: &conn.workspace,
+                    actor: principal.actor(),
+                    action: "UpdateLink",
+                    resource: name.to_string(),
+                    request_id: &message.request_id,
+                    changed_fields: changed,
+                },
+                Some(KIND_LINK),
+                self.now(),
+            )
+            .await?;
+            write.commit().await?;
+            return link_to_pb(&conn, &saved);
+        }
+        Err(contended("link"))
+    }
+
+    /// Reads the link through `db_conn` (its secrets included), computes and
+    /// validates the update, and stages the new secrets.
+    async fn plan_link_update<C: ConnectionTrait>(
+        &self,
+        db_conn: &C,
+        name: &LinkName,
+        link_message: &pb::Link,
+        update_mask: Option<&prost_types::FieldMask>,
+    ) -> ControlResult<LinkUpdatePlan> {
         let conn = find_connection(
-            &write.txn,
+            db_conn,
             &ConnectionName {
                 workspace: name.workspace.clone(),
                 conn_id: name.conn_id.clone(),
             },
         )
         .await?;
-        let row = find_link(&write.txn, &conn, &name.deployment).await?;
+        let row = find_link(db_conn, &conn, &name.deployment).await?;
         check_etag(&link_message.etag, row.version, "link")?;
-        let current = records::full_overrides(self.store.secrets(), &write.txn, &row).await?;
-        let next = crate::field_mask::apply_to_overrides(
-            &current,
-            &link_message,
-            message.update_mask.as_ref(),
-        )?;
+        let current = records::full_overrides(self.store.secrets(), db_conn, &row).await?;
+        let next = crate::field_mask::apply_to_overrides(&current, link_message, update_mask)?;
         let mut violations = match validate_overrides(&conn.type_key, &next) {
             Err(found) => found
                 .into_iter()
@@ -361,38 +547,41 @@ impl Control {
             Ok(()) => Vec::new(),
         };
         if violations.is_empty() {
-            let base = records::full_spec(self.store.secrets(), &write.txn, &conn).await?;
-            violations = validate_merged(&base, &next, "link.overrides");
+            violations = validate_link_merge(&conn, &next, "link.overrides")?;
         }
         if !violations.is_empty() {
             return Err(ControlError::InvalidArgument(violations));
         }
-        let active =
-            store_overrides(self, &write, &row, &conn.type_key, &next, Some(&current)).await?;
-        let saved = db(active.update(&write.txn).await)?;
-        let before: std::collections::BTreeSet<String> =
-            override_fields(&current).into_iter().collect();
-        let after: std::collections::BTreeSet<String> =
-            override_fields(&next).into_iter().collect();
-        let changed = before.union(&after).cloned().collect();
-        audit::record(
-            &write,
-            AuditRecord {
-                workspace: &conn.workspace,
-                actor: principal.actor(),
-                action: "UpdateLink",
-                resource: name.to_string(),
-                request_id: &message.request_id,
-                changed_fields: changed,
-            },
-            Some(KIND_LINK),
-            self.now(),
-        )
-        .await?;
-        write.commit().await?;
-        link_to_pb(&conn, &saved)
+        let (_, current_secrets) = current.split_secrets(&conn.type_key);
+        let (_, next_secrets) = next.split_secrets(&conn.type_key);
+        let staged = if next_secrets == current_secrets {
+            StagedSecrets::Unchanged
+        } else {
+            self.store
+                .secrets()
+                .stage(&row.workspace, &records::link_owner(row.id), next_secrets)
+                .await?
+        };
+        Ok(LinkUpdatePlan {
+            conn,
+            row,
+            current,
+            next,
+            staged,
+        })
     }
+}
 
+/// A link update computed from the rows as read.
+struct LinkUpdatePlan {
+    conn: connection::Model,
+    row: link::Model,
+    current: Overrides,
+    next: Overrides,
+    staged: StagedSecrets,
+}
+
+impl Control {
     pub(crate) async fn delete_link_inner(
         &self,
         request: Request<pb::DeleteLinkRequest>,

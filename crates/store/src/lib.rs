@@ -19,5 +19,5 @@ mod store;
 
 pub use error::{StoreError, StoreResult};
 pub use sea_orm;
-pub use secrets::SecretStore;
+pub use secrets::{SecretStore, StagedSecrets};
 pub use store::{Clock, Store, SystemClock, WriteTxn};

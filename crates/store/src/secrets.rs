@@ -42,7 +42,78 @@ impl fmt::Debug for EmbeddedSecrets {
     }
 }
 
+/// New secret values on their way to a row. Vault is written before the
+/// database transaction takes the write lock, so a slow or hung Vault never
+/// holds that lock; the embedded store writes inside the transaction.
+pub enum StagedSecrets {
+    /// The values did not change: the row keeps the version it points to.
+    Unchanged,
+    /// Already written to Vault as this version (`None`: no secrets).
+    Written(Option<i64>),
+    /// To be encrypted into the transaction that saves the row.
+    Pending(SecretValues),
+}
+
+impl fmt::Debug for StagedSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the values.
+        match self {
+            Self::Unchanged => f.write_str("Unchanged"),
+            Self::Written(version) => f.debug_tuple("Written").field(version).finish(),
+            Self::Pending(values) => f
+                .debug_tuple("Pending")
+                .field(&values.keys().collect::<Vec<_>>())
+                .finish(),
+        }
+    }
+}
+
 impl SecretStore {
+    /// Whether secrets live outside the database (Vault): writes then reach
+    /// the store before, and apart from, the database transaction.
+    pub fn is_remote(&self) -> bool {
+        matches!(self, Self::Vault(_))
+    }
+
+    /// Stages `values` as the next version of `owner`'s secrets. Vault is
+    /// written now, outside any transaction: a version no committed row
+    /// points to is never read, and the sweep destroys it.
+    pub async fn stage(
+        &self,
+        workspace: &str,
+        owner: &str,
+        values: SecretValues,
+    ) -> StoreResult<StagedSecrets> {
+        match self {
+            Self::Embedded(_) => Ok(StagedSecrets::Pending(values)),
+            Self::Vault(_) if values.is_empty() => Ok(StagedSecrets::Written(None)),
+            Self::Vault(vault) => Ok(StagedSecrets::Written(Some(
+                vault.put(workspace, owner, &values).await?,
+            ))),
+        }
+    }
+
+    /// The secret version a row saved in `txn` points to: `current` when
+    /// unchanged, the staged Vault version, or embedded ciphertexts written
+    /// now inside `txn`.
+    pub async fn record<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        workspace: &str,
+        owner: &str,
+        staged: StagedSecrets,
+        current: Option<i64>,
+        now_micros: i64,
+    ) -> StoreResult<Option<i64>> {
+        match staged {
+            StagedSecrets::Unchanged => Ok(current),
+            StagedSecrets::Written(version) => Ok(version),
+            StagedSecrets::Pending(values) => {
+                self.put(txn, workspace, owner, &values, now_micros).await
+            }
+        }
+    }
+
     /// The embedded store with a 32-byte key.
     pub fn embedded(key: &[u8]) -> StoreResult<Self> {
         let cipher = Aes256Gcm::new_from_slice(key)

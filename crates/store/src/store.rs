@@ -80,6 +80,34 @@ impl Store {
         Ok(WriteTxn { txn, revision })
     }
 
+    /// A primary key for a row of `table` (`connection` or `link`) not yet
+    /// inserted, so the row's Vault entry can be written before its write
+    /// transaction. PostgreSQL hands out a sequence value (never reused);
+    /// SQLite the next free one, which [`WriteTxn::claim_id`] confirms under
+    /// the write lock.
+    pub async fn reserve_id(&self, table: &'static str) -> StoreResult<i64> {
+        debug_assert!(matches!(table, "connection" | "link"));
+        let backend = self.db.get_database_backend();
+        let sql = match backend {
+            DbBackend::Postgres => {
+                format!("SELECT nextval(pg_get_serial_sequence('\"{table}\"', 'id')) AS id")
+            }
+            _ => format!(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{table}'), 0), \
+                 COALESCE((SELECT MAX(id) FROM \"{table}\"), 0)) + 1 AS id"
+            ),
+        };
+        let row = self
+            .db
+            .query_one(Statement::from_string(backend, sql))
+            .await?
+            .ok_or_else(|| StoreError::Corrupt {
+                table,
+                reason: "no id reserved".to_owned(),
+            })?;
+        Ok(row.try_get::<i64>("", "id")?)
+    }
+
     /// The shared random key called `name` (`len` bytes), created on first use.
     /// Every replica on the same database gets the same key.
     pub async fn shared_key(&self, name: &str, len: usize) -> StoreResult<Vec<u8>> {
@@ -146,6 +174,30 @@ impl WriteTxn {
             now_micros,
         )
         .await
+    }
+
+    /// Whether `id`, from [`Store::reserve_id`], is still free for a new row
+    /// of `table`. On SQLite a concurrent insert may have taken it meanwhile;
+    /// a PostgreSQL sequence value is never handed out twice.
+    pub async fn claim_id(&self, table: &'static str, id: i64) -> StoreResult<bool> {
+        debug_assert!(matches!(table, "connection" | "link"));
+        let backend = self.txn.get_database_backend();
+        if backend == DbBackend::Postgres {
+            return Ok(true);
+        }
+        let sql = format!(
+            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{table}'), 0), \
+             COALESCE((SELECT MAX(id) FROM \"{table}\"), 0)) AS id"
+        );
+        let row = self
+            .txn
+            .query_one(Statement::from_string(backend, sql))
+            .await?
+            .ok_or_else(|| StoreError::Corrupt {
+                table,
+                reason: "no highest id".to_owned(),
+            })?;
+        Ok(row.try_get::<i64>("", "id")? < id)
     }
 
     /// Commits. On PostgreSQL the transaction also notifies

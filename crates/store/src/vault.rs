@@ -27,6 +27,9 @@ pub fn install_crypto_provider() {
 /// KV versions kept per entry: the history rollback can reach.
 pub const MAX_VERSIONS: u64 = 1000;
 
+/// How long one Vault request may take before it counts as unavailable.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What a sweep removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SweepReport {
@@ -60,6 +63,9 @@ pub struct VaultConfig {
     pub prefix: String,
     /// PEM CA certificates to trust for TLS.
     pub ca_certs: Vec<PathBuf>,
+    /// Longest a request may take (connect to last byte); a hung Vault then
+    /// answers as unavailable instead of stalling the caller.
+    pub timeout: std::time::Duration,
 }
 
 impl fmt::Debug for AppRole {
@@ -76,6 +82,7 @@ impl fmt::Debug for VaultConfig {
             .field("address", &self.address)
             .field("mount", &self.mount)
             .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -100,7 +107,7 @@ impl fmt::Debug for VaultSecrets {
 fn classify(err: ClientError, what: &str) -> StoreError {
     match err {
         ClientError::RestClientError { .. } | ClientError::ResponseEmptyError => {
-            StoreError::SecretsUnavailable(format!("{what}: vault unreachable"))
+            StoreError::SecretsUnavailable(format!("{what}: vault unreachable or timed out"))
         }
         ClientError::APIError { code, .. } if code >= 500 || code == 429 => {
             StoreError::SecretsUnavailable(format!("{what}: vault answered {code}"))
@@ -126,6 +133,7 @@ impl VaultSecrets {
                     .map(|path| path.display().to_string())
                     .collect(),
             )
+            .timeout(Some(config.timeout))
             .build()
             .map_err(|err| StoreError::Secrets(format!("invalid vault settings: {err}")))?;
         let client = VaultClient::new(settings).map_err(|err| classify(err, "vault client"))?;

@@ -23,6 +23,7 @@ async fn vault_store() -> Option<(Store, tempfile::TempDir)> {
         mount: "secret".to_owned(),
         prefix: unique("switchboard-test"),
         ca_certs: Vec::new(),
+        timeout: switchboard_store::vault::DEFAULT_TIMEOUT,
     };
     let secrets = SecretStore::Vault(VaultSecrets::new(&config).unwrap());
     let dir = tempfile::tempdir().unwrap();
@@ -85,6 +86,7 @@ async fn unreachable_vault_is_unavailable() {
         mount: "secret".to_owned(),
         prefix: "switchboard-test".to_owned(),
         ca_certs: Vec::new(),
+        timeout: switchboard_store::vault::DEFAULT_TIMEOUT,
     };
     let secrets = VaultSecrets::new(&config).unwrap();
     let store_secrets = SecretStore::Vault(secrets);
@@ -278,6 +280,7 @@ async fn approle_logs_in_and_reads_what_it_writes() {
         mount: "secret".to_owned(),
         prefix: prefix.clone(),
         ca_certs: Vec::new(),
+        timeout: switchboard_store::vault::DEFAULT_TIMEOUT,
     };
     let secrets = SecretStore::Vault(VaultSecrets::connect(&config).await.unwrap());
     let dir = tempfile::tempdir().unwrap();
