@@ -1,0 +1,411 @@
+//! Hygiene (issue 13, point 10): private files on disk, retention of the
+//! change feed, request log and audit table, and TLS for the servers.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use switchboard_proto::v1::connection_service_client::ConnectionServiceClient;
+use switchboard_proto::v1::deployment_service_client::DeploymentServiceClient;
+use switchboard_proto::v1::resolver_service_client::ResolverServiceClient;
+use switchboard_proto::v1::workspace_service_client::WorkspaceServiceClient;
+use switchboard_proto::v1::{UpdateWorkspacePolicyRequest, WorkspacePolicy};
+use switchboard_tests::{
+    TestServer, WorkspaceRole, authorized, mint_user_token, switchboard_binary,
+};
+use tempfile::TempDir;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::support::{
+    Clients, create_connection, create_deployment, create_link, ok, schema_and_warehouse,
+    snowflake_connection, workspace_name,
+};
+
+/// One client per service on `channel`.
+fn clients_on(channel: Channel) -> Clients {
+    Clients {
+        connections: ConnectionServiceClient::new(channel.clone()),
+        deployments: DeploymentServiceClient::new(channel.clone()),
+        workspaces: WorkspaceServiceClient::new(channel.clone()),
+        resolver: ResolverServiceClient::new(channel),
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path)
+        .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// A `switchboard` server these tests start themselves, for what the
+/// fixture does not do: serve on a data dir it did not create, or TLS.
+struct OwnServer {
+    child: Option<Child>,
+    address: SocketAddr,
+    log_path: PathBuf,
+    _log_dir: TempDir,
+}
+
+impl OwnServer {
+    /// Starts `switchboard SUBCOMMAND ARGS… --listen 127.0.0.1:PORT`.
+    fn start(subcommand: &str, args: &[&OsStr]) -> OwnServer {
+        let address = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+            listener.local_addr().expect("local address")
+        };
+        let log_dir = tempfile::tempdir().expect("temporary log dir");
+        let log_path = log_dir.path().join("server.log");
+        let log = File::create(&log_path).expect("create the log");
+        let mut command = Command::new(switchboard_binary());
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("SWITCHBOARD_") {
+                command.env_remove(name);
+            }
+        }
+        let child = command
+            .arg(subcommand)
+            .args(args)
+            .arg("--listen")
+            .arg(address.to_string())
+            .env_remove("VAULT_TOKEN")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("start switchboard");
+        OwnServer {
+            child: Some(child),
+            address,
+            log_path,
+            _log_dir: log_dir,
+        }
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Waits until health over `endpoint` says SERVING.
+    async fn wait_until_serving(&mut self, endpoint: Endpoint) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|child| child.try_wait().ok().flatten())
+            {
+                panic!("switchboard exited with {status}; log:\n{}", self.logs());
+            }
+            if let Ok(channel) = endpoint.connect().await
+                && let Ok(response) = HealthClient::new(channel)
+                    .check(HealthCheckRequest::default())
+                    .await
+                && response.into_inner().status == ServingStatus::Serving as i32
+            {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "switchboard never served; log:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn plaintext_endpoint(&self) -> Endpoint {
+        Endpoint::from_shared(format!("http://{}", self.address))
+            .expect("an endpoint")
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(5))
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let asked = Instant::now();
+        while child.try_wait().ok().flatten().is_none() {
+            if asked.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if std::thread::panicking() {
+            eprintln!("--- switchboard log ---\n{}--- end ---", self.logs());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_creates_its_data_dir_0700_and_the_database_and_side_files_0600() {
+    let parent = tempfile::tempdir().expect("temporary dir");
+    let data_dir = parent.path().join("fresh");
+    let mut server = OwnServer::start("dev", &[OsStr::new("--data-dir"), data_dir.as_os_str()]);
+    server.wait_until_serving(server.plaintext_endpoint()).await;
+    let owner = mint_user_token(&data_dir, "olivia", &[("acme", WorkspaceRole::Owner)]);
+    let mut clients = clients_on(
+        server
+            .plaintext_endpoint()
+            .connect()
+            .await
+            .expect("connect"),
+    );
+    // A write, so that SQLite has its write-ahead log and shared memory open.
+    create_deployment(&mut clients, &owner, "acme", "prod").await;
+
+    assert_eq!(mode(&data_dir), 0o700, "the data dir");
+    for name in [
+        "switchboard.db",
+        "switchboard.db-wal",
+        "switchboard.db-shm",
+        "jwt-hs256.key",
+        "secrets.key",
+    ] {
+        assert_eq!(mode(&data_dir.join(name)), 0o600, "{name}");
+    }
+    // Nothing else (a temporary file left behind, say) sits in the data dir.
+    let mut names: Vec<String> = std::fs::read_dir(&data_dir)
+        .expect("list the data dir")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "jwt-hs256.key",
+            "secrets.key",
+            "switchboard.db",
+            "switchboard.db-shm",
+            "switchboard.db-wal"
+        ]
+    );
+    assert!(
+        !server.logs().contains(&owner),
+        "the token stays out of the log"
+    );
+}
+
+/// A user's shell for the client commands: its own config dir.
+struct Shell {
+    home: TempDir,
+}
+
+impl Shell {
+    fn new() -> Self {
+        Shell {
+            home: tempfile::Builder::new()
+                .prefix("switchboard-hygiene-home-")
+                .tempdir()
+                .expect("temporary home"),
+        }
+    }
+
+    fn config_dir(&self) -> PathBuf {
+        self.home.path().join("config/switchboard")
+    }
+
+    fn run(&self, args: &[&str], stdin: &str) -> Output {
+        let mut command = Command::new(switchboard_binary());
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("SWITCHBOARD_") {
+                command.env_remove(name);
+            }
+        }
+        let mut child = command
+            .args(args)
+            .current_dir(self.home.path())
+            .env("HOME", self.home.path())
+            .env("XDG_CONFIG_HOME", self.home.path().join("config"))
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start switchboard");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("wait for switchboard")
+    }
+
+    fn ok(&self, args: &[&str], stdin: &str) -> String {
+        let output = self.run(args, stdin);
+        assert!(
+            output.status.success(),
+            "{args:?}: exit {:?}\nstderr:\n{}",
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+/// Plants, in `dir`, a symlink to `victim` at every temporary name the
+/// client wrote through before this fix (`.NAME.tmp-PID`) for the next
+/// process ids, as anyone who can write to the dir could.
+fn plant_symlinks_at_predictable_temporary_names(dir: &Path, file_name: &str, victim: &Path) {
+    let last_pid: u32 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .expect("read the last process id")
+        .trim()
+        .parse()
+        .expect("a process id");
+    for pid in last_pid + 1..last_pid + 3000 {
+        symlink(victim, dir.join(format!(".{file_name}.tmp-{pid}"))).expect("plant a symlink");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_files_holding_secrets_never_follow_planted_symlinks() {
+    let server = TestServer::configure().spawn().await;
+    let owner = server.user_token("olivia", &[("acme", WorkspaceRole::Owner)]);
+    let password = server.marker("pg-password");
+    let mut clients = Clients::connect(&server).await;
+    create_deployment(&mut clients, &owner, "acme", "dev").await;
+    create_connection(
+        &mut clients,
+        &owner,
+        "acme",
+        "warehouse",
+        snowflake_connection(&password),
+    )
+    .await;
+    create_link(
+        &mut clients,
+        &owner,
+        "acme",
+        "warehouse",
+        "dev",
+        schema_and_warehouse("DEV", "DEV_WH"),
+    )
+    .await;
+    ok(
+        clients
+            .workspaces
+            .update_workspace_policy(authorized(
+                UpdateWorkspacePolicyRequest {
+                    policy: Some(WorkspacePolicy {
+                        name: format!("{}/policy", workspace_name("acme")),
+                        allow_local_export: true,
+                        ..Default::default()
+                    }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["allow_local_export".to_owned()],
+                    }),
+                    request_id: String::new(),
+                },
+                &owner,
+            ))
+            .await,
+        "UpdateWorkspacePolicy",
+    );
+
+    let shell = Shell::new();
+    let victim = shell.home.path().join("victim");
+    std::fs::write(&victim, "precious").expect("write the victim file");
+
+    // The contexts file, which holds the token.
+    std::fs::create_dir_all(shell.config_dir()).expect("create the config dir");
+    plant_symlinks_at_predictable_temporary_names(&shell.config_dir(), "config.toml", &victim);
+    let config = shell.config_dir().join("config.toml");
+    let address = server.address().to_string();
+    shell.ok(
+        &["login", "--endpoint", &address, "--workspace", "acme"],
+        &format!("{owner}\n"),
+    );
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("the victim"),
+        "precious",
+        "login wrote through a symlink"
+    );
+    assert_eq!(mode(&config), 0o600, "the config file holds a token");
+
+    // `local env --output-file` into a dir others can write to.
+    let shared = shell.home.path().join("shared");
+    std::fs::create_dir(&shared).expect("create the shared dir");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777))
+        .expect("make the dir world-writable");
+    plant_symlinks_at_predictable_temporary_names(&shared, "app.env", &victim);
+    let env_file = shared.join("app.env");
+    symlink(&victim, &env_file).expect("plant a symlink at the .env");
+    let env_path = env_file.to_str().expect("utf-8");
+    // The resolver's feed may lag the link by a moment.
+    let started = Instant::now();
+    loop {
+        shell.ok(
+            &[
+                "local",
+                "env",
+                "--deployment",
+                "dev",
+                "--output-file",
+                env_path,
+            ],
+            "",
+        );
+        let written = std::fs::read_to_string(&env_file).expect("the .env");
+        if written.contains(&password) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the export never held the connection:\n{written}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("the victim"),
+        "precious",
+        "local env wrote secrets through a symlink"
+    );
+    assert!(
+        std::fs::symlink_metadata(&env_file)
+            .expect("the .env")
+            .file_type()
+            .is_file()
+    );
+    assert_eq!(mode(&env_file), 0o600, "the .env holds secrets");
+    // Only the planted links, the victim's and the written files remain: no
+    // temporary file was left behind.
+    let leftovers: Vec<String> = std::fs::read_dir(&shared)
+        .expect("list the shared dir")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    server.assert_logs_clean();
+}
