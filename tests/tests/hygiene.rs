@@ -14,19 +14,21 @@ use switchboard_proto::v1::connection_service_client::ConnectionServiceClient;
 use switchboard_proto::v1::deployment_service_client::DeploymentServiceClient;
 use switchboard_proto::v1::resolver_service_client::ResolverServiceClient;
 use switchboard_proto::v1::workspace_service_client::WorkspaceServiceClient;
-use switchboard_proto::v1::{UpdateWorkspacePolicyRequest, WorkspacePolicy};
+use switchboard_proto::v1::{
+    ResolveConnectionRequest, UpdateWorkspacePolicyRequest, WorkspacePolicy,
+};
 use switchboard_tests::{
     TestServer, WorkspaceRole, authorized, mint_user_token, switchboard_binary,
 };
 use tempfile::TempDir;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::support::{
-    Clients, create_connection, create_deployment, create_link, ok, schema_and_warehouse,
-    snowflake_connection, workspace_name,
+    Clients, create_connection, create_deployment, create_deployment_token, create_link, ok,
+    schema_and_warehouse, snowflake_connection, workspace_name,
 };
 
 /// One client per service on `channel`.
@@ -408,4 +410,328 @@ async fn client_files_holding_secrets_never_follow_planted_symlinks() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     server.assert_logs_clean();
+}
+
+/// A test CA and a server certificate it signed for `localhost` and
+/// 127.0.0.1, made with the `openssl` command (valid two days).
+struct TestPki {
+    dir: TempDir,
+}
+
+impl TestPki {
+    fn new() -> TestPki {
+        let dir = tempfile::tempdir().expect("temporary PKI dir");
+        let run = |args: &[&str]| {
+            let output = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("run openssl (the TLS tests need the openssl command)");
+            assert!(
+                output.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        run(&[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=switchboard test CA",
+            ],
+        ]
+        .concat());
+        run(&[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat());
+        std::fs::write(
+            dir.path().join("server.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("write the extensions");
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        std::fs::set_permissions(
+            dir.path().join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .expect("chmod the key");
+        TestPki { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `--tls-cert server.crt --tls-key server.key`.
+    fn server_args(&self) -> Vec<std::ffi::OsString> {
+        vec![
+            "--tls-cert".into(),
+            self.path("server.crt").into(),
+            "--tls-key".into(),
+            self.path("server.key").into(),
+        ]
+    }
+
+    /// An endpoint at `address` that trusts only the test CA.
+    fn endpoint(&self, address: SocketAddr) -> Endpoint {
+        let ca = std::fs::read(self.path("ca.crt")).expect("read the CA");
+        Endpoint::from_shared(format!("https://{address}"))
+            .expect("an endpoint")
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(5))
+            .tls_config(
+                ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(ca))
+                    .domain_name("localhost"),
+            )
+            .expect("a TLS config")
+    }
+}
+
+/// Whether a health check over `endpoint` gets any answer.
+async fn health_answers(endpoint: Endpoint) -> bool {
+    match endpoint.connect().await {
+        Ok(channel) => HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Starts `switchboard SUBCOMMAND` with TLS; waits for health over TLS.
+async fn start_tls(subcommand: &str, pki: &TestPki, args: &[&OsStr]) -> OwnServer {
+    let tls = pki.server_args();
+    let mut all: Vec<&OsStr> = args.to_vec();
+    all.extend(tls.iter().map(|arg| arg.as_os_str()));
+    let mut server = OwnServer::start(subcommand, &all);
+    server
+        .wait_until_serving(pki.endpoint(server.address))
+        .await;
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolver_serves_tls_to_clients_that_trust_its_ca_and_refuses_plaintext() {
+    let pki = TestPki::new();
+    // Control in plaintext on the fixture; the resolver apart, over TLS.
+    let control = TestServer::configure()
+        .with_role(switchboard_tests::Role::Control)
+        .spawn()
+        .await;
+    let owner = control.user_token("olivia", &[("acme", WorkspaceRole::Owner)]);
+    let password = control.marker("tls-password");
+    let mut clients = Clients::connect(&control).await;
+    create_deployment(&mut clients, &owner, "acme", "prod").await;
+    create_connection(
+        &mut clients,
+        &owner,
+        "acme",
+        "warehouse",
+        snowflake_connection(&password),
+    )
+    .await;
+    create_link(
+        &mut clients,
+        &owner,
+        "acme",
+        "warehouse",
+        "prod",
+        schema_and_warehouse("PROD", "PROD_WH"),
+    )
+    .await;
+    let token = create_deployment_token(&control, &mut clients, &owner, "acme", "prod").await;
+
+    let database_url = format!(
+        "sqlite://{}",
+        control.data_dir().join("switchboard.db").display()
+    );
+    let resolver = start_tls(
+        "resolver",
+        &pki,
+        &[
+            OsStr::new("--data-dir"),
+            control.data_dir().as_os_str(),
+            OsStr::new("--database-url"),
+            OsStr::new(&database_url),
+        ],
+    )
+    .await;
+    let channel = pki
+        .endpoint(resolver.address)
+        .connect()
+        .await
+        .expect("connect over TLS");
+    let resolved = ok(
+        ResolverServiceClient::new(channel)
+            .resolve_connection(authorized(
+                ResolveConnectionRequest {
+                    deployment: String::new(),
+                    conn_id: "warehouse".to_owned(),
+                },
+                &token,
+            ))
+            .await,
+        "ResolveConnection over TLS",
+    );
+    assert_eq!(resolved.password, password);
+    assert_eq!(resolved.schema, "PROD");
+
+    // Plaintext is refused, and so is a client that does not trust the CA.
+    assert!(
+        !health_answers(resolver.plaintext_endpoint()).await,
+        "a plaintext client got an answer"
+    );
+    let untrusting = Endpoint::from_shared(format!("https://{}", resolver.address))
+        .expect("an endpoint")
+        .connect_timeout(Duration::from_secs(2))
+        .tls_config(ClientTlsConfig::new().domain_name("localhost"))
+        .expect("a TLS config");
+    assert!(
+        !health_answers(untrusting).await,
+        "a client that does not trust the CA got an answer"
+    );
+    let logs = resolver.logs();
+    assert!(logs.contains("serving gRPC over TLS"), "{logs}");
+    assert!(
+        !logs.contains(&token) && !logs.contains(&password),
+        "secrets in the log"
+    );
+    // The resolver is still serving after the refused handshakes.
+    assert!(health_answers(pki.endpoint(resolver.address)).await);
+    control.assert_logs_clean();
+
+    check_shim_over_tls(&pki, resolver.address, &token, &password);
+}
+
+/// The Airflow shim's `tls_ca` backend kwarg, against the TLS resolver, in
+/// the shim's venv (scripts/airflow-shim-venvs.sh builds it); skipped with a
+/// note when that venv is absent, as the other Airflow checks are.
+fn check_shim_over_tls(pki: &TestPki, address: SocketAddr, token: &str, password: &str) {
+    let python = switchboard_tests::workspace_root().join("tools/airflow-shim-3/bin/python");
+    if !python.exists() {
+        eprintln!(
+            "skipping the shim over TLS: {} is absent (scripts/airflow-shim-venvs.sh builds it)",
+            python.display()
+        );
+        return;
+    }
+    let home = tempfile::tempdir().expect("AIRFLOW_HOME");
+    let script = "import json, os\n\
+        from switchboard_airflow import SwitchboardBackend\n\
+        backend = SwitchboardBackend(address=os.environ['PROBE_ADDRESS'], token=os.environ['PROBE_TOKEN'],\n\
+            tls_ca=os.environ['PROBE_CA'], cache_ttl=0)\n\
+        print(json.loads(backend.get_conn_value('warehouse'))['password'] == os.environ['PROBE_PASSWORD'])\n";
+    let output = Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .env("AIRFLOW_HOME", home.path())
+        .env("PROBE_ADDRESS", format!("localhost:{}", address.port()))
+        .env("PROBE_TOKEN", token)
+        .env("PROBE_CA", pki.path("ca.crt"))
+        .env("PROBE_PASSWORD", password)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the shim's python");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.trim_end().ends_with("True"),
+        "the shim over TLS: exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_over_tls_serves_the_cli_with_its_ca_and_refuses_plaintext() {
+    let pki = TestPki::new();
+    let data_dir = tempfile::tempdir().expect("data dir");
+    let server = start_tls(
+        "dev",
+        &pki,
+        &[OsStr::new("--data-dir"), data_dir.path().as_os_str()],
+    )
+    .await;
+    let owner = mint_user_token(data_dir.path(), "olivia", &[("acme", WorkspaceRole::Owner)]);
+    assert!(!health_answers(server.plaintext_endpoint()).await);
+
+    let shell = Shell::new();
+    let address = server.address.to_string();
+    let ca = pki.path("ca.crt");
+    shell.ok(
+        &[
+            "login",
+            "--endpoint",
+            &address,
+            "--ca-cert",
+            ca.to_str().expect("utf-8"),
+            "--tls-server-name",
+            "localhost",
+            "--workspace",
+            "acme",
+        ],
+        &format!("{owner}\n"),
+    );
+    shell.ok(&["deployments", "create", "prod"], "");
+    let listed = shell.ok(&["deployments", "list"], "");
+    assert!(listed.contains("prod"), "{listed}");
+    // Without the CA, the CLI refuses the server's certificate.
+    let refused = shell.run(
+        &[
+            "login",
+            "--endpoint",
+            &format!("https://{address}"),
+            "--tls-server-name",
+            "localhost",
+            "--context",
+            "untrusting",
+        ],
+        &format!("{owner}\n"),
+    );
+    assert!(!refused.status.success(), "login without the CA succeeded");
+    assert!(
+        !server.logs().contains(&owner),
+        "the token stays out of the log"
+    );
 }

@@ -97,6 +97,8 @@ pub(crate) struct ServeOpt {
     /// Control: how often every Secret is checked and repaired, e.g. 5m [default: 5m].
     #[arg(long, env = "SWITCHBOARD_KUBE_RESYNC", value_parser = crate::duration::parse)]
     kube_resync: Option<Duration>,
+    #[command(flatten)]
+    tls: crate::tls::TlsOpt,
 }
 
 /// The TOML file's shape.
@@ -117,6 +119,8 @@ struct FileConfig {
     auth: AuthFile,
     #[serde(default)]
     kubernetes: KubernetesFile,
+    #[serde(default)]
+    tls: crate::tls::TlsFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -167,6 +171,8 @@ pub(crate) struct Settings {
     pub rate_limit: u32,
     /// The Kubernetes Secret sync, when enabled.
     pub kubernetes: Option<KubernetesSettings>,
+    /// Server TLS; `None` serves plaintext.
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 /// The Kubernetes Secret sync's settings.
@@ -334,6 +340,7 @@ impl ServeOpt {
             bail!("rate_limit must be at least 1 call per second");
         }
         Ok(Settings {
+            tls: self.tls.settings(file.tls)?,
             kubernetes,
             rate_limit,
             max_stale,

@@ -8,6 +8,7 @@ mod duration;
 mod metrics_layer;
 mod rate_limit;
 mod server;
+mod tls;
 mod token;
 
 use std::ffi::OsString;

@@ -118,7 +118,14 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let mut router = Server::builder()
+    let mut server = Server::builder();
+    if let Some(tls) = &opt.tls {
+        server = server
+            .tls_config(crate::tls::server_config(tls)?)
+            .context("cannot use the TLS certificate and key")?;
+        info!(certificate = %tls.cert_file.display(), "serving gRPC over TLS");
+    }
+    let mut router = server
         // Deadlines: the client's grpc-timeout wins; none runs longer than this.
         .timeout(REQUEST_TIMEOUT)
         .layer(crate::metrics_layer::MetricsLayer)
