@@ -99,6 +99,8 @@ pub(crate) struct ServeOpt {
     kube_resync: Option<Duration>,
     #[command(flatten)]
     tls: crate::tls::TlsOpt,
+    #[command(flatten)]
+    retention: crate::retention::RetentionOpt,
 }
 
 /// The TOML file's shape.
@@ -121,6 +123,8 @@ struct FileConfig {
     kubernetes: KubernetesFile,
     #[serde(default)]
     tls: crate::tls::TlsFile,
+    #[serde(default)]
+    retention: crate::retention::RetentionFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -173,6 +177,8 @@ pub(crate) struct Settings {
     pub kubernetes: Option<KubernetesSettings>,
     /// Server TLS; `None` serves plaintext.
     pub tls: Option<crate::tls::TlsSettings>,
+    /// Control: how long the feed, request log and audit table keep rows.
+    pub retention: crate::retention::RetentionSettings,
 }
 
 /// The Kubernetes Secret sync's settings.
@@ -341,6 +347,7 @@ impl ServeOpt {
         }
         Ok(Settings {
             tls: self.tls.settings(file.tls)?,
+            retention: self.retention.settings(file.retention)?,
             kubernetes,
             rate_limit,
             max_stale,

@@ -141,6 +141,11 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
         if let SecretStore::Vault(vault) = store.secrets() {
             tokio::spawn(sweep_vault(vault.clone(), store.clone()));
         }
+        tokio::spawn(crate::retention::prune_periodically(
+            store.clone(),
+            clock.clone(),
+            opt.retention,
+        ));
         let page_key = store.shared_key("page-token", 32).await?;
         let control = Control::new(
             store.clone(),

@@ -11,6 +11,7 @@ pub mod keyfile;
 pub mod migration;
 pub mod private_file;
 pub mod records;
+pub mod retention;
 pub mod secrets;
 pub mod vault;
 pub mod visibility;
