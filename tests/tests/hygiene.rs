@@ -10,25 +10,32 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use switchboard_proto::v1::audit_service_client::AuditServiceClient;
 use switchboard_proto::v1::connection_service_client::ConnectionServiceClient;
 use switchboard_proto::v1::deployment_service_client::DeploymentServiceClient;
 use switchboard_proto::v1::resolver_service_client::ResolverServiceClient;
 use switchboard_proto::v1::workspace_service_client::WorkspaceServiceClient;
 use switchboard_proto::v1::{
-    ResolveConnectionRequest, UpdateWorkspacePolicyRequest, WorkspacePolicy,
+    CreateDeploymentRequest, CreateDeploymentTokenRequest, Deployment, DeploymentKind, Link,
+    LinkOverrides, ListAuditEventsRequest, ResolveConnectionRequest, RevokeDeploymentTokenRequest,
+    UpdateLinkRequest, UpdateWorkspacePolicyRequest, WorkspacePolicy,
 };
 use switchboard_tests::{
-    TestServer, WorkspaceRole, authorized, mint_user_token, switchboard_binary,
+    Role, TestServer, TestServerConfig, WorkspaceRole, authorized, mint_user_token, random_hex,
+    switchboard_binary,
 };
 use tempfile::TempDir;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::{Code, Status};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
+use crate::backends::Backend;
 use crate::support::{
-    Clients, create_connection, create_deployment, create_deployment_token, create_link, ok,
-    schema_and_warehouse, snowflake_connection, workspace_name,
+    Clients, OwnPostgres, connection_name, create_connection, create_deployment,
+    create_deployment_token, create_link, deployment_name, ok, schema_and_warehouse,
+    snowflake_connection, workspace_name,
 };
 
 /// One client per service on `channel`.
@@ -557,7 +564,7 @@ async fn resolver_serves_tls_to_clients_that_trust_its_ca_and_refuses_plaintext(
     let pki = TestPki::new();
     // Control in plaintext on the fixture; the resolver apart, over TLS.
     let control = TestServer::configure()
-        .with_role(switchboard_tests::Role::Control)
+        .with_role(Role::Control)
         .spawn()
         .await;
     let owner = control.user_token("olivia", &[("acme", WorkspaceRole::Owner)]);
@@ -734,4 +741,326 @@ async fn dev_over_tls_serves_the_cli_with_its_ca_and_refuses_plaintext() {
         !server.logs().contains(&owner),
         "the token stays out of the log"
     );
+}
+
+/// Tiny retentions: feed rows go after 1 s, request_id records and audit
+/// events after 4 s, pruned every second.
+const TINY_RETENTION: [(&str, &str); 4] = [
+    ("--feed-retention", "1s"),
+    ("--request-log-retention", "4s"),
+    ("--audit-retention", "4s"),
+    ("--prune-interval", "1s"),
+];
+
+/// Where the retention test keeps its data: the defaults, or a PostgreSQL of
+/// its own (pruning with tiny retentions would empty a shared one's audit
+/// table under other tests) with the shared OpenBao.
+enum RetentionBackend {
+    Embedded,
+    Postgres {
+        postgres: OwnPostgres,
+        vault_addr: String,
+    },
+}
+
+impl RetentionBackend {
+    fn apply(&self, config: TestServerConfig) -> TestServerConfig {
+        match self {
+            RetentionBackend::Embedded => config,
+            RetentionBackend::Postgres {
+                postgres,
+                vault_addr,
+            } => config
+                .with_arg("--database-url", &postgres.url)
+                .with_arg("--vault-addr", vault_addr)
+                .with_env("VAULT_TOKEN", "root"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_prunes_old_rows_and_a_resolver_behind_the_horizon_reloads() {
+    retention_scenario(RetentionBackend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_prunes_old_rows_and_a_resolver_behind_the_horizon_reloads_on_postgres_openbao() {
+    let Some(Backend::PostgresOpenBao { vault_addr, .. }) = Backend::postgres_openbao() else {
+        return;
+    };
+    let postgres = OwnPostgres::start_new();
+    retention_scenario(RetentionBackend::Postgres {
+        postgres,
+        vault_addr,
+    })
+    .await;
+}
+
+async fn retention_scenario(backend: RetentionBackend) {
+    let mut control = TestServer::configure().with_role(Role::Control);
+    for (flag, value) in TINY_RETENTION {
+        control = control.with_arg(flag, value);
+    }
+    let control = backend.apply(control).spawn().await;
+    let resolver = backend
+        .apply(
+            TestServer::configure()
+                .with_role(Role::Resolver)
+                .with_data_dir_of(&control),
+        )
+        .spawn()
+        .await;
+    let owner = control.user_token("olivia", &[("acme", WorkspaceRole::Owner)]);
+    resolver.forbid_in_logs(&owner);
+    let password = control.marker("retention-password");
+    resolver.forbid_in_logs(&password);
+    let mut clients = Clients::connect(&control).await;
+    let mut resolver_client = ResolverServiceClient::new(resolver.channel().await);
+
+    // A create with a request_id, retried within the window: one deployment.
+    let request_id = format!("retention-{}", random_hex(8));
+    let create_prod = || {
+        authorized(
+            CreateDeploymentRequest {
+                parent: workspace_name("acme"),
+                deployment_id: "prod".to_owned(),
+                deployment: Some(Deployment {
+                    kind: DeploymentKind::Standard as i32,
+                    ..Default::default()
+                }),
+                request_id: request_id.clone(),
+            },
+            &owner,
+        )
+    };
+    let first = ok(
+        clients.deployments.create_deployment(create_prod()).await,
+        "CreateDeployment",
+    );
+    let retried = ok(
+        clients.deployments.create_deployment(create_prod()).await,
+        "a retry within the request log's retention",
+    );
+    assert_eq!((retried.name, retried.etag), (first.name, first.etag));
+
+    create_connection(
+        &mut clients,
+        &owner,
+        "acme",
+        "warehouse",
+        snowflake_connection(&password),
+    )
+    .await;
+    create_link(
+        &mut clients,
+        &owner,
+        "acme",
+        "warehouse",
+        "prod",
+        schema_and_warehouse("PROD", "PROD_WH"),
+    )
+    .await;
+    let mut tokens = Vec::new();
+    for description in ["revoked later", "kept"] {
+        let issued = ok(
+            clients
+                .deployments
+                .create_deployment_token(authorized(
+                    CreateDeploymentTokenRequest {
+                        parent: deployment_name("acme", "prod"),
+                        description: description.to_owned(),
+                        request_id: String::new(),
+                    },
+                    &owner,
+                ))
+                .await,
+            "CreateDeploymentToken",
+        );
+        control.forbid_in_logs(&issued.token);
+        resolver.forbid_in_logs(&issued.token);
+        tokens.push(issued);
+    }
+    let resolve = |token: &str| {
+        authorized(
+            ResolveConnectionRequest {
+                deployment: String::new(),
+                conn_id: "warehouse".to_owned(),
+            },
+            token,
+        )
+    };
+    let mut seen = 0;
+    for issued in &tokens {
+        let resolved = ok(
+            resolver_client
+                .resolve_connection(resolve(&issued.token))
+                .await,
+            "ResolveConnection",
+        );
+        assert_eq!(resolved.schema, "PROD");
+        seen = resolved.revision;
+    }
+
+    // The resolver stops following the feed while two changes are made and
+    // pruned: it must notice it fell behind the horizon and reload.
+    resolver.signal("STOP");
+    let moved = ok(
+        clients
+            .connections
+            .update_link(authorized(
+                UpdateLinkRequest {
+                    link: Some(Link {
+                        name: format!("{}/links/prod", connection_name("acme", "warehouse")),
+                        overrides: Some(LinkOverrides {
+                            schema: Some("MOVED".to_owned()),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["overrides.schema".to_owned()],
+                    }),
+                    request_id: String::new(),
+                },
+                &owner,
+            ))
+            .await,
+        "UpdateLink",
+    );
+    assert_eq!(
+        moved
+            .overrides
+            .and_then(|overrides| overrides.schema)
+            .as_deref(),
+        Some("MOVED")
+    );
+    ok(
+        clients
+            .deployments
+            .revoke_deployment_token(authorized(
+                RevokeDeploymentTokenRequest {
+                    name: tokens[0].name.clone(),
+                },
+                &owner,
+            ))
+            .await,
+        "RevokeDeploymentToken",
+    );
+    // Both writes came after the revision the resolver had seen.
+    let pruned_past = seen + 2;
+    let horizon =
+        regex::Regex::new(r"retention pruning finished.*feed_horizon=(\d+)").expect("regex");
+    let started = Instant::now();
+    loop {
+        let logs = control.logs();
+        let reached = horizon
+            .captures_iter(&logs)
+            .filter_map(|found| found[1].parse::<i64>().ok())
+            .any(|revision| revision >= pruned_past);
+        if reached {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "control never pruned the feed past revision {pruned_past}:\n{logs}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    resolver.signal("CONT");
+
+    let started = Instant::now();
+    loop {
+        let revoked = resolver_client
+            .resolve_connection(resolve(&tokens[0].token))
+            .await;
+        let kept = resolver_client
+            .resolve_connection(resolve(&tokens[1].token))
+            .await;
+        let kept_schema = kept
+            .as_ref()
+            .map(|response| response.get_ref().schema.clone());
+        if revoked.as_ref().err().map(Status::code) == Some(Code::Unauthenticated)
+            && kept_schema.as_ref().is_ok_and(|schema| schema == "MOVED")
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the resolver never caught up after the feed was pruned past it: revoked token {:?}, kept token {kept_schema:?}",
+            revoked.map(|response| response.into_inner().schema)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        resolver.logs().contains("reloading everything"),
+        "the resolver says why it reloaded"
+    );
+
+    // Past the request log's retention, the same request is a new one.
+    let started = Instant::now();
+    loop {
+        match clients.deployments.create_deployment(create_prod()).await {
+            Err(status) if status.code() == Code::AlreadyExists => break,
+            Ok(_) => {}
+            Err(status) => panic!("a late retry: {status:?}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the request_id record was never pruned"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // Old audit events go; new ones are listed, and the service still works.
+    let mut audit = AuditServiceClient::new(control.channel().await);
+    let list = |audit: &mut AuditServiceClient<Channel>| {
+        let mut audit = audit.clone();
+        let owner = owner.clone();
+        async move {
+            ok(
+                audit
+                    .list_audit_events(authorized(
+                        ListAuditEventsRequest {
+                            parent: workspace_name("acme"),
+                            page_size: 100,
+                            page_token: String::new(),
+                            filter: String::new(),
+                        },
+                        &owner,
+                    ))
+                    .await,
+                "ListAuditEvents",
+            )
+            .audit_events
+        }
+    };
+    let started = Instant::now();
+    while list(&mut audit)
+        .await
+        .iter()
+        .any(|event| event.request_id == request_id)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the first CreateDeployment's audit event was never pruned"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    create_deployment(&mut clients, &owner, "acme", "fresh").await;
+    let events = list(&mut audit).await;
+    assert!(
+        events
+            .iter()
+            .any(|event| event.resource == deployment_name("acme", "fresh")),
+        "a new event is listed: {events:?}"
+    );
+    let resolved = ok(
+        resolver_client
+            .resolve_connection(resolve(&tokens[1].token))
+            .await,
+        "ResolveConnection after pruning",
+    );
+    assert_eq!(resolved.schema, "MOVED");
+    control.assert_logs_clean();
+    resolver.assert_logs_clean();
 }
