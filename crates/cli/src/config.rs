@@ -444,6 +444,33 @@ mod tests {
     }
 
     #[test]
+    fn tls_and_retention_come_from_their_tables() {
+        let file = write(
+            "[tls]\ncert_file = \"/etc/sb/server.crt\"\nkey_file = \"/etc/sb/server.key\"\n[retention]\nfeed = \"2d\"\nrequest_log = \"1d\"\naudit = \"90d\"\nprune_interval = \"10m\"\n",
+        );
+        let opt = ServeOpt {
+            config: Some(file.path().to_owned()),
+            ..ServeOpt::default()
+        };
+        let settings = opt.settings().unwrap();
+        let tls = settings.tls.unwrap();
+        assert_eq!(tls.key_file, PathBuf::from("/etc/sb/server.key"));
+        assert_eq!(
+            settings.retention.retention.feed,
+            Duration::from_secs(2 * 86_400)
+        );
+        assert_eq!(settings.retention.prune_interval, Duration::from_secs(600));
+        for text in ["[tls]\ncert = \"x\"", "[retention]\nfeeds = \"1d\""] {
+            let file = write(text);
+            let opt = ServeOpt {
+                config: Some(file.path().to_owned()),
+                ..ServeOpt::default()
+            };
+            assert!(opt.settings().is_err(), "{text}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_errors() {
         for text in [
             "lisen = \"127.0.0.1:1\"",
