@@ -101,6 +101,10 @@ pub(crate) struct ServeOpt {
     /// Control: how often every Secret is checked and repaired, e.g. 5m [default: 5m].
     #[arg(long, env = "SWITCHBOARD_KUBE_RESYNC", value_parser = crate::duration::parse)]
     kube_resync: Option<Duration>,
+    #[command(flatten)]
+    tls: crate::tls::TlsOpt,
+    #[command(flatten)]
+    retention: crate::retention::RetentionOpt,
 }
 
 /// The TOML file's shape.
@@ -121,6 +125,10 @@ struct FileConfig {
     auth: AuthFile,
     #[serde(default)]
     kubernetes: KubernetesFile,
+    #[serde(default)]
+    tls: crate::tls::TlsFile,
+    #[serde(default)]
+    retention: crate::retention::RetentionFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -172,6 +180,10 @@ pub(crate) struct Settings {
     pub rate_limit: u32,
     /// The Kubernetes Secret sync, when enabled.
     pub kubernetes: Option<KubernetesSettings>,
+    /// Server TLS; `None` serves plaintext.
+    pub tls: Option<crate::tls::TlsSettings>,
+    /// Control: how long the feed, request log and audit table keep rows.
+    pub retention: crate::retention::RetentionSettings,
 }
 
 /// The Kubernetes Secret sync's settings.
@@ -349,6 +361,8 @@ impl ServeOpt {
             bail!("rate_limit must be at least 1 call per second");
         }
         Ok(Settings {
+            tls: self.tls.settings(file.tls)?,
+            retention: self.retention.settings(file.retention)?,
             kubernetes,
             rate_limit,
             max_stale,
@@ -472,6 +486,33 @@ mod tests {
         };
         let err = format!("{:#}", opt.settings().unwrap_err());
         assert!(err.contains("resolver address"), "{err}");
+    }
+
+    #[test]
+    fn tls_and_retention_come_from_their_tables() {
+        let file = write(
+            "[tls]\ncert_file = \"/etc/sb/server.crt\"\nkey_file = \"/etc/sb/server.key\"\n[retention]\nfeed = \"2d\"\nrequest_log = \"1d\"\naudit = \"90d\"\nprune_interval = \"10m\"\n",
+        );
+        let opt = ServeOpt {
+            config: Some(file.path().to_owned()),
+            ..ServeOpt::default()
+        };
+        let settings = opt.settings().unwrap();
+        let tls = settings.tls.unwrap();
+        assert_eq!(tls.key_file, PathBuf::from("/etc/sb/server.key"));
+        assert_eq!(
+            settings.retention.retention.feed,
+            Duration::from_secs(2 * 86_400)
+        );
+        assert_eq!(settings.retention.prune_interval, Duration::from_secs(600));
+        for text in ["[tls]\ncert = \"x\"", "[retention]\nfeeds = \"1d\""] {
+            let file = write(text);
+            let opt = ServeOpt {
+                config: Some(file.path().to_owned()),
+                ..ServeOpt::default()
+            };
+            assert!(opt.settings().is_err(), "{text}");
+        }
     }
 
     #[test]

@@ -7,7 +7,9 @@ mod config;
 mod duration;
 mod metrics_layer;
 mod rate_limit;
+mod retention;
 mod server;
+mod tls;
 mod token;
 
 use std::ffi::OsString;

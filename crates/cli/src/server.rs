@@ -118,7 +118,14 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let mut router = Server::builder()
+    let mut server = Server::builder();
+    if let Some(tls) = &opt.tls {
+        server = server
+            .tls_config(crate::tls::server_config(tls)?)
+            .context("cannot use the TLS certificate and key")?;
+        info!(certificate = %tls.cert_file.display(), "serving gRPC over TLS");
+    }
+    let mut router = server
         // Deadlines: the client's grpc-timeout wins; none runs longer than this.
         .timeout(REQUEST_TIMEOUT)
         .layer(crate::metrics_layer::MetricsLayer)
@@ -134,6 +141,11 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
         if let SecretStore::Vault(vault) = store.secrets() {
             tokio::spawn(sweep_vault(vault.clone(), store.clone()));
         }
+        tokio::spawn(crate::retention::prune_periodically(
+            store.clone(),
+            clock.clone(),
+            opt.retention,
+        ));
         let page_key = store.shared_key("page-token", 32).await?;
         let control = Control::new(
             store.clone(),

@@ -6,7 +6,7 @@
 //! loaded concurrently with a change is therefore never mistaken for fresh.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -63,6 +63,10 @@ pub(crate) struct Caches {
     connections_changed: RwLock<HashMap<String, i64>>,
     /// Workspace → highest revision that changed its tokens or deployments.
     tokens_changed: RwLock<HashMap<String, i64>>,
+    /// A revision at which every workspace counts as changed: set when the
+    /// follower fell behind the feed's pruned horizon and cannot know what
+    /// changed.
+    everything_changed: AtomicI64,
     health: Mutex<FeedHealth>,
     max_stale: Duration,
     /// A feed silent for longer than this counts as an outage.
@@ -78,6 +82,7 @@ impl Caches {
             tokens: Cache::new(MAX_TOKENS),
             connections_changed: RwLock::new(HashMap::new()),
             tokens_changed: RwLock::new(HashMap::new()),
+            everything_changed: AtomicI64::new(i64::MIN),
             health: Mutex::new(FeedHealth {
                 last_ok: Instant::now(),
                 applied,
@@ -87,10 +92,12 @@ impl Caches {
         }
     }
 
-    fn changed_at(map: &RwLock<HashMap<String, i64>>, workspace: &str) -> i64 {
-        map.read()
+    fn changed_at(&self, map: &RwLock<HashMap<String, i64>>, workspace: &str) -> i64 {
+        let changed = map
+            .read()
             .map(|map| map.get(workspace).copied().unwrap_or(i64::MIN))
-            .unwrap_or(i64::MAX)
+            .unwrap_or(i64::MAX);
+        changed.max(self.everything_changed.load(Ordering::Acquire))
     }
 
     /// The deployment's current view, loaded by `load` when the cache has
@@ -106,7 +113,7 @@ impl Caches {
         outage: Duration,
         load: impl FnOnce() -> BoxFuture<'a, ResolverResult<Arc<View>>>,
     ) -> ResolverResult<(Arc<View>, bool)> {
-        let changed = Self::changed_at(&self.connections_changed, workspace);
+        let changed = self.changed_at(&self.connections_changed, workspace);
         let key = (workspace.to_owned(), deployment.to_owned(), changed);
         if let Some(view) = self.views.get(&key).await {
             return Ok((view, false));
@@ -164,8 +171,7 @@ impl Caches {
     /// A token entry still valid per the feed.
     pub(crate) async fn token(&self, token_id: &str) -> Option<Arc<TokenEntry>> {
         let entry = self.tokens.get(token_id).await?;
-        (entry.revision >= Self::changed_at(&self.tokens_changed, &entry.workspace))
-            .then_some(entry)
+        (entry.revision >= self.changed_at(&self.tokens_changed, &entry.workspace)).then_some(entry)
     }
 
     pub(crate) async fn put_token(&self, token_id: &str, entry: Arc<TokenEntry>) {
@@ -186,6 +192,15 @@ impl Caches {
                 *entry = (*entry).max(revision);
             }
         }
+    }
+
+    /// Counts every workspace as changed at `revision`: the feed was pruned
+    /// past what this follower applied, so the changes in between are
+    /// unknown. Views get new keys and reload; a token loaded at or after
+    /// `revision` already reflects them and stays valid.
+    pub(crate) fn invalidate_everything(&self, revision: i64) {
+        self.everything_changed
+            .fetch_max(revision, Ordering::AcqRel);
     }
 
     /// Records a successful feed read up to `applied`.
@@ -222,5 +237,45 @@ impl Caches {
     /// feed having been unreadable for `outage` (from [`Self::outage`]).
     pub(crate) fn trusted(&self, outage: Duration) -> bool {
         outage < self.max_stale
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(revision: i64) -> Arc<TokenEntry> {
+        Arc::new(TokenEntry {
+            revision,
+            workspace: "acme".to_owned(),
+            hash: String::new(),
+            principal: Principal::Deployment {
+                workspace: "acme".to_owned(),
+                deployment: "prod".to_owned(),
+                token_id: "t".to_owned(),
+            },
+        })
+    }
+
+    #[tokio::test]
+    async fn a_pruned_feed_invalidates_what_was_loaded_before_its_horizon() {
+        let caches = Caches::new(Duration::from_secs(60), Duration::from_secs(1), 10);
+        caches.put_token("old", entry(10)).await;
+        caches.put_token("new", entry(25)).await;
+        assert!(caches.token("old").await.is_some());
+        caches.invalidate_everything(20);
+        assert!(
+            caches.token("old").await.is_none(),
+            "loaded before the horizon"
+        );
+        assert!(
+            caches.token("new").await.is_some(),
+            "loaded after the horizon"
+        );
+        // A lower horizon never undoes a higher one.
+        caches.invalidate_everything(5);
+        assert!(caches.token("old").await.is_none());
+        // Views move to a new key, so they reload.
+        assert_eq!(caches.changed_at(&caches.connections_changed, "acme"), 20);
     }
 }

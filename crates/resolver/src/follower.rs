@@ -45,16 +45,30 @@ pub(crate) async fn run(
             _ = wake.notified() => {}
         }
         loop {
-            let read =
-                tokio::time::timeout(READ_TIMEOUT, feed::changes_after(store.db(), cursor, BATCH))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(StoreError::Database(DbErr::Custom(format!(
-                            "no answer within {READ_TIMEOUT:?}"
-                        ))))
-                    });
+            // The horizon is read after the changes: pruning raises it
+            // before deleting, so rows missing from this read show in it.
+            let read = tokio::time::timeout(READ_TIMEOUT, async {
+                let changes = feed::changes_after(store.db(), cursor, BATCH).await?;
+                let horizon = feed::pruned_through(store.db()).await?;
+                Ok::<_, StoreError>((changes, horizon))
+            })
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Database(DbErr::Custom(format!(
+                    "no answer within {READ_TIMEOUT:?}"
+                ))))
+            });
             match read {
-                Ok(changes) => {
+                Ok((changes, horizon)) => {
+                    if horizon > cursor {
+                        tracing::warn!(
+                            cursor,
+                            pruned_through = horizon,
+                            "the change feed was pruned past this resolver's cursor; reloading everything"
+                        );
+                        caches.invalidate_everything(horizon);
+                        cursor = horizon;
+                    }
                     let now = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0, |since| since.as_micros() as i64);

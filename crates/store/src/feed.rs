@@ -71,3 +71,19 @@ pub async fn changes_after<C: ConnectionTrait>(
         .all(db)
         .await?)
 }
+
+/// The revision up to which the feed was pruned (0: never). A follower whose
+/// cursor is below it may have missed changes and must reload everything.
+/// Read it after [`changes_after`]: pruning raises it before deleting.
+pub async fn pruned_through<C: ConnectionTrait>(db: &C) -> StoreResult<i64> {
+    let row = db
+        .query_one(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT pruned_through FROM feed_horizon WHERE id = 1",
+        ))
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get::<i64>("", "pruned_through")?,
+        None => 0,
+    })
+}

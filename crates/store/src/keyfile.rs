@@ -2,35 +2,29 @@
 //! refused when group- or world-readable.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use rand::RngCore;
 
 use crate::error::{StoreError, StoreResult};
+use crate::private_file;
 
-/// Reads the `len`-byte key at `path`, creating it with random bytes if absent.
+/// Reads the `len`-byte key at `path`, creating it with random bytes if
+/// absent (see [`private_file::create_new`]: never through a symlink, never
+/// half-written, and when two processes start on one data dir both keep the
+/// key written first).
 pub fn load_or_create(path: &Path, len: usize) -> StoreResult<Vec<u8>> {
     let fail = |reason: String| StoreError::KeyFile {
         path: path.display().to_string(),
         reason,
     };
     if !path.exists() {
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(|err| fail(err.to_string()))?;
-        }
         let mut key = vec![0u8; len];
         rand::rngs::OsRng.fill_bytes(&mut key);
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|err| fail(err.to_string()))?;
-        file.write_all(&key).map_err(|err| fail(err.to_string()))?;
-        file.sync_all().map_err(|err| fail(err.to_string()))?;
-        return Ok(key);
+        if private_file::create_new(path, &key).map_err(|err| fail(err.to_string()))? {
+            return Ok(key);
+        }
     }
     ensure_private(path)?;
     let key = fs::read(path).map_err(|err| fail(err.to_string()))?;
@@ -85,6 +79,16 @@ mod tests {
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(load_or_create(&path, 32).unwrap(), first);
+    }
+
+    #[test]
+    fn a_dangling_symlink_where_the_key_goes_is_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        let path = dir.path().join("key");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        assert!(load_or_create(&path, 32).is_err());
+        assert!(!target.exists(), "no key was written through the symlink");
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use sea_orm_migration::prelude::*;
 
+mod retention;
+
 /// All migrations, oldest first.
 #[derive(Debug)]
 pub struct Migrator;
@@ -10,7 +12,11 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(Initial), Box::new(SharedKeys)]
+        vec![
+            Box::new(Initial),
+            Box::new(SharedKeys),
+            Box::new(retention::Retention),
+        ]
     }
 }
 

@@ -270,6 +270,7 @@ async fn connect_sqlite(database_url: &str) -> StoreResult<DatabaseConnection> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10));
+    create_private_database_file(database_url, options.get_filename())?;
     let pool = SqlitePoolOptions::new()
         .max_connections(8)
         .connect_with(options)
@@ -285,4 +286,34 @@ async fn connect_sqlite(database_url: &str) -> StoreResult<DatabaseConnection> {
     ))
     .await?;
     Ok(db)
+}
+
+/// Creates the SQLite file with mode 0600 before sqlx opens it, so it never
+/// exists with the umask's mode; SQLite gives its `-wal` and `-shm` files the
+/// database file's mode. An existing file is left as it is, with a warning
+/// when others may read it.
+fn create_private_database_file(database_url: &str, path: &std::path::Path) -> StoreResult<()> {
+    use std::os::unix::fs::PermissionsExt;
+
+    let in_memory = database_url.contains(":memory:") || database_url.contains("mode=memory");
+    if in_memory || path.as_os_str().is_empty() {
+        return Ok(());
+    }
+    let fail = |err: std::io::Error| {
+        StoreError::Database(sea_orm::DbErr::Custom(format!(
+            "cannot create the SQLite database file {}: {err}",
+            path.display()
+        )))
+    };
+    if !crate::private_file::create_empty(path).map_err(fail)?
+        && let Ok(metadata) = std::fs::metadata(path)
+        && metadata.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{:o}", metadata.permissions().mode() & 0o777),
+            "the SQLite database file is readable by group or others; run chmod 600 on it (and on its -wal and -shm files)"
+        );
+    }
+    Ok(())
 }

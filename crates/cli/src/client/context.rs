@@ -4,8 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -121,47 +120,13 @@ impl ConfigFile {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same dir, so
-/// readers never see a partial file; the file gets mode 0600 and a created
-/// parent dir 0700.
+/// Writes `bytes` to `path` as a private file (mode 0600, a created parent
+/// dir 0700) through a fresh temporary file in the same dir, opened with
+/// `O_EXCL | O_NOFOLLOW` and renamed into place: readers never see a partial
+/// file, and a symlink planted at the path is replaced, not written through.
 pub(crate) fn write_private_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !dir.exists() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let file_name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file path", path.display()))?;
-    let temporary = dir.join(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let written = (|| -> std::io::Result<()> {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temporary)?;
-        // An older temporary file may have other permissions.
-        file.set_permissions(fs::Permissions::from_mode(0o600))?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&temporary, path)
-    })();
-    if let Err(err) = written {
-        let _ = fs::remove_file(&temporary);
-        return Err(anyhow::Error::new(err).context(format!("cannot write {}", path.display())));
-    }
-    Ok(())
+    switchboard_store::private_file::write(path, bytes)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Options of `switchboard login`.

@@ -181,8 +181,25 @@ impl KubeSync {
         loop {
             let mut dirty = BTreeSet::new();
             loop {
-                match feed::changes_after(self.store.db(), cursor, FEED_BATCH).await {
-                    Ok(changes) => {
+                let read = match feed::changes_after(self.store.db(), cursor, FEED_BATCH).await {
+                    Ok(changes) => feed::pruned_through(self.store.db())
+                        .await
+                        .map(|horizon| (changes, horizon)),
+                    Err(err) => Err(err),
+                };
+                match read {
+                    Ok((changes, horizon)) => {
+                        if horizon > cursor {
+                            // Changes were pruned before this sync saw them:
+                            // resync every workspace now.
+                            tracing::warn!(
+                                cursor,
+                                pruned_through = horizon,
+                                "the change feed was pruned past the kubernetes sync's cursor; resyncing everything"
+                            );
+                            next_resync = Instant::now();
+                            cursor = horizon;
+                        }
                         for change in &changes {
                             dirty.insert(change.workspace.clone());
                             cursor = cursor.max(change.revision);
