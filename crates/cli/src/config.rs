@@ -63,6 +63,11 @@ pub(crate) struct ServeOpt {
     /// JWKS URL with the keys that sign user tokens; cached and refreshed.
     #[arg(long, env = "SWITCHBOARD_JWKS_URL")]
     jwks_url: Option<String>,
+    /// How often the JWKS is re-read, e.g. 5m; a token naming an unknown key
+    /// triggers at most one extra read per 30 s (or per this interval, if
+    /// shorter), and failed reads back off [default: 5m].
+    #[arg(long, env = "SWITCHBOARD_JWKS_REFRESH", value_parser = crate::duration::parse)]
+    jwks_refresh: Option<Duration>,
     /// Required `iss` of user tokens.
     #[arg(long, env = "SWITCHBOARD_JWT_ISSUER")]
     jwt_issuer: Option<String>,
@@ -147,6 +152,7 @@ struct VaultFile {
 struct AuthFile {
     jwks_file: Option<PathBuf>,
     jwks_url: Option<String>,
+    jwks_refresh: Option<String>,
     issuer: Option<String>,
 }
 
@@ -161,6 +167,8 @@ pub(crate) struct Settings {
     pub jwks_file: Option<PathBuf>,
     pub jwks_url: Option<String>,
     pub jwt_issuer: Option<String>,
+    /// How often a JWKS is re-read.
+    pub jwks_refresh: Duration,
     pub max_stale: Duration,
     /// Whether the resolver caches answers and token lookups.
     pub cache: bool,
@@ -285,6 +293,16 @@ impl ServeOpt {
         if jwt_issuer.is_some() && jwks_file.is_none() && jwks_url.is_none() {
             bail!("a JWT issuer needs jwks_file or jwks_url");
         }
+        let jwks_refresh = match (self.jwks_refresh, file.auth.jwks_refresh) {
+            (Some(flag), _) => flag,
+            (None, Some(text)) => crate::duration::parse(&text).map_err(|why| {
+                anyhow::anyhow!("invalid auth.jwks_refresh in the config file: {why}")
+            })?,
+            (None, None) => switchboard_store::jwks::DEFAULT_REFRESH_EVERY,
+        };
+        if jwks_refresh < Duration::from_secs(1) {
+            bail!("jwks_refresh must be at least 1s");
+        }
         let max_stale = match (self.max_stale, file.max_stale) {
             (Some(flag), _) => flag,
             (None, Some(text)) => crate::duration::parse(&text)
@@ -346,6 +364,7 @@ impl ServeOpt {
             jwks_file,
             jwks_url,
             jwt_issuer,
+            jwks_refresh,
         })
     }
 }

@@ -264,7 +264,9 @@ async fn authenticator(opt: &Settings, dev_key: &[u8]) -> anyhow::Result<Authent
         (None, Some(url)) => JwksSource::Url(url.clone()),
         (None, None) => return Ok(Authenticator::hs256(dev_key)),
     };
-    let jwks = Jwks::load(source).await.context("cannot load the JWKS")?;
+    let jwks = Jwks::load_refreshing_every(source, opt.jwks_refresh)
+        .await
+        .context("cannot load the JWKS")?;
     info!("user tokens verified against the JWKS (RS256/ES256)");
     Ok(Authenticator::jwks(jwks, opt.jwt_issuer.clone()))
 }
