@@ -82,10 +82,16 @@ pub(crate) struct ServeOpt {
     /// no cache (for measuring the cold path; nothing is held for an outage).
     #[arg(long, env = "SWITCHBOARD_NO_CACHE")]
     no_cache: bool,
-    /// Control: calls per second each caller (token, or address when
-    /// unauthenticated) may make, in bursts of 5 seconds' worth [default: 50].
+    /// Control: calls per second each caller (a user by subject, a deployment
+    /// by name, or an address for calls that fail authentication) may make,
+    /// in bursts of 5 seconds' worth [default: 50].
     #[arg(long, env = "SWITCHBOARD_RATE_LIMIT")]
     rate_limit: Option<u32>,
+    /// Resolver: calls per second each caller (a deployment, a user, or an
+    /// address for calls that fail authentication) may make, in bursts of
+    /// 5 seconds' worth [default: 1000].
+    #[arg(long, env = "SWITCHBOARD_RESOLVER_RATE_LIMIT")]
+    resolver_rate_limit: Option<u32>,
     /// Control: keep a Kubernetes Secret per deployment whose secret_delivery
     /// asks for one (needs --kube-resolver-address).
     #[arg(long, env = "SWITCHBOARD_KUBE_SYNC")]
@@ -116,6 +122,7 @@ struct FileConfig {
     /// `false` turns the resolver's cache off.
     cache: Option<bool>,
     rate_limit: Option<u32>,
+    resolver_rate_limit: Option<u32>,
     #[serde(default)]
     vault: VaultFile,
     #[serde(default)]
@@ -173,6 +180,8 @@ pub(crate) struct Settings {
     /// Whether the resolver caches answers and token lookups.
     pub cache: bool,
     pub rate_limit: u32,
+    /// The resolver's per-caller limit, calls per second.
+    pub resolver_rate_limit: u32,
     /// The Kubernetes Secret sync, when enabled.
     pub kubernetes: Option<KubernetesSettings>,
 }
@@ -351,9 +360,17 @@ impl ServeOpt {
         if rate_limit == 0 {
             bail!("rate_limit must be at least 1 call per second");
         }
+        let resolver_rate_limit = self
+            .resolver_rate_limit
+            .or(file.resolver_rate_limit)
+            .unwrap_or(1000);
+        if resolver_rate_limit == 0 {
+            bail!("resolver_rate_limit must be at least 1 call per second");
+        }
         Ok(Settings {
             kubernetes,
             rate_limit,
+            resolver_rate_limit,
             max_stale,
             cache: !self.no_cache && file.cache.unwrap_or(true),
             data_dir,

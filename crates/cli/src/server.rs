@@ -125,7 +125,7 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
         .layer(crate::metrics_layer::MetricsLayer::new(&served)?)
         .layer(crate::rate_limit::RateLimitLayer::new(
             opt.rate_limit,
-            opt.rate_limit.saturating_mul(5),
+            opt.resolver_rate_limit,
         ))
         .add_service(health_service)
         .add_service(reflection_v1)

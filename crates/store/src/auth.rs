@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -218,6 +220,78 @@ impl Authenticator {
             deployment: row.deployment_id,
             token_id: row.token_id,
         })
+    }
+}
+
+/// Who a call is charged to by a per-caller limit: the authenticated
+/// principal, or the peer address when authentication failed (so that
+/// garbage tokens from one address share one allowance).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller<'a> {
+    /// A user, by the subject of its token.
+    User { subject: &'a str },
+    /// A deployment, by name, whichever of its tokens was presented.
+    Deployment {
+        workspace: &'a str,
+        deployment: &'a str,
+    },
+    /// An unauthenticated call, by peer address (unknown off TCP).
+    Peer(Option<IpAddr>),
+}
+
+/// Decides whether a caller may proceed (the server's rate limit).
+pub trait CallerGate: Send + Sync {
+    /// Whether `caller` may make one more call now.
+    fn admit(&self, caller: Caller<'_>) -> bool;
+}
+
+/// A per-call admission check, placed in a request's extensions by the
+/// server's rate-limit layer and consulted by the services right after
+/// authentication, so the limit is keyed on who the caller is rather than on
+/// how the token was spelled, and the token is verified once.
+#[derive(Clone)]
+pub struct Admission {
+    gate: Arc<dyn CallerGate>,
+    peer: Option<IpAddr>,
+}
+
+impl fmt::Debug for Admission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Admission")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Admission {
+    /// An admission through `gate` for a call from `peer`.
+    pub fn new(gate: Arc<dyn CallerGate>, peer: Option<IpAddr>) -> Self {
+        Self { gate, peer }
+    }
+
+    /// Charges the call to `principal`, or to the peer when authentication
+    /// failed (`None`). Without an admission (no limit) every call proceeds.
+    pub fn check(admission: Option<&Admission>, principal: Option<&Principal>) -> StoreResult<()> {
+        let Some(admission) = admission else {
+            return Ok(());
+        };
+        let caller = match principal {
+            Some(Principal::User { subject, .. }) => Caller::User { subject },
+            Some(Principal::Deployment {
+                workspace,
+                deployment,
+                ..
+            }) => Caller::Deployment {
+                workspace,
+                deployment,
+            },
+            None => Caller::Peer(admission.peer),
+        };
+        if admission.gate.admit(caller) {
+            Ok(())
+        } else {
+            Err(StoreError::RateLimited)
+        }
     }
 }
 
