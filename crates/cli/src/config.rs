@@ -466,6 +466,31 @@ mod tests {
     }
 
     #[test]
+    fn rate_limits_and_the_jwks_refresh_have_defaults_and_file_keys() {
+        let defaults = ServeOpt::default().settings().unwrap();
+        assert_eq!(
+            (defaults.rate_limit, defaults.resolver_rate_limit),
+            (50, 1000)
+        );
+        assert_eq!(defaults.jwks_refresh, Duration::from_secs(300));
+        let file = write(
+            "rate_limit = 7\nresolver_rate_limit = 9\n[auth]\njwks_file = \"/k.json\"\njwks_refresh = \"2m\"\n",
+        );
+        let opt = ServeOpt {
+            config: Some(file.path().to_owned()),
+            ..ServeOpt::default()
+        };
+        let settings = opt.settings().unwrap();
+        assert_eq!((settings.rate_limit, settings.resolver_rate_limit), (7, 9));
+        assert_eq!(settings.jwks_refresh, Duration::from_secs(120));
+        let opt = ServeOpt {
+            resolver_rate_limit: Some(0),
+            ..ServeOpt::default()
+        };
+        assert!(opt.settings().is_err());
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_errors() {
         for text in [
             "lisen = \"127.0.0.1:1\"",
