@@ -59,10 +59,11 @@ wait_for_port() {
 pids+=($!)
 wait_for_port 50771
 "$bin" resolver "${backends[@]}" --listen 127.0.0.1:50772 --metrics-listen 127.0.0.1:50773 \
+  --resolver-rate-limit 1000000 \
   >"$work/resolver.log" 2>&1 &
 resolver_pid=$!
 pids+=($resolver_pid)
-"$bin" resolver "${backends[@]}" --listen 127.0.0.1:50774 --no-cache \
+"$bin" resolver "${backends[@]}" --listen 127.0.0.1:50774 --no-cache --resolver-rate-limit 1000000 \
   >"$work/cold.log" 2>&1 &
 pids+=($!)
 wait_for_port 50772

@@ -111,7 +111,12 @@ async fn link_warehouse_to_prod(server: &TestServer, clients: &mut Clients, labe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_smoke_reports_the_ceiling_warm_resolves_misses_and_propagation() {
-    let server = TestServer::configure().with_metrics().spawn().await;
+    // One deployment token at full speed: lift the resolver's per-caller limit.
+    let server = TestServer::configure()
+        .with_metrics()
+        .with_arg("--resolver-rate-limit", "1000000")
+        .spawn()
+        .await;
     let mut clients = Clients::connect(&server).await;
     let Linked {
         operator, token, ..
@@ -154,6 +159,7 @@ async fn bench_smoke_reports_the_ceiling_warm_resolves_misses_and_propagation() 
         .with_role(Role::Resolver)
         .with_data_dir_of(&server)
         .with_flag("--no-cache")
+        .with_arg("--resolver-rate-limit", "1000000")
         .spawn()
         .await;
     let user_token_file = files.path().join("user-token");

@@ -2,6 +2,7 @@
 //! clients and real grpcurl). Build the binary first:
 //! `cargo build -p switchboard-cli` (or `scripts/test.sh`, which does).
 
+mod abuse;
 mod auth;
 mod backends;
 mod bad_input;
@@ -13,6 +14,7 @@ mod fuzz_requests;
 mod grpcurl;
 mod guarantees;
 mod hygiene;
+mod jwt_claims;
 mod leak_scan;
 mod limits;
 mod permissions;

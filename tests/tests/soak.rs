@@ -317,6 +317,7 @@ async fn soak_concurrent_writers_and_resolvers_without_errors_or_memory_growth()
     let server = Arc::new(
         TestServer::configure()
             .with_arg("--rate-limit", "100000")
+            .with_arg("--resolver-rate-limit", "100000")
             .spawn()
             .await,
     );
@@ -345,7 +346,8 @@ async fn soak_on_postgres_and_openbao_with_a_separate_resolver() {
             .apply(
                 TestServer::configure()
                     .with_role(Role::Resolver)
-                    .with_data_dir_of(&control),
+                    .with_data_dir_of(&control)
+                    .with_arg("--resolver-rate-limit", "100000"),
             )
             .spawn()
             .await,

@@ -67,6 +67,11 @@ pub(crate) struct ServeOpt {
     /// JWKS URL with the keys that sign user tokens; cached and refreshed.
     #[arg(long, env = "SWITCHBOARD_JWKS_URL")]
     jwks_url: Option<String>,
+    /// How often the JWKS is re-read, e.g. 5m; a token naming an unknown key
+    /// triggers at most one extra read per 30 s (or per this interval, if
+    /// shorter), and failed reads back off [default: 5m].
+    #[arg(long, env = "SWITCHBOARD_JWKS_REFRESH", value_parser = crate::duration::parse)]
+    jwks_refresh: Option<Duration>,
     /// Required `iss` of user tokens.
     #[arg(long, env = "SWITCHBOARD_JWT_ISSUER")]
     jwt_issuer: Option<String>,
@@ -81,10 +86,16 @@ pub(crate) struct ServeOpt {
     /// no cache (for measuring the cold path; nothing is held for an outage).
     #[arg(long, env = "SWITCHBOARD_NO_CACHE")]
     no_cache: bool,
-    /// Control: calls per second each caller (token, or address when
-    /// unauthenticated) may make, in bursts of 5 seconds' worth [default: 50].
+    /// Control: calls per second each caller (a user by subject, a deployment
+    /// by name, or an address for calls that fail authentication) may make,
+    /// in bursts of 5 seconds' worth [default: 50].
     #[arg(long, env = "SWITCHBOARD_RATE_LIMIT")]
     rate_limit: Option<u32>,
+    /// Resolver: calls per second each caller (a deployment, a user, or an
+    /// address for calls that fail authentication) may make, in bursts of
+    /// 5 seconds' worth [default: 1000].
+    #[arg(long, env = "SWITCHBOARD_RESOLVER_RATE_LIMIT")]
+    resolver_rate_limit: Option<u32>,
     /// Control: keep a Kubernetes Secret per deployment whose secret_delivery
     /// asks for one (needs --kube-resolver-address).
     #[arg(long, env = "SWITCHBOARD_KUBE_SYNC")]
@@ -119,6 +130,7 @@ struct FileConfig {
     /// `false` turns the resolver's cache off.
     cache: Option<bool>,
     rate_limit: Option<u32>,
+    resolver_rate_limit: Option<u32>,
     #[serde(default)]
     vault: VaultFile,
     #[serde(default)]
@@ -160,6 +172,7 @@ struct VaultFile {
 struct AuthFile {
     jwks_file: Option<PathBuf>,
     jwks_url: Option<String>,
+    jwks_refresh: Option<String>,
     issuer: Option<String>,
 }
 
@@ -174,10 +187,14 @@ pub(crate) struct Settings {
     pub jwks_file: Option<PathBuf>,
     pub jwks_url: Option<String>,
     pub jwt_issuer: Option<String>,
+    /// How often a JWKS is re-read.
+    pub jwks_refresh: Duration,
     pub max_stale: Duration,
     /// Whether the resolver caches answers and token lookups.
     pub cache: bool,
     pub rate_limit: u32,
+    /// The resolver's per-caller limit, calls per second.
+    pub resolver_rate_limit: u32,
     /// The Kubernetes Secret sync, when enabled.
     pub kubernetes: Option<KubernetesSettings>,
     /// Server TLS; `None` serves plaintext.
@@ -312,6 +329,16 @@ impl ServeOpt {
         if jwt_issuer.is_some() && jwks_file.is_none() && jwks_url.is_none() {
             bail!("a JWT issuer needs jwks_file or jwks_url");
         }
+        let jwks_refresh = match (self.jwks_refresh, file.auth.jwks_refresh) {
+            (Some(flag), _) => flag,
+            (None, Some(text)) => crate::duration::parse(&text).map_err(|why| {
+                anyhow::anyhow!("invalid auth.jwks_refresh in the config file: {why}")
+            })?,
+            (None, None) => switchboard_store::jwks::DEFAULT_REFRESH_EVERY,
+        };
+        if jwks_refresh < Duration::from_secs(1) {
+            bail!("jwks_refresh must be at least 1s");
+        }
         let max_stale = match (self.max_stale, file.max_stale) {
             (Some(flag), _) => flag,
             (None, Some(text)) => crate::duration::parse(&text)
@@ -360,11 +387,19 @@ impl ServeOpt {
         if rate_limit == 0 {
             bail!("rate_limit must be at least 1 call per second");
         }
+        let resolver_rate_limit = self
+            .resolver_rate_limit
+            .or(file.resolver_rate_limit)
+            .unwrap_or(1000);
+        if resolver_rate_limit == 0 {
+            bail!("resolver_rate_limit must be at least 1 call per second");
+        }
         Ok(Settings {
             tls: self.tls.settings(file.tls)?,
             retention: self.retention.settings(file.retention)?,
             kubernetes,
             rate_limit,
+            resolver_rate_limit,
             max_stale,
             cache: !self.no_cache && file.cache.unwrap_or(true),
             data_dir,
@@ -375,6 +410,7 @@ impl ServeOpt {
             jwks_file,
             jwks_url,
             jwt_issuer,
+            jwks_refresh,
         })
     }
 }
@@ -486,6 +522,31 @@ mod tests {
         };
         let err = format!("{:#}", opt.settings().unwrap_err());
         assert!(err.contains("resolver address"), "{err}");
+    }
+
+    #[test]
+    fn rate_limits_and_the_jwks_refresh_have_defaults_and_file_keys() {
+        let defaults = ServeOpt::default().settings().unwrap();
+        assert_eq!(
+            (defaults.rate_limit, defaults.resolver_rate_limit),
+            (50, 1000)
+        );
+        assert_eq!(defaults.jwks_refresh, Duration::from_secs(300));
+        let file = write(
+            "rate_limit = 7\nresolver_rate_limit = 9\n[auth]\njwks_file = \"/k.json\"\njwks_refresh = \"2m\"\n",
+        );
+        let opt = ServeOpt {
+            config: Some(file.path().to_owned()),
+            ..ServeOpt::default()
+        };
+        let settings = opt.settings().unwrap();
+        assert_eq!((settings.rate_limit, settings.resolver_rate_limit), (7, 9));
+        assert_eq!(settings.jwks_refresh, Duration::from_secs(120));
+        let opt = ServeOpt {
+            resolver_rate_limit: Some(0),
+            ..ServeOpt::default()
+        };
+        assert!(opt.settings().is_err());
     }
 
     #[test]

@@ -118,6 +118,7 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
+    let served = served_services(role);
     let mut server = Server::builder();
     if let Some(tls) = &opt.tls {
         server = server
@@ -128,15 +129,14 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
     let mut router = server
         // Deadlines: the client's grpc-timeout wins; none runs longer than this.
         .timeout(REQUEST_TIMEOUT)
-        .layer(crate::metrics_layer::MetricsLayer)
+        .layer(crate::metrics_layer::MetricsLayer::new(&served)?)
         .layer(crate::rate_limit::RateLimitLayer::new(
             opt.rate_limit,
-            opt.rate_limit.saturating_mul(5),
+            opt.resolver_rate_limit,
         ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
-    let mut served: Vec<&str> = Vec::new();
     if matches!(role, Role::Dev | Role::Control) {
         if let SecretStore::Vault(vault) = store.secrets() {
             tokio::spawn(sweep_vault(vault.clone(), store.clone()));
@@ -162,11 +162,6 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
         if let Some(kubernetes) = &opt.kubernetes {
             start_kube_sync(kubernetes, &store, &clock).await?;
         }
-        served.extend(
-            SERVICE_NAMES
-                .iter()
-                .filter(|name| !name.ends_with("ResolverService")),
-        );
     }
     if matches!(role, Role::Dev | Role::Resolver) {
         let options = ResolverOptions {
@@ -184,7 +179,6 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
         .await
         .context("cannot start the resolver")?;
         router = router.add_service(resolver.service());
-        served.push("switchboard.v1.ResolverService");
     }
     for name in &served {
         health
@@ -241,6 +235,23 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The full names of the contract's services `role` serves (health and
+/// reflection aside).
+fn served_services(role: Role) -> Vec<&'static str> {
+    SERVICE_NAMES
+        .iter()
+        .copied()
+        .filter(|name| {
+            let resolver = name.ends_with(".ResolverService");
+            match role {
+                Role::Dev => true,
+                Role::Control => !resolver,
+                Role::Resolver => resolver,
+            }
+        })
+        .collect()
+}
+
 /// Starts the Kubernetes Secret sync in its own task: a Kubernetes outage
 /// delays Secrets, never control's API. Building the client contacts nothing.
 async fn start_kube_sync(
@@ -276,7 +287,9 @@ async fn authenticator(opt: &Settings, dev_key: &[u8]) -> anyhow::Result<Authent
         (None, Some(url)) => JwksSource::Url(url.clone()),
         (None, None) => return Ok(Authenticator::hs256(dev_key)),
     };
-    let jwks = Jwks::load(source).await.context("cannot load the JWKS")?;
+    let jwks = Jwks::load_refreshing_every(source, opt.jwks_refresh)
+        .await
+        .context("cannot load the JWKS")?;
     info!("user tokens verified against the JWKS (RS256/ES256)");
     Ok(Authenticator::jwks(jwks, opt.jwt_issuer.clone()))
 }

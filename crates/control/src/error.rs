@@ -24,6 +24,9 @@ pub enum ControlError {
     #[error("{0}")]
     Unauthenticated(String),
     /// A backend (database, secret store) is unreachable; nothing changed.
+    /// The caller exceeded its rate limit.
+    #[error("rate limit exceeded")]
+    RateLimited,
     #[error("backend unavailable: {0}")]
     Unavailable(String),
     /// Anything else. The text is logged, never sent.
@@ -58,6 +61,7 @@ impl From<StoreError> for ControlError {
         match err {
             StoreError::Unauthenticated(message) => Self::Unauthenticated(message),
             StoreError::SecretsUnavailable(message) => Self::Unavailable(message),
+            StoreError::RateLimited => Self::RateLimited,
             StoreError::Database(_)
             | StoreError::Secrets(_)
             | StoreError::KeyFile { .. }
@@ -89,6 +93,9 @@ impl From<ControlError> for Status {
             ControlError::Aborted(message) => Status::aborted(truncate(message)),
             ControlError::PermissionDenied(message) => Status::permission_denied(truncate(message)),
             ControlError::Unauthenticated(message) => Status::unauthenticated(truncate(message)),
+            ControlError::RateLimited => {
+                Status::resource_exhausted("rate limit exceeded; slow down and retry")
+            }
             ControlError::Unavailable(message) => {
                 tracing::warn!(error = %message, "backend unavailable");
                 Status::unavailable("a backend is unavailable; nothing was changed, retry later")

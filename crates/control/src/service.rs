@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use switchboard_domain::permission::{self, Action, PolicyFlags, Principal};
 use switchboard_proto::v1 as pb;
-use switchboard_store::auth::Authenticator;
+use switchboard_store::auth::{Admission, Authenticator};
 use switchboard_store::entity::policy;
 use switchboard_store::sea_orm::{ConnectionTrait, EntityTrait};
 use switchboard_store::{Clock, Store, StoreError};
@@ -66,7 +66,11 @@ impl Control {
             .metadata()
             .get("authorization")
             .and_then(|value| value.to_str().ok());
-        Ok(self.auth.authenticate(self.store.db(), header).await?)
+        let outcome = self.auth.authenticate(self.store.db(), header).await;
+        // The rate limit is charged once the caller is known (or known to
+        // have failed authentication), before any work.
+        Admission::check(request.extensions().get(), outcome.as_ref().ok())?;
+        Ok(outcome?)
     }
 
     /// The policy switches of `workspace` (all off when never set).

@@ -16,6 +16,9 @@ pub enum ResolverError {
     PermissionDenied(String),
     #[error("{0}")]
     Unauthenticated(String),
+    /// The caller exceeded its rate limit.
+    #[error("rate limit exceeded")]
+    RateLimited,
     #[error("backend unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -42,6 +45,7 @@ impl From<StoreError> for ResolverError {
         match err {
             StoreError::Unauthenticated(message) => Self::Unauthenticated(message),
             StoreError::SecretsUnavailable(message) => Self::Unavailable(message),
+            StoreError::RateLimited => Self::RateLimited,
             StoreError::Database(_)
             | StoreError::Secrets(_)
             | StoreError::KeyFile { .. }
@@ -65,6 +69,9 @@ impl From<ResolverError> for Status {
             ResolverError::NotFound(message) => Status::not_found(message),
             ResolverError::PermissionDenied(message) => Status::permission_denied(message),
             ResolverError::Unauthenticated(message) => Status::unauthenticated(message),
+            ResolverError::RateLimited => {
+                Status::resource_exhausted("rate limit exceeded; slow down and retry")
+            }
             ResolverError::Unavailable(message) => {
                 tracing::warn!(error = %message, "backend unavailable");
                 Status::unavailable("a backend is unavailable; retry later")

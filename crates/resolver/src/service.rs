@@ -11,7 +11,7 @@ use switchboard_domain::conn_id;
 use switchboard_domain::names::DeploymentName;
 use switchboard_domain::permission::{self, Action, PolicyFlags, Principal};
 use switchboard_proto::v1 as pb;
-use switchboard_store::auth::{self, Authenticator, DEPLOYMENT_TOKEN_PREFIX};
+use switchboard_store::auth::{self, Admission, Authenticator, DEPLOYMENT_TOKEN_PREFIX};
 use switchboard_store::entity::{audit_event, policy};
 use switchboard_store::sea_orm::{ActiveValue::Set, EntityTrait};
 use switchboard_store::{Clock, Store, StoreError, feed, visibility};
@@ -197,7 +197,11 @@ impl Resolver {
             .metadata()
             .get("authorization")
             .and_then(|value| value.to_str().ok());
-        let principal = self.principal(header).await?;
+        let outcome = self.principal(header).await;
+        // The rate limit is charged once the caller is known (or known to
+        // have failed authentication), before any work.
+        Admission::check(request.extensions().get(), outcome.as_ref().ok())?;
+        let principal = outcome?;
         let name = match (&principal, deployment.is_empty()) {
             (
                 Principal::Deployment {

@@ -18,6 +18,9 @@ pub enum StoreError {
     /// The caller's credentials are missing, malformed, expired or revoked.
     #[error("unauthenticated: {0}")]
     Unauthenticated(String),
+    /// The caller made more calls than its rate limit allows.
+    #[error("rate limit exceeded; slow down and retry")]
+    RateLimited,
     /// A stored row could not be decoded.
     #[error("corrupt row in {table}: {reason}")]
     Corrupt { table: &'static str, reason: String },
@@ -38,6 +41,7 @@ impl StoreError {
             Self::Secrets(_)
             | Self::KeyFile { .. }
             | Self::Unauthenticated(_)
+            | Self::RateLimited
             | Self::Corrupt { .. } => false,
         }
     }
