@@ -1,8 +1,8 @@
 //! Field masks (AIP-134) for connections and links.
 
 use serde_json::Value;
-use switchboard_domain::catalog;
 use switchboard_domain::{ConnectionSpec, Extra, Overrides};
+use switchboard_domain::{catalog, sensitive};
 use switchboard_proto::v1 as pb;
 
 use crate::error::{ControlError, ControlResult};
@@ -189,7 +189,7 @@ pub(crate) fn apply_to_spec(
             "extra" => {
                 let mut extra = incoming.extra.clone();
                 if wildcard {
-                    keep_unsent_secrets(&current.type_key, &current.extra, &mut extra);
+                    sensitive::keep_unsent_secrets(&current.type_key, &current.extra, &mut extra);
                 }
                 next.extra = extra;
             }
@@ -209,14 +209,6 @@ pub(crate) fn apply_to_spec(
         }
     }
     next.normalized()
-}
-
-fn keep_unsent_secrets(type_key: &str, current: &Extra, incoming: &mut Extra) {
-    for (key, value) in current {
-        if catalog::is_secret(type_key, &format!("extra.{key}")) && !incoming.contains_key(key) {
-            incoming.insert(key.clone(), value.clone());
-        }
-    }
 }
 
 /// Link override paths (besides `overrides.extra.<key>`).
