@@ -9,6 +9,7 @@ pub mod feed;
 pub mod jwks;
 pub mod keyfile;
 pub mod migration;
+pub mod plaintext_secrets;
 pub mod records;
 pub mod secrets;
 pub mod vault;

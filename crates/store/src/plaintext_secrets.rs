@@ -1,0 +1,200 @@
+//! Moves secret values that older releases kept in plaintext into the secret
+//! store. Releases before nested classification split off only top-level
+//! extra keys, so a sensitive key deeper in `extra`
+//! (`session_kwargs.aws_secret_access_key`, `headers.Authorization`) sits in
+//! the clear in connection rows, link rows and version snapshots. Control runs
+//! this at start-up: each row that still holds such a value gets a new secret
+//! version with the old secrets plus the moved ones, and its public part
+//! without them, in one write transaction per row. Rows with nothing to move
+//! are left alone, so running it again changes nothing.
+
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, IntoActiveModel, QueryOrder};
+use switchboard_domain::{ConnectionSpec, SecretValues};
+
+use crate::entity::{connection, connection_version, link};
+use crate::error::StoreResult;
+use crate::records::{
+    self, ConnectionSnapshot, connection_owner, from_json_text, link_owner, to_json_text,
+};
+use crate::store::{Store, WriteTxn};
+
+/// How many rows of each kind had plaintext secrets moved.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MoveReport {
+    pub connections: usize,
+    pub links: usize,
+    pub versions: usize,
+}
+
+impl MoveReport {
+    /// Whether anything was moved.
+    pub fn is_empty(&self) -> bool {
+        self.connections == 0 && self.links == 0 && self.versions == 0
+    }
+}
+
+/// The old secrets with the moved ones added (a key already stored keeps its
+/// stored value: it is the newer one).
+fn merged(mut stored: SecretValues, moved: SecretValues) -> SecretValues {
+    for (key, value) in moved {
+        stored.entry(key).or_insert(value);
+    }
+    stored
+}
+
+/// Moves every plaintext secret of every connection, link and version.
+pub async fn move_plaintext_secrets(store: &Store, now_micros: i64) -> StoreResult<MoveReport> {
+    let mut report = MoveReport::default();
+    let ids: Vec<i64> = connection::Entity::find()
+        .order_by_asc(connection::Column::Id)
+        .all(store.db())
+        .await?
+        .into_iter()
+        .map(|row| row.id)
+        .collect();
+    for id in ids {
+        let write = store.begin_write().await?;
+        let moved = move_connection(store, &write, id, now_micros).await?;
+        write.commit().await?;
+        report.connections += usize::from(moved);
+    }
+    let ids: Vec<i64> = link::Entity::find()
+        .order_by_asc(link::Column::Id)
+        .all(store.db())
+        .await?
+        .into_iter()
+        .map(|row| row.id)
+        .collect();
+    for id in ids {
+        let write = store.begin_write().await?;
+        let moved = move_link(store, &write, id, now_micros).await?;
+        write.commit().await?;
+        report.links += usize::from(moved);
+    }
+    let ids: Vec<i64> = connection_version::Entity::find()
+        .order_by_asc(connection_version::Column::Id)
+        .all(store.db())
+        .await?
+        .into_iter()
+        .map(|row| row.id)
+        .collect();
+    for id in ids {
+        let write = store.begin_write().await?;
+        let moved = move_version(store, &write, id, now_micros).await?;
+        write.commit().await?;
+        report.versions += usize::from(moved);
+    }
+    Ok(report)
+}
+
+/// Re-reads the row inside `write` (another control may have moved it first).
+async fn move_connection(
+    store: &Store,
+    write: &WriteTxn,
+    id: i64,
+    now_micros: i64,
+) -> StoreResult<bool> {
+    let Some(row) = connection::Entity::find_by_id(id).one(&write.txn).await? else {
+        return Ok(false);
+    };
+    let (public, moved) = records::spec_from_row(&row)?.split_secrets();
+    if moved.is_empty() {
+        return Ok(false);
+    }
+    let owner = connection_owner(row.id);
+    let stored = store
+        .secrets()
+        .get(&write.txn, &row.workspace, &owner, row.secret_version)
+        .await?;
+    let secrets = merged(stored, moved);
+    let version = store
+        .secrets()
+        .put(&write.txn, &row.workspace, &owner, &secrets, now_micros)
+        .await?;
+    let full = public.clone().with_secrets(&secrets);
+    let mut active = row.into_active_model();
+    active.extra = Set(to_json_text(&public.extra));
+    active.secret_version = Set(version);
+    active.secret_fields = Set(to_json_text(&full.secret_fields_set()));
+    active.update(&write.txn).await?;
+    Ok(true)
+}
+
+async fn move_link(store: &Store, write: &WriteTxn, id: i64, now_micros: i64) -> StoreResult<bool> {
+    let Some(row) = link::Entity::find_by_id(id).one(&write.txn).await? else {
+        return Ok(false);
+    };
+    let Some(conn) = connection::Entity::find_by_id(row.connection_pk)
+        .one(&write.txn)
+        .await?
+    else {
+        return Ok(false);
+    };
+    let (public, moved) = records::overrides_from_row(&row)?.split_secrets(&conn.type_key);
+    if moved.is_empty() {
+        return Ok(false);
+    }
+    let owner = link_owner(row.id);
+    let stored = store
+        .secrets()
+        .get(&write.txn, &row.workspace, &owner, row.secret_version)
+        .await?;
+    let secrets = merged(stored, moved);
+    let version = store
+        .secrets()
+        .put(&write.txn, &row.workspace, &owner, &secrets, now_micros)
+        .await?;
+    let full = public.clone().with_secrets(&secrets);
+    let mut active = row.into_active_model();
+    active.overrides = Set(to_json_text(&public));
+    active.secret_version = Set(version);
+    active.secret_fields = Set(to_json_text(&full.secret_fields_set(&conn.type_key)));
+    active.update(&write.txn).await?;
+    Ok(true)
+}
+
+async fn move_version(
+    store: &Store,
+    write: &WriteTxn,
+    id: i64,
+    now_micros: i64,
+) -> StoreResult<bool> {
+    let Some(row) = connection_version::Entity::find_by_id(id)
+        .one(&write.txn)
+        .await?
+    else {
+        return Ok(false);
+    };
+    let Some(conn) = connection::Entity::find_by_id(row.connection_pk)
+        .one(&write.txn)
+        .await?
+    else {
+        return Ok(false);
+    };
+    let snapshot: ConnectionSnapshot = from_json_text("connection_version", &row.snapshot)?;
+    let (public, moved) = snapshot.spec.split_secrets();
+    if moved.is_empty() {
+        return Ok(false);
+    }
+    let owner = connection_owner(row.connection_pk);
+    let stored = store
+        .secrets()
+        .get(&write.txn, &conn.workspace, &owner, row.secret_version)
+        .await?;
+    let secrets = merged(stored, moved);
+    let version = store
+        .secrets()
+        .put(&write.txn, &conn.workspace, &owner, &secrets, now_micros)
+        .await?;
+    let full: ConnectionSpec = public.clone().with_secrets(&secrets);
+    let snapshot = ConnectionSnapshot {
+        spec: public,
+        secret_fields: full.secret_fields_set(),
+        ..snapshot
+    };
+    let mut active = row.into_active_model();
+    active.snapshot = Set(to_json_text(&snapshot));
+    active.secret_version = Set(version);
+    active.update(&write.txn).await?;
+    Ok(true)
+}
