@@ -315,6 +315,8 @@ pub(crate) fn audit_to_pb(row: &audit_event::Model) -> ControlResult<pb::AuditEv
         request_id: row.request_id.clone(),
         changed_fields: records::from_json_text("audit_event", &row.changed_fields)?,
         create_time: Some(timestamp(row.create_time)),
+        grants_secret_access: row.grants_secret_access,
+        detail: row.detail.clone(),
     })
 }
 
