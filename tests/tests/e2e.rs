@@ -14,6 +14,7 @@ mod grpcurl;
 mod guarantees;
 mod leak_scan;
 mod limits;
+mod nested_secrets;
 mod permissions;
 mod readme;
 mod resolver_feed;
