@@ -8,7 +8,12 @@
 //! without them, in one write transaction per row. Rows with nothing to move
 //! are left alone, so running it again changes nothing.
 
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, IntoActiveModel, QueryOrder};
+use std::collections::HashMap;
+
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Statement,
+};
 use switchboard_domain::{ConnectionSpec, SecretValues};
 
 use crate::entity::{connection, connection_version, link};
@@ -42,49 +47,109 @@ fn merged(mut stored: SecretValues, moved: SecretValues) -> SecretValues {
     stored
 }
 
-/// Moves every plaintext secret of every connection, link and version.
+/// Rows read per query while looking for plaintext secrets.
+const SCAN_PAGE: u64 = 200;
+
+/// Moves every plaintext secret of every connection, link and version. The
+/// scan only reads; a write transaction is opened for a row that needs it,
+/// so a start-up with nothing to move takes no write lock.
 pub async fn move_plaintext_secrets(store: &Store, now_micros: i64) -> StoreResult<MoveReport> {
     let mut report = MoveReport::default();
-    let ids: Vec<i64> = connection::Entity::find()
-        .order_by_asc(connection::Column::Id)
-        .all(store.db())
-        .await?
-        .into_iter()
-        .map(|row| row.id)
-        .collect();
-    for id in ids {
-        let write = store.begin_write().await?;
-        let moved = move_connection(store, &write, id, now_micros).await?;
-        write.commit().await?;
-        report.connections += usize::from(moved);
+    let mut type_keys: HashMap<i64, String> = HashMap::new();
+    let mut after = 0;
+    loop {
+        let rows = connection::Entity::find()
+            .filter(connection::Column::Id.gt(after))
+            .order_by_asc(connection::Column::Id)
+            .limit(SCAN_PAGE)
+            .all(store.db())
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.id;
+        for row in rows {
+            type_keys.insert(row.id, row.type_key.clone());
+            if records::spec_from_row(&row)?.split_secrets().1.is_empty() {
+                continue;
+            }
+            let write = store.begin_write().await?;
+            let moved = move_connection(store, &write, row.id, now_micros).await?;
+            write.commit().await?;
+            report.connections += usize::from(moved);
+        }
     }
-    let ids: Vec<i64> = link::Entity::find()
-        .order_by_asc(link::Column::Id)
-        .all(store.db())
-        .await?
-        .into_iter()
-        .map(|row| row.id)
-        .collect();
-    for id in ids {
-        let write = store.begin_write().await?;
-        let moved = move_link(store, &write, id, now_micros).await?;
-        write.commit().await?;
-        report.links += usize::from(moved);
+    let mut after = 0;
+    loop {
+        let rows = link::Entity::find()
+            .filter(link::Column::Id.gt(after))
+            .order_by_asc(link::Column::Id)
+            .limit(SCAN_PAGE)
+            .all(store.db())
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.id;
+        for row in rows {
+            let Some(type_key) = type_keys.get(&row.connection_pk) else {
+                continue;
+            };
+            if records::overrides_from_row(&row)?
+                .split_secrets(type_key)
+                .1
+                .is_empty()
+            {
+                continue;
+            }
+            let write = store.begin_write().await?;
+            let moved = move_link(store, &write, row.id, now_micros).await?;
+            write.commit().await?;
+            report.links += usize::from(moved);
+        }
     }
-    let ids: Vec<i64> = connection_version::Entity::find()
-        .order_by_asc(connection_version::Column::Id)
-        .all(store.db())
-        .await?
-        .into_iter()
-        .map(|row| row.id)
-        .collect();
-    for id in ids {
-        let write = store.begin_write().await?;
-        let moved = move_version(store, &write, id, now_micros).await?;
-        write.commit().await?;
-        report.versions += usize::from(moved);
+    let mut after = 0;
+    loop {
+        let rows = connection_version::Entity::find()
+            .filter(connection_version::Column::Id.gt(after))
+            .order_by_asc(connection_version::Column::Id)
+            .limit(SCAN_PAGE)
+            .all(store.db())
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.id;
+        for row in rows {
+            let snapshot: ConnectionSnapshot = from_json_text("connection_version", &row.snapshot)?;
+            if snapshot.spec.split_secrets().1.is_empty() {
+                continue;
+            }
+            let write = store.begin_write().await?;
+            let moved = move_version(store, &write, row.id, now_micros).await?;
+            write.commit().await?;
+            report.versions += usize::from(moved);
+        }
+    }
+    if !report.is_empty() {
+        scrub_old_row_versions(store).await?;
     }
     Ok(report)
+}
+
+/// Removes the old copies an update leaves behind. SQLite overwrites freed
+/// space (secure_delete) and a checkpoint copies those pages over the main
+/// file; PostgreSQL keeps dead row versions until a vacuum, which this runs
+/// (a plain one, so readers are not locked out; its freed space is reused,
+/// not zeroed: `VACUUM FULL` rewrites the tables for certainty).
+async fn scrub_old_row_versions(store: &Store) -> StoreResult<()> {
+    let backend = store.db().get_database_backend();
+    let statements: &[&str] = match backend {
+        DbBackend::Sqlite => &["PRAGMA wal_checkpoint(TRUNCATE)"],
+        DbBackend::Postgres => &["VACUUM connection, link, connection_version"],
+        _ => &[],
+    };
+    for sql in statements {
+        store
+            .db()
+            .execute(Statement::from_string(backend, *sql))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Re-reads the row inside `write` (another control may have moved it first).
