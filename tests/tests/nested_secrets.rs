@@ -370,6 +370,52 @@ async fn nested_secrets_stay_secret(backend: Backend) {
     assert_eq!(json["extra"]["headers"]["Authorization"], header.as_str());
     assert_eq!(json["extra"]["endpoints"][0]["token"], item_token.as_str());
 
+    // A nested mask path sets that one value; its siblings stay.
+    let new_header = server.marker("authorization-rotated");
+    let rotated_header = ok(
+        clients
+            .connections
+            .update_connection(authorized(
+                UpdateConnectionRequest {
+                    connection: Some(Connection {
+                        name: name.clone(),
+                        extra: extra(vec![(
+                            "headers",
+                            object(vec![("Authorization", string_value(&new_header))]),
+                        )]),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(FieldMask {
+                        paths: vec!["extra.headers.Authorization".to_owned()],
+                    }),
+                    request_id: String::new(),
+                },
+                &operator,
+            ))
+            .await,
+        "UpdateConnection extra.headers.Authorization",
+    );
+    assert_free_of(
+        "UpdateConnection",
+        &format!("{rotated_header:?}"),
+        &[&new_header],
+    );
+    assert_eq!(rotated_header.secret_fields_set, NESTED_PATHS);
+    let resolved = resolve_until(
+        &mut clients,
+        &deployment_token,
+        "aws_default",
+        "the rotated header",
+        |resolved| resolved.airflow_json.contains(new_header.as_str()),
+    )
+    .await;
+    let json = airflow_json(&resolved);
+    assert_eq!(json["extra"]["headers"]["Accept"], "application/json");
+    assert_eq!(
+        json["extra"]["session_kwargs"]["aws_secret_access_key"],
+        rotated.as_str()
+    );
+
     // A link override with a nested secret: masked on the link, delivered merged.
     let link_secret = server.marker("link-aws-secret");
     let link_overrides = LinkOverrides {
@@ -431,7 +477,10 @@ async fn nested_secrets_stay_secret(backend: Backend) {
         json["extra"]["session_kwargs"],
         serde_json::json!({"profile_name": "etl-link", "aws_secret_access_key": link_secret})
     );
-    assert_eq!(json["extra"]["headers"]["Authorization"], header.as_str());
+    assert_eq!(
+        json["extra"]["headers"]["Authorization"],
+        new_header.as_str()
+    );
 
     // Versions hold no value; rolling back to version 1 restores its secrets.
     let every = [
@@ -439,6 +488,7 @@ async fn nested_secrets_stay_secret(backend: Backend) {
         header.as_str(),
         item_token.as_str(),
         rotated.as_str(),
+        new_header.as_str(),
         link_secret.as_str(),
     ];
     let versions = ok(
