@@ -136,11 +136,12 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
         let moved = plaintext_secrets::move_plaintext_secrets(&store, clock.now_micros())
             .await
             .context("cannot move plaintext secrets into the secret store")?;
-        if !moved.is_empty() {
+        if !moved.is_empty() || moved.failed > 0 {
             info!(
                 connections = moved.connections,
                 links = moved.links,
                 versions = moved.versions,
+                failed = moved.failed,
                 "moved plaintext nested secrets into the secret store"
             );
         }

@@ -139,7 +139,16 @@ pub(crate) fn connection_to_pb(
     revealed: Option<&ConnectionSpec>,
     row: Option<&connection::Model>,
 ) -> pb::Connection {
-    let spec = revealed.unwrap_or(&snapshot.spec);
+    // The stored public part holds no secret; splitting again keeps it so
+    // even for a row no start-up has cleaned yet (see plaintext_secrets).
+    let masked;
+    let spec = match revealed {
+        Some(spec) => spec,
+        None => {
+            masked = snapshot.spec.split_secrets().0;
+            &masked
+        }
+    };
     pb::Connection {
         name: name.to_string(),
         r#type: spec.type_key.clone(),
@@ -191,7 +200,9 @@ pub(crate) fn masked_connection(row: &connection::Model) -> ControlResult<pb::Co
 
 /// A link row as sent through control, secrets masked.
 pub(crate) fn link_to_pb(conn: &connection::Model, row: &link::Model) -> ControlResult<pb::Link> {
-    let overrides = records::overrides_from_row(row)?;
+    let overrides = records::overrides_from_row(row)?
+        .split_secrets(&conn.type_key)
+        .0;
     let secret_fields: Vec<String> = records::from_json_text("link", &row.secret_fields)?;
     Ok(pb::Link {
         name: LinkName {

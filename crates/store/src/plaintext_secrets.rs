@@ -29,6 +29,8 @@ pub struct MoveReport {
     pub connections: usize,
     pub links: usize,
     pub versions: usize,
+    /// Rows whose move failed (logged each); tried again at the next start.
+    pub failed: usize,
 }
 
 impl MoveReport {
@@ -45,6 +47,26 @@ fn merged(mut stored: SecretValues, moved: SecretValues) -> SecretValues {
         stored.entry(key).or_insert(value);
     }
     stored
+}
+
+/// The kinds of row that may hold plaintext secrets.
+#[derive(Debug, Clone, Copy)]
+enum RowKind {
+    Connection,
+    Link,
+    Version,
+}
+
+/// Moves one row's plaintext secrets in its own write transaction.
+async fn move_row(store: &Store, kind: RowKind, id: i64, now_micros: i64) -> StoreResult<bool> {
+    let write = store.begin_write().await?;
+    let moved = match kind {
+        RowKind::Connection => move_connection(store, &write, id, now_micros).await?,
+        RowKind::Link => move_link(store, &write, id, now_micros).await?,
+        RowKind::Version => move_version(store, &write, id, now_micros).await?,
+    };
+    write.commit().await?;
+    Ok(moved)
 }
 
 /// Rows read per query while looking for plaintext secrets.
@@ -71,10 +93,13 @@ pub async fn move_plaintext_secrets(store: &Store, now_micros: i64) -> StoreResu
             if records::spec_from_row(&row)?.split_secrets().1.is_empty() {
                 continue;
             }
-            let write = store.begin_write().await?;
-            let moved = move_connection(store, &write, row.id, now_micros).await?;
-            write.commit().await?;
-            report.connections += usize::from(moved);
+            match move_row(store, RowKind::Connection, row.id, now_micros).await {
+                Ok(moved) => report.connections += usize::from(moved),
+                Err(err) => {
+                    report.failed += 1;
+                    tracing::warn!(table = "connection", id = row.id, error = %err, "cannot move plaintext secrets of a row; it stays masked and is tried again at the next start");
+                }
+            }
         }
     }
     let mut after = 0;
@@ -98,10 +123,13 @@ pub async fn move_plaintext_secrets(store: &Store, now_micros: i64) -> StoreResu
             {
                 continue;
             }
-            let write = store.begin_write().await?;
-            let moved = move_link(store, &write, row.id, now_micros).await?;
-            write.commit().await?;
-            report.links += usize::from(moved);
+            match move_row(store, RowKind::Link, row.id, now_micros).await {
+                Ok(moved) => report.links += usize::from(moved),
+                Err(err) => {
+                    report.failed += 1;
+                    tracing::warn!(table = "link", id = row.id, error = %err, "cannot move plaintext secrets of a row; it stays masked and is tried again at the next start");
+                }
+            }
         }
     }
     let mut after = 0;
@@ -119,13 +147,16 @@ pub async fn move_plaintext_secrets(store: &Store, now_micros: i64) -> StoreResu
             if snapshot.spec.split_secrets().1.is_empty() {
                 continue;
             }
-            let write = store.begin_write().await?;
-            let moved = move_version(store, &write, row.id, now_micros).await?;
-            write.commit().await?;
-            report.versions += usize::from(moved);
+            match move_row(store, RowKind::Version, row.id, now_micros).await {
+                Ok(moved) => report.versions += usize::from(moved),
+                Err(err) => {
+                    report.failed += 1;
+                    tracing::warn!(table = "connection_version", id = row.id, error = %err, "cannot move plaintext secrets of a row; it stays masked and is tried again at the next start");
+                }
+            }
         }
     }
-    if !report.is_empty() {
+    if report.connections + report.links + report.versions > 0 {
         scrub_old_row_versions(store).await?;
     }
     Ok(report)
