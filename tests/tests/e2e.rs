@@ -17,6 +17,7 @@ mod hygiene;
 mod jwt_claims;
 mod leak_scan;
 mod limits;
+mod nested_secrets;
 mod permissions;
 mod readme;
 mod resolver_feed;

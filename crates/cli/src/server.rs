@@ -13,7 +13,7 @@ use switchboard_store::auth::{Authenticator, DEV_KEY_LEN};
 use switchboard_store::jwks::{Jwks, JwksSource};
 use switchboard_store::secrets::EMBEDDED_KEY_LEN;
 use switchboard_store::vault::{AppRole, VaultConfig, VaultSecrets};
-use switchboard_store::{Clock, SecretStore, Store, SystemClock, keyfile};
+use switchboard_store::{Clock, SecretStore, Store, SystemClock, keyfile, plaintext_secrets};
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tracing::info;
@@ -138,6 +138,20 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
     if matches!(role, Role::Dev | Role::Control) {
+        // Before serving, so no read through control sees what older
+        // releases left in plaintext.
+        let moved = plaintext_secrets::move_plaintext_secrets(&store, clock.now_micros())
+            .await
+            .context("cannot move plaintext secrets into the secret store")?;
+        if !moved.is_empty() || moved.failed > 0 {
+            info!(
+                connections = moved.connections,
+                links = moved.links,
+                versions = moved.versions,
+                failed = moved.failed,
+                "moved plaintext nested secrets into the secret store"
+            );
+        }
         if let SecretStore::Vault(vault) = store.secrets() {
             tokio::spawn(sweep_vault(vault.clone(), store.clone()));
         }

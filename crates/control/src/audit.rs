@@ -42,13 +42,41 @@ pub(crate) async fn record(
     insert(&write.txn, record, now).await
 }
 
+/// Like [`record`], for an action that gives read access to secret values:
+/// the event says so (`grants_secret_access`) and what, in `detail`.
+pub(crate) async fn record_secret_grant(
+    write: &WriteTxn,
+    record: AuditRecord<'_>,
+    detail: String,
+    feed_kind: Option<&str>,
+    now: i64,
+) -> ControlResult<()> {
+    if let Some(kind) = feed_kind {
+        write
+            .record_change(record.workspace, kind, &record.resource, now)
+            .await?;
+    }
+    insert_event(&write.txn, record, Some(detail), now).await
+}
+
 /// Writes an audit event with no feed entry (for reads such as reveals).
 pub(crate) async fn insert<C: ConnectionTrait>(
     db: &C,
     record: AuditRecord<'_>,
     now: i64,
 ) -> ControlResult<()> {
+    insert_event(db, record, None, now).await
+}
+
+async fn insert_event<C: ConnectionTrait>(
+    db: &C,
+    record: AuditRecord<'_>,
+    secret_grant: Option<String>,
+    now: i64,
+) -> ControlResult<()> {
     audit_event::Entity::insert(audit_event::ActiveModel {
+        grants_secret_access: Set(secret_grant.is_some()),
+        detail: Set(secret_grant.unwrap_or_default()),
         workspace: Set(record.workspace.to_owned()),
         actor: Set(record.actor),
         action: Set(record.action.to_owned()),

@@ -479,7 +479,9 @@ impl Control {
         .insert(&write.txn)
         .await)?;
         let mut token = token_to_pb(&row);
-        audit::record(
+        // Whoever holds the token reads what the deployment reads, secrets
+        // included; the event says so plainly.
+        audit::record_secret_grant(
             &write,
             AuditRecord {
                 workspace: &name.workspace,
@@ -489,6 +491,10 @@ impl Control {
                 request_id: &message.request_id,
                 changed_fields: Vec::new(),
             },
+            format!(
+                "grants secret access: the holder of this token can read, through the \
+                 resolver, the secret values of every connection {name} sees"
+            ),
             Some(KIND_TOKEN),
             now,
         )

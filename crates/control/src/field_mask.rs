@@ -1,8 +1,8 @@
 //! Field masks (AIP-134) for connections and links.
 
 use serde_json::Value;
-use switchboard_domain::catalog;
 use switchboard_domain::{ConnectionSpec, Extra, Overrides};
+use switchboard_domain::{catalog, sensitive};
 use switchboard_proto::v1 as pb;
 
 use crate::error::{ControlError, ControlResult};
@@ -81,6 +81,75 @@ fn extra_key(key: &str, maps: &[&Extra]) -> String {
         snake
     } else {
         key.to_owned()
+    }
+}
+
+/// For a mask key that names no top-level extra key but a way through objects
+/// (`session_kwargs.aws_secret_access_key`), its segments, each resolved like
+/// [`extra_key`]. This is how one nested value, such as a nested secret that
+/// reads never return, is set or removed without resending its siblings. A
+/// top-level key that holds dots wins, as before.
+fn nested_segments(key: &str, maps: &[&Extra]) -> Option<Vec<String>> {
+    if !key.contains('.') || maps.iter().any(|map| map.contains_key(key)) {
+        return None;
+    }
+    let mut levels: Vec<&Extra> = maps.to_vec();
+    let mut segments = Vec::new();
+    let parts: Vec<&str> = key.split('.').collect();
+    for (index, part) in parts.iter().enumerate() {
+        let segment = extra_key(part, &levels);
+        if index + 1 < parts.len() {
+            levels = levels
+                .iter()
+                .filter_map(|level| match level.get(&segment) {
+                    Some(Value::Object(child)) => Some(child),
+                    _ => None,
+                })
+                .collect();
+            if levels.is_empty() {
+                // No object on this way: not a nested path.
+                return None;
+            }
+        }
+        segments.push(segment);
+    }
+    Some(segments)
+}
+
+/// The value at `segments` (object keys) inside `extra`.
+fn value_at<'v>(extra: &'v Extra, segments: &[String]) -> Option<&'v Value> {
+    let (first, rest) = segments.split_first()?;
+    rest.iter().try_fold(extra.get(first)?, |value, segment| {
+        value.as_object()?.get(segment)
+    })
+}
+
+/// Sets (or, for `None`, removes) the value at `segments`, creating objects on
+/// the way and replacing a non-object that stands where one must be.
+fn set_nested(extra: &mut Extra, segments: &[String], value: Option<Value>) {
+    let Some((last, parents)) = segments.split_last() else {
+        return;
+    };
+    let mut object = extra;
+    for segment in parents {
+        let child = object
+            .entry(segment.clone())
+            .or_insert_with(|| Value::Object(Extra::new()));
+        if !child.is_object() {
+            *child = Value::Object(Extra::new());
+        }
+        let Value::Object(child) = child else {
+            return;
+        };
+        object = child;
+    }
+    match value {
+        Some(value) => {
+            object.insert(last.clone(), value);
+        }
+        None => {
+            object.remove(last);
+        }
     }
 }
 
@@ -189,12 +258,20 @@ pub(crate) fn apply_to_spec(
             "extra" => {
                 let mut extra = incoming.extra.clone();
                 if wildcard {
-                    keep_unsent_secrets(&current.type_key, &current.extra, &mut extra);
+                    sensitive::keep_unsent_secrets(&current.type_key, &current.extra, &mut extra);
                 }
                 next.extra = extra;
             }
             other => {
                 if let Some(key) = other.strip_prefix("extra.") {
+                    if let Some(segments) = nested_segments(key, &[&incoming.extra, &current.extra])
+                    {
+                        let value = value_at(&incoming.extra, &segments)
+                            .filter(|value| !value.is_null())
+                            .cloned();
+                        set_nested(&mut next.extra, &segments, value);
+                        continue;
+                    }
                     let key = extra_key(key, &[&incoming.extra, &current.extra]);
                     match incoming.extra.get(&key) {
                         Some(Value::Null) | None => {
@@ -209,14 +286,6 @@ pub(crate) fn apply_to_spec(
         }
     }
     next.normalized()
-}
-
-fn keep_unsent_secrets(type_key: &str, current: &Extra, incoming: &mut Extra) {
-    for (key, value) in current {
-        if catalog::is_secret(type_key, &format!("extra.{key}")) && !incoming.contains_key(key) {
-            incoming.insert(key.clone(), value.clone());
-        }
-    }
 }
 
 /// Link override paths (besides `overrides.extra.<key>`).
@@ -257,6 +326,13 @@ pub(crate) fn apply_to_overrides(
                 .filter(|key| !key.is_empty())
             {
                 Some(key) => {
+                    if let Some(segments) = nested_segments(key, &[&incoming.extra, &current.extra])
+                    {
+                        // As for a top-level key: absent drops it, null is kept.
+                        let value = value_at(&incoming.extra, &segments).cloned();
+                        set_nested(&mut next.extra, &segments, value);
+                        continue;
+                    }
                     let key = extra_key(key, &[&incoming.extra, &current.extra]);
                     match incoming.extra.get(&key) {
                         // Absent from the message: drop the override for this key.
@@ -311,6 +387,38 @@ mod tests {
                 "overrides.extra.http_path"
             ]
         );
+    }
+
+    #[test]
+    fn nested_mask_keys_set_one_value_and_keep_their_siblings() {
+        let current: Extra = serde_json::from_value(serde_json::json!({
+            "session_kwargs": {"aws_secret_access_key": "old", "profile_name": "p"},
+            "a.b": 1
+        }))
+        .unwrap();
+        let incoming: Extra = serde_json::from_value(serde_json::json!({
+            "session_kwargs": {"aws_secret_access_key": "new"}
+        }))
+        .unwrap();
+        let segments =
+            nested_segments("sessionKwargs.awsSecretAccessKey", &[&incoming, &current]).unwrap();
+        assert_eq!(segments, ["session_kwargs", "aws_secret_access_key"]);
+        let mut next = current.clone();
+        set_nested(
+            &mut next,
+            &segments,
+            value_at(&incoming, &segments).cloned(),
+        );
+        assert_eq!(next["session_kwargs"]["aws_secret_access_key"], "new");
+        assert_eq!(next["session_kwargs"]["profile_name"], "p");
+        set_nested(&mut next, &segments, None);
+        assert_eq!(
+            Value::Object(next["session_kwargs"].as_object().unwrap().clone()),
+            serde_json::json!({"profile_name": "p"})
+        );
+        // A top-level key with a dot, and a way through no object, stay top-level.
+        assert_eq!(nested_segments("a.b", &[&current]), None);
+        assert_eq!(nested_segments("region.name", &[&current]), None);
     }
 
     #[test]

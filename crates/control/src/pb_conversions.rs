@@ -139,7 +139,16 @@ pub(crate) fn connection_to_pb(
     revealed: Option<&ConnectionSpec>,
     row: Option<&connection::Model>,
 ) -> pb::Connection {
-    let spec = revealed.unwrap_or(&snapshot.spec);
+    // The stored public part holds no secret; splitting again keeps it so
+    // even for a row no start-up has cleaned yet (see plaintext_secrets).
+    let masked;
+    let spec = match revealed {
+        Some(spec) => spec,
+        None => {
+            masked = snapshot.spec.split_secrets().0;
+            &masked
+        }
+    };
     pb::Connection {
         name: name.to_string(),
         r#type: spec.type_key.clone(),
@@ -191,7 +200,9 @@ pub(crate) fn masked_connection(row: &connection::Model) -> ControlResult<pb::Co
 
 /// A link row as sent through control, secrets masked.
 pub(crate) fn link_to_pb(conn: &connection::Model, row: &link::Model) -> ControlResult<pb::Link> {
-    let overrides = records::overrides_from_row(row)?;
+    let overrides = records::overrides_from_row(row)?
+        .split_secrets(&conn.type_key)
+        .0;
     let secret_fields: Vec<String> = records::from_json_text("link", &row.secret_fields)?;
     Ok(pb::Link {
         name: LinkName {
@@ -315,6 +326,8 @@ pub(crate) fn audit_to_pb(row: &audit_event::Model) -> ControlResult<pb::AuditEv
         request_id: row.request_id.clone(),
         changed_fields: records::from_json_text("audit_event", &row.changed_fields)?,
         create_time: Some(timestamp(row.create_time)),
+        grants_secret_access: row.grants_secret_access,
+        detail: row.detail.clone(),
     })
 }
 

@@ -548,8 +548,9 @@ const CATALOG: &[ConnectionType] = &[
 ];
 
 /// Parts of extra key names Airflow's secrets masker treats as sensitive
-/// (`DEFAULT_SENSITIVE_FIELDS`); matched as substrings of the lower-cased key.
-const SENSITIVE_NAMES: &[&str] = &[
+/// (`DEFAULT_SENSITIVE_FIELDS`); matched as substrings of the lower-cased key,
+/// at any depth of `extra` (see [`crate::sensitive`]).
+pub const SENSITIVE_NAMES: &[&str] = &[
     "access_token",
     "api_key",
     "apikey",
@@ -591,13 +592,8 @@ pub fn is_secret(type_key: &str, path: &str) -> bool {
     if let Some(parameter) = parameter(type_key, path) {
         return parameter.secret;
     }
-    match path.strip_prefix("extra.") {
-        Some(key) => {
-            let lower = key.to_ascii_lowercase();
-            SENSITIVE_NAMES.iter().any(|name| lower.contains(name))
-        }
-        None => false,
-    }
+    path.strip_prefix("extra.")
+        .is_some_and(crate::sensitive::is_sensitive_name)
 }
 
 /// The provider package that supplies a hook for Airflow `conn_type`, if known.

@@ -5,12 +5,14 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::catalog;
+use crate::sensitive::{self, restore_extra, split_extra};
 
 /// Airflow extra keys and their JSON values.
 pub type Extra = serde_json::Map<String, Value>;
 
-/// Secret values keyed by field path: `password` or `extra.<key>`.
+/// Secret values keyed by storage key: `password`, `extra.<key>` for a
+/// top-level extra key, `extra/<JSON pointer>` below it (see
+/// [`sensitive::SecretPath::storage_key`]).
 pub type SecretValues = BTreeMap<String, Value>;
 
 /// A connection's fields. Empty strings are normalized to `None`.
@@ -59,20 +61,6 @@ fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|text| !text.is_empty())
 }
 
-/// Moves secret extra keys of `extra` into `secrets` (keyed `extra.<key>`).
-fn split_extra(type_key: &str, extra: &Extra, secrets: &mut SecretValues) -> Extra {
-    let mut public = Extra::new();
-    for (key, value) in extra {
-        let path = format!("extra.{key}");
-        if catalog::is_secret(type_key, &path) {
-            secrets.insert(path, value.clone());
-        } else {
-            public.insert(key.clone(), value.clone());
-        }
-    }
-    public
-}
-
 fn string_secret(value: Option<&Value>) -> Option<String> {
     match value {
         Some(Value::String(text)) => Some(text.clone()),
@@ -81,20 +69,8 @@ fn string_secret(value: Option<&Value>) -> Option<String> {
     }
 }
 
-fn restore_extra(extra: &mut Extra, secrets: &SecretValues) {
-    for (path, value) in secrets {
-        if let Some(key) = path.strip_prefix("extra.") {
-            extra.insert(key.to_owned(), value.clone());
-        }
-    }
-}
-
 fn secret_paths(type_key: &str, password: bool, extra: &Extra) -> Vec<String> {
-    let mut paths: Vec<String> = extra
-        .keys()
-        .map(|key| format!("extra.{key}"))
-        .filter(|path| catalog::is_secret(type_key, path))
-        .collect();
+    let mut paths = sensitive::secret_paths(type_key, extra);
     if password {
         paths.push("password".to_owned());
     }
@@ -116,8 +92,9 @@ impl ConnectionSpec {
         }
     }
 
-    /// Splits out the secret fields (password and every field the catalog, or
-    /// for unknown extra keys Airflow's sensitive-name list, marks secret).
+    /// Splits out the secret fields (password, every field the catalog marks
+    /// secret, and at any depth of `extra` every key Airflow's sensitive-name
+    /// list matches).
     /// Returns the spec without them and the secret values by path.
     pub fn split_secrets(&self) -> (ConnectionSpec, SecretValues) {
         let mut secrets = SecretValues::new();
@@ -142,7 +119,8 @@ impl ConnectionSpec {
         self
     }
 
-    /// Paths of the secret fields that hold a value, sorted: `password`, `extra.<key>`.
+    /// Paths of the secret fields that hold a value, sorted: `password`,
+    /// `extra.<key>`, `extra.<key>.<nested key>`, `extra.<key>[<index>].<key>`.
     pub fn secret_fields_set(&self) -> Vec<String> {
         secret_paths(&self.type_key, self.password.is_some(), &self.extra)
     }
@@ -329,6 +307,55 @@ mod tests {
             ["extra.private_key_content", "password"]
         );
         assert_eq!(public.with_secrets(&secrets), overrides);
+    }
+
+    #[test]
+    fn nested_secrets_are_listed_by_path_and_kept_out_of_the_public_part() {
+        let spec = ConnectionSpec {
+            type_key: "generic".into(),
+            conn_type: "aws".into(),
+            extra: object(json!({
+                "region_name": "eu-west-1",
+                "session_kwargs": {"aws_secret_access_key": "s", "profile_name": "p"}
+            })),
+            ..ConnectionSpec::default()
+        };
+        assert_eq!(
+            spec.secret_fields_set(),
+            ["extra.session_kwargs.aws_secret_access_key"]
+        );
+        let (public, secrets) = spec.split_secrets();
+        assert_eq!(
+            Value::Object(public.extra.clone()),
+            json!({"region_name": "eu-west-1", "session_kwargs": {"profile_name": "p"}})
+        );
+        assert_eq!(
+            secrets.get("extra/session_kwargs/aws_secret_access_key"),
+            Some(&json!("s"))
+        );
+        assert_eq!(public.with_secrets(&secrets), spec);
+    }
+
+    #[test]
+    fn an_override_of_a_top_level_key_replaces_its_nested_secrets_too() {
+        let base = ConnectionSpec {
+            type_key: "generic".into(),
+            extra: object(json!({"headers": {"Authorization": "base", "Accept": "json"}})),
+            ..ConnectionSpec::default()
+        };
+        let own = Overrides {
+            extra: object(json!({"headers": {"Authorization": "own"}})),
+            ..Overrides::default()
+        };
+        let merged = merge(&base, &[&own]);
+        assert_eq!(
+            Value::Object(merged.extra),
+            json!({"headers": {"Authorization": "own"}})
+        );
+        assert_eq!(
+            own.secret_fields_set("generic"),
+            ["extra.headers.Authorization"]
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod connection;
 pub mod error;
 pub mod names;
 pub mod permission;
+pub mod sensitive;
 pub mod validate;
 
 pub use connection::{ConnectionSpec, Extra, Overrides, SecretValues};

@@ -27,6 +27,41 @@ fn extra() -> impl Strategy<Value = Map<String, Value>> {
     .prop_map(|map| map.into_iter().collect())
 }
 
+/// Extra values nested a few levels deep, with sensitive and plain keys at each level.
+fn nested_value() -> impl Strategy<Value = Value> {
+    extra_value().prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+            prop::collection::btree_map(
+                "(region|Authorization|aws_secret_access_key|x/y~z|a\\.b|k[0-9])",
+                inner,
+                0..4
+            )
+            .prop_map(|map| Value::Object(map.into_iter().collect())),
+        ]
+    })
+}
+
+fn nested_extra() -> impl Strategy<Value = Map<String, Value>> {
+    prop::collection::btree_map(
+        "(session_kwargs|headers|hosts|token|region|k[0-9])",
+        nested_value(),
+        0..4,
+    )
+    .prop_map(|map| map.into_iter().collect())
+}
+
+/// Whether any key at any depth is sensitive.
+fn holds_sensitive_key(value: &Value) -> bool {
+    match value {
+        Value::Object(object) => object.iter().any(|(key, value)| {
+            switchboard_domain::sensitive::is_sensitive_name(key) || holds_sensitive_key(value)
+        }),
+        Value::Array(items) => items.iter().any(holds_sensitive_key),
+        _ => false,
+    }
+}
+
 fn spec() -> impl Strategy<Value = ConnectionSpec> {
     (
         text(),
@@ -115,6 +150,35 @@ proptest! {
         prop_assert!(!public.extra.contains_key("token") && !public.extra.contains_key("api_key"));
         prop_assert_eq!(secrets.len(), base.secret_fields_set().len());
         prop_assert_eq!(public.with_secrets(&secrets), base);
+    }
+
+    #[test]
+    fn nested_secrets_split_off_and_back(extra in nested_extra(), password in text()) {
+        let base = ConnectionSpec {
+            type_key: "generic".into(),
+            conn_type: "aws".into(),
+            password,
+            extra,
+            ..ConnectionSpec::default()
+        };
+        let (public, secrets) = base.split_secrets();
+        prop_assert!(!holds_sensitive_key(&Value::Object(public.extra.clone())));
+        prop_assert!(public.secret_fields_set().is_empty());
+        prop_assert_eq!(secrets.len(), base.secret_fields_set().len());
+        prop_assert_eq!(public.clone().with_secrets(&secrets), base.clone());
+        // Splitting what was restored gives the same parts again.
+        let (again, secrets_again) = public.with_secrets(&secrets).split_secrets();
+        prop_assert_eq!(again, base.split_secrets().0);
+        prop_assert_eq!(secrets_again, secrets);
+    }
+
+    #[test]
+    fn nested_override_secrets_split_off_and_back(extra in nested_extra()) {
+        let layer = Overrides { extra, ..Overrides::default() };
+        let (public, secrets) = layer.split_secrets("generic");
+        prop_assert!(!holds_sensitive_key(&Value::Object(public.extra.clone())));
+        prop_assert_eq!(secrets.len(), layer.secret_fields_set("generic").len());
+        prop_assert_eq!(public.with_secrets(&secrets), layer);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod feed;
 pub mod jwks;
 pub mod keyfile;
 pub mod migration;
+pub mod plaintext_secrets;
 pub mod private_file;
 pub mod records;
 pub mod retention;

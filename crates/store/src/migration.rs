@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(Initial),
             Box::new(SharedKeys),
+            Box::new(AuditSecretGrants),
             Box::new(retention::Retention),
         ]
     }
@@ -57,6 +58,64 @@ impl MigrationTrait for SharedKeys {
         manager
             .drop_table(Table::drop().table(Alias::new("shared_key")).to_owned())
             .await
+    }
+}
+
+/// Audit events say when an action grants read access to secret values
+/// (a deployment token does), so the grant shows in ListAuditEvents.
+#[derive(Debug)]
+struct AuditSecretGrants;
+
+impl MigrationName for AuditSecretGrants {
+    fn name(&self) -> &str {
+        "m20261203_000003_audit_secret_grants"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AuditSecretGrants {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // One column per statement: SQLite alters one at a time.
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Alias::new("audit_event"))
+                    .add_column(
+                        ColumnDef::new(Alias::new("grants_secret_access"))
+                            .boolean()
+                            .not_null()
+                            .default(false),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Alias::new("audit_event"))
+                    .add_column(
+                        ColumnDef::new(Alias::new("detail"))
+                            .text()
+                            .not_null()
+                            .default(""),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for column in ["detail", "grants_secret_access"] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Alias::new("audit_event"))
+                        .drop_column(Alias::new(column))
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 }
 

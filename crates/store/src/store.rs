@@ -269,6 +269,10 @@ async fn connect_sqlite(database_url: &str) -> StoreResult<DatabaseConnection> {
         // WAL lets the resolver read while control writes, across processes.
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
+        // Overwrite what a write frees, so a value moved out of a row (a
+        // plaintext secret moved into the secret store) leaves no copy in
+        // the file's free pages.
+        .pragma("secure_delete", "ON")
         .busy_timeout(Duration::from_secs(10));
     create_private_database_file(database_url, options.get_filename())?;
     let pool = SqlitePoolOptions::new()

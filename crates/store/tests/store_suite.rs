@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use switchboard_store::entity::secret;
+use switchboard_store::entity::{connection, secret};
 use switchboard_store::sea_orm::{
     ActiveModelTrait, ActiveValue::Set, EntityTrait, IntoActiveModel,
 };
-use switchboard_store::{SecretStore, Store, feed};
+use switchboard_store::{SecretStore, Store, feed, plaintext_secrets, records};
 
 /// A store on a backend, and what keeps it alive.
 struct Backend {
@@ -156,9 +156,90 @@ macro_rules! store_suite {
                 assert_eq!(mine.len(), 3);
                 assert!(feed::head(backend.store.db()).await.unwrap() >= revisions[2]);
             }
+
         }
     };
 }
 
 store_suite!(sqlite);
 store_suite!(postgres);
+
+/// SQLite only: the move scans every row of the database, and the shared
+/// PostgreSQL database holds other suites' rows, whose secrets are in OpenBao.
+#[tokio::test]
+async fn plaintext_nested_secrets_move_into_the_secret_store_once() {
+    let Some(backend) = sqlite().await else {
+        return;
+    };
+    let store = &backend.store;
+    let workspace = unique("ws");
+    let now = 1_000;
+    // A row as older releases wrote it: the password in the secret
+    // store, a nested secret in the clear.
+    let write = store.begin_write().await.unwrap();
+    let row = connection::ActiveModel {
+        workspace: Set(workspace.clone()),
+        conn_id: Set("aws".to_owned()),
+        conn_id_folded: Set("AWS".to_owned()),
+        type_key: Set("generic".to_owned()),
+        conn_type: Set("aws".to_owned()),
+        extra: Set(json!({
+            "region_name": "eu-west-1",
+            "session_kwargs": {"aws_secret_access_key": "plain", "profile_name": "p"}
+        })
+        .to_string()),
+        link_to_all: Set(false),
+        excluded_deployments: Set("[]".to_owned()),
+        secret_fields: Set(json!(["password"]).to_string()),
+        version: Set(1),
+        create_time: Set(now),
+        update_time: Set(now),
+        ..Default::default()
+    }
+    .insert(&write.txn)
+    .await
+    .unwrap();
+    let owner = records::connection_owner(row.id);
+    let password = BTreeMap::from([("password".to_owned(), json!("pw"))]);
+    let version = store
+        .secrets()
+        .put(&write.txn, &workspace, &owner, &password, now)
+        .await
+        .unwrap();
+    let mut active = row.into_active_model();
+    active.secret_version = Set(version);
+    let row = active.update(&write.txn).await.unwrap();
+    write.commit().await.unwrap();
+    let before = records::full_spec(store.secrets(), store.db(), &row)
+        .await
+        .unwrap();
+
+    let report = plaintext_secrets::move_plaintext_secrets(store, now)
+        .await
+        .unwrap();
+    assert!(report.connections >= 1, "{report:?}");
+    let moved = connection::Entity::find_by_id(row.id)
+        .one(store.db())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!moved.extra.contains("plain"), "{}", moved.extra);
+    assert_eq!(
+        moved.secret_fields,
+        json!(["extra.session_kwargs.aws_secret_access_key", "password"]).to_string()
+    );
+    let after = records::full_spec(store.secrets(), store.db(), &moved)
+        .await
+        .unwrap();
+    assert_eq!(after, before, "nothing lost");
+
+    plaintext_secrets::move_plaintext_secrets(store, now)
+        .await
+        .unwrap();
+    let again = connection::Entity::find_by_id(row.id)
+        .one(store.db())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again, moved, "a second run changes nothing");
+}

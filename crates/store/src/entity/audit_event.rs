@@ -15,6 +15,10 @@ pub struct Model {
     /// JSON array of field names.
     pub changed_fields: String,
     pub create_time: i64,
+    /// Whether the action gave read access to secret values.
+    pub grants_secret_access: bool,
+    /// What it granted, in plain words; empty otherwise.
+    pub detail: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
