@@ -19,7 +19,10 @@ pub enum ControlError {
     /// A deployment asks for a Kubernetes Secret in a namespace the server's
     /// allowed-namespaces setting does not give its workspace.
     #[error("namespace {namespace} is not allowed for workspace {workspace}")]
-    NamespaceNotAllowed { workspace: String, namespace: String },
+    NamespaceNotAllowed {
+        workspace: String,
+        namespace: String,
+    },
     /// A stale etag: the resource changed since the caller read it.
     #[error("{0}")]
     Aborted(String),
@@ -103,11 +106,7 @@ impl From<ControlError> for Status {
                     format!("workspaces/{workspace}"),
                     description.clone(),
                 );
-                Status::with_error_details(
-                    Code::FailedPrecondition,
-                    truncate(description),
-                    details,
-                )
+                Status::with_error_details(Code::FailedPrecondition, truncate(description), details)
             }
             ControlError::Aborted(message) => Status::aborted(truncate(message)),
             ControlError::PermissionDenied(message) => Status::permission_denied(truncate(message)),

@@ -57,7 +57,10 @@ pub fn secret_name(workspace: &str, deployment_id: &str) -> String {
     }
     use sha2::Digest as _;
     let digest = sha2::Sha256::digest(workspace.as_bytes());
-    let hash: String = digest[..4].iter().map(|byte| format!("{byte:02x}")).collect();
+    let hash: String = digest[..4]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
     let slug = workspace.to_ascii_lowercase().replace('_', "-");
     let slug = slug.trim_matches('-');
     if slug.is_empty() {
@@ -308,7 +311,12 @@ mod tests {
         // A DNS subdomain as Kubernetes checks it: at most 253 characters,
         // dot-separated runs of lower-case letters, digits and `-` that start
         // and end alphanumeric.
-        for name in [upper, long, secret_name("_", "prod"), secret_name("-x-", "prod")] {
+        for name in [
+            upper,
+            long,
+            secret_name("_", "prod"),
+            secret_name("-x-", "prod"),
+        ] {
             assert!(name.len() <= 253, "{name}");
             for label in name.split('.') {
                 assert!(!label.is_empty(), "{name}");
