@@ -12,6 +12,7 @@ mod fixture;
 mod fuzz_requests;
 mod grpcurl;
 mod guarantees;
+mod kube_namespaces;
 mod leak_scan;
 mod limits;
 mod permissions;

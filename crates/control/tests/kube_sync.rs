@@ -2,16 +2,17 @@
 //! speaks the Secret endpoints (get, server-side apply, delete, list by
 //! label) and records every request, over a real SQLite store.
 
-use std::collections::{BTreeMap, VecDeque};
+mod fake_kube;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::Method;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use fake_kube::{FakeApi, Request, data, data_keys, query_param, secret_path};
 use serde_json::{Value, json};
 use switchboard_control::kube_sync::{
     self, AllowedNamespaces, KUBE_TOKEN_DESCRIPTION, KubeSync, KubeSyncOptions, SyncReport,
@@ -31,353 +32,13 @@ const RESOLVER_ADDRESS: &str = "switchboard-resolver.switchboard.svc:50051";
 const GRACE: Duration = Duration::from_secs(60);
 const KEY: [u8; 32] = [7; 32];
 
-// ---------------------------------------------------------------- fake API
-
-/// One request the fake API server received.
-#[derive(Debug, Clone)]
-struct Request {
-    method: Method,
-    path: String,
-    query: String,
-    content_type: String,
-    body: Value,
-}
-
-impl Request {
-    fn is_write(&self) -> bool {
-        self.method != Method::GET
-    }
-
-    /// `METHOD path` for compact assertions.
-    fn line(&self) -> String {
-        format!("{} {}", self.method, self.path)
-    }
-}
-
-#[derive(Debug, Default)]
-struct FakeState {
-    secrets: BTreeMap<(String, String), Value>,
-    requests: Vec<Request>,
-    /// Injected failures: (method or any, status code), in order.
-    failures: VecDeque<(Option<Method>, u16)>,
-    revision: u64,
-}
-
-/// The fake Kubernetes API server.
-#[derive(Debug, Clone)]
-struct FakeApi {
-    state: Arc<Mutex<FakeState>>,
-    url: String,
-}
-
-fn status(code: u16, reason: &str, message: &str) -> Response {
-    let body = json!({
-        "kind": "Status", "apiVersion": "v1", "metadata": {},
-        "status": "Failure", "message": message, "reason": reason, "code": code,
-    });
-    (
-        StatusCode::from_u16(code).unwrap(),
-        [("content-type", "application/json")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-fn ok(value: &Value) -> Response {
-    (
-        StatusCode::OK,
-        [("content-type", "application/json")],
-        value.to_string(),
-    )
-        .into_response()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::new();
-    let mut index = 0;
-    while index < bytes.len() {
-        match bytes[index] {
-            b'%' if index + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).unwrap();
-                out.push(u8::from_str_radix(hex, 16).unwrap());
-                index += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                index += 1;
-            }
-            byte => {
-                out.push(byte);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8(out).unwrap()
-}
-
-fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        (key == name).then(|| percent_decode(value))
-    })
-}
-
-fn labels_match(secret: &Value, selector: &str) -> bool {
-    selector.split(',').all(|term| {
-        let (key, value) = term.split_once('=').unwrap();
-        secret["metadata"]["labels"][key].as_str() == Some(value)
-    })
-}
-
-/// Server-side apply as the API server does it for a single field manager:
-/// fields in the body are set; `data` keys this manager applied before but
-/// left out now are removed; keys others set stay.
-fn apply(existing: Option<&Value>, body: &Value, revision: u64, uid: String) -> Value {
-    let mut secret = existing.cloned().unwrap_or_else(|| {
-        json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": body["metadata"]["name"], "namespace": body["metadata"]["namespace"], "uid": uid},
-        })
-    });
-    let previously_owned: Vec<String> = secret["metadata"]["managedFields"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|entry| entry["manager"] == "switchboard")
-        .flat_map(|entry| {
-            entry["fieldsV1"]["f:data"]
-                .as_object()
-                .into_iter()
-                .flat_map(|data| {
-                    data.keys()
-                        .filter_map(|key| key.strip_prefix("f:"))
-                        .map(str::to_owned)
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let mut data = secret["data"].as_object().cloned().unwrap_or_default();
-    let applied = body["data"].as_object().cloned().unwrap_or_default();
-    for key in previously_owned {
-        if !applied.contains_key(&key) {
-            data.remove(&key);
-        }
-    }
-    data.extend(applied.clone());
-    secret["data"] = Value::Object(data);
-    secret["type"] = body["type"].clone();
-    for field in ["labels", "annotations"] {
-        let mut merged = secret["metadata"][field]
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        merged.extend(
-            body["metadata"][field]
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        );
-        secret["metadata"][field] = Value::Object(merged);
-    }
-    let owned: serde_json::Map<String, Value> = applied
-        .keys()
-        .map(|key| (format!("f:{key}"), json!({})))
-        .collect();
-    secret["metadata"]["managedFields"] = json!([{
-        "manager": "switchboard", "operation": "Apply", "apiVersion": "v1",
-        "fieldsType": "FieldsV1", "fieldsV1": {"f:data": owned},
-    }]);
-    secret["metadata"]["resourceVersion"] = json!(revision.to_string());
-    secret
-}
-
-async fn handle(
-    state: Arc<Mutex<FakeState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let path = uri.path().to_owned();
-    let query = uri.query().unwrap_or_default().to_owned();
-    let body_json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let mut state = state.lock().unwrap();
-    state.requests.push(Request {
-        method: method.clone(),
-        path: path.clone(),
-        query: query.clone(),
-        content_type: headers
-            .get("content-type")
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default()
-            .to_owned(),
-        body: body_json.clone(),
-    });
-    if let Some(position) = state
-        .failures
-        .iter()
-        .position(|(only, _)| only.as_ref().is_none_or(|only| *only == method))
-    {
-        let (_, code) = state.failures.remove(position).unwrap();
-        let reason = if code == 409 {
-            "Conflict"
-        } else {
-            "InternalError"
-        };
-        return status(code, reason, "injected failure");
-    }
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let (namespace, name) = match segments.as_slice() {
-        ["api", "v1", "namespaces", namespace, "secrets"] => ((*namespace).to_owned(), None),
-        ["api", "v1", "namespaces", namespace, "secrets", name] => {
-            ((*namespace).to_owned(), Some((*name).to_owned()))
-        }
-        _ => return status(404, "NotFound", "unknown path"),
-    };
-    let Some(name) = name else {
-        if method != Method::GET {
-            return status(405, "MethodNotAllowed", "only list");
-        }
-        let selector = query_param(&query, "labelSelector").unwrap_or_default();
-        let items: Vec<Value> = state
-            .secrets
-            .iter()
-            .filter(|((ns, _), secret)| *ns == namespace && labels_match(secret, &selector))
-            .map(|(_, secret)| secret.clone())
-            .collect();
-        return ok(&json!({
-            "apiVersion": "v1", "kind": "SecretList",
-            "metadata": {"resourceVersion": state.revision.to_string()}, "items": items,
-        }));
-    };
-    let key = (namespace, name.clone());
-    match method {
-        Method::GET => match state.secrets.get(&key) {
-            Some(secret) => ok(secret),
-            None => status(404, "NotFound", &format!("secrets \"{name}\" not found")),
-        },
-        Method::PATCH => {
-            assert_eq!(
-                query_param(&query, "fieldManager").as_deref(),
-                Some("switchboard")
-            );
-            let existing = state.secrets.get(&key).cloned();
-            if let Some(wanted) = body_json["metadata"]["resourceVersion"].as_str() {
-                let current = existing
-                    .as_ref()
-                    .and_then(|secret| secret["metadata"]["resourceVersion"].as_str());
-                if current != Some(wanted) {
-                    return status(409, "Conflict", "the object has been modified");
-                }
-            }
-            state.revision += 1;
-            let revision = state.revision;
-            let secret = apply(
-                existing.as_ref(),
-                &body_json,
-                revision,
-                format!("uid-{revision}"),
-            );
-            state.secrets.insert(key, secret.clone());
-            ok(&secret)
-        }
-        Method::DELETE => {
-            let Some(existing) = state.secrets.get(&key).cloned() else {
-                return status(404, "NotFound", &format!("secrets \"{name}\" not found"));
-            };
-            if let Some(uid) = body_json["preconditions"]["uid"].as_str()
-                && existing["metadata"]["uid"].as_str() != Some(uid)
-            {
-                return status(409, "Conflict", "precondition failed: uid");
-            }
-            state.secrets.remove(&key);
-            ok(&existing)
-        }
-        _ => status(405, "MethodNotAllowed", "unsupported"),
-    }
-}
-
-impl FakeApi {
-    async fn start() -> Self {
-        let state = Arc::new(Mutex::new(FakeState::default()));
-        let app = axum::Router::new().fallback({
-            let state = state.clone();
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                handle(state.clone(), method, uri, headers, body)
-            }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { state, url }
-    }
-
-    fn client(&self) -> kube::Client {
-        let config = kube::Config::new(self.url.parse().unwrap());
-        kube::Client::try_from(config).unwrap()
-    }
-
-    fn take_requests(&self) -> Vec<Request> {
-        std::mem::take(&mut self.state.lock().unwrap().requests)
-    }
-
-    fn secret(&self, namespace: &str, name: &str) -> Option<Value> {
-        self.state
-            .lock()
-            .unwrap()
-            .secrets
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .cloned()
-    }
-
-    fn put(&self, namespace: &str, name: &str, secret: Value) {
-        self.state
-            .lock()
-            .unwrap()
-            .secrets
-            .insert((namespace.to_owned(), name.to_owned()), secret);
-    }
-
-    fn remove(&self, namespace: &str, name: &str) {
-        self.state
-            .lock()
-            .unwrap()
-            .secrets
-            .remove(&(namespace.to_owned(), name.to_owned()));
-    }
-
-    fn fail(&self, method: Option<Method>, code: u16) {
-        self.state
-            .lock()
-            .unwrap()
-            .failures
-            .push_back((method, code));
-    }
-
-    fn clear_failures(&self) {
-        self.state.lock().unwrap().failures.clear();
-    }
-}
-
-/// A data value of a Secret the fake holds, decoded.
-fn data(secret: &Value, key: &str) -> Option<String> {
-    let encoded = secret["data"][key].as_str()?;
-    Some(String::from_utf8(STANDARD.decode(encoded).unwrap()).unwrap())
-}
-
-fn data_keys(secret: &Value) -> Vec<String> {
-    secret["data"]
-        .as_object()
-        .map(|data| data.keys().cloned().collect())
-        .unwrap_or_default()
-}
-
-fn secret_path(namespace: &str, name: &str) -> String {
-    format!("/api/v1/namespaces/{namespace}/secrets/{name}")
-}
-
 // ---------------------------------------------------------------- harness
+
+/// A client of the fake API server.
+fn client(fake: &FakeApi) -> kube::Client {
+    let config = kube::Config::new(fake.url.parse().unwrap());
+    kube::Client::try_from(config).unwrap()
+}
 
 #[derive(Debug)]
 struct TestClock(AtomicI64);
@@ -459,7 +120,7 @@ impl Harness {
         )
         .with_kube_namespaces(allowed());
         let fake = FakeApi::start().await;
-        let sync = KubeSync::new(store.clone(), fake.client(), clock.clone(), options());
+        let sync = KubeSync::new(store.clone(), client(&fake), clock.clone(), options());
         let user = JwtSigner::hs256(&KEY)
             .sign(&UserClaims {
                 sub: "alice".into(),
@@ -1144,7 +805,7 @@ async fn the_loop_follows_the_change_feed_within_seconds() {
     let h = Harness::new().await;
     let fake = h.fake.clone();
     let task = tokio::spawn(
-        KubeSync::new(h.store.clone(), fake.client(), h.clock.clone(), options()).run(),
+        KubeSync::new(h.store.clone(), client(&fake), h.clock.clone(), options()).run(),
     );
     h.create_deployment("prod", "airflow-a", pb::SecretDelivery::Env)
         .await;
@@ -1180,7 +841,7 @@ async fn after_a_restart_the_resync_finds_secrets_of_deployments_that_stopped_wa
         .await;
     assert_eq!(h.reconcile().await.applied, 2);
     // A restarted process knows nothing of the Secrets it wrote.
-    h.sync = KubeSync::new(h.store.clone(), h.fake.client(), h.clock.clone(), options());
+    h.sync = KubeSync::new(h.store.clone(), client(&h.fake), h.clock.clone(), options());
     h.set_delivery("prod", pb::SecretDelivery::None).await;
     h.delete_deployment("stage").await;
     h.fake.take_requests();
@@ -1506,7 +1167,7 @@ async fn a_namespace_taken_off_the_list_loses_its_secret_and_reports_it() {
         allowed_namespaces: allowing(&[("acme", &["airflow-b"])]),
         ..options()
     };
-    h.sync = KubeSync::new(h.store.clone(), h.fake.client(), h.clock.clone(), options);
+    h.sync = KubeSync::new(h.store.clone(), client(&h.fake), h.clock.clone(), options);
     h.fake.take_requests();
     let report = h.sync.reconcile_all().await.unwrap();
     assert_eq!(
