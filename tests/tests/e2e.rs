@@ -15,6 +15,7 @@ mod grpcurl;
 mod guarantees;
 mod hygiene;
 mod jwt_claims;
+mod kube_namespaces;
 mod leak_scan;
 mod limits;
 mod nested_secrets;

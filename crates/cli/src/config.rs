@@ -3,6 +3,7 @@
 //! Unknown keys in the file are errors, so a typo never silently falls back
 //! to a default.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -116,6 +117,17 @@ pub(crate) struct ServeOpt {
     tls: crate::tls::TlsOpt,
     #[command(flatten)]
     retention: crate::retention::RetentionOpt,
+    /// Control: a namespace a workspace's deployments may ask for a Secret in,
+    /// as WORKSPACE=NAMESPACE; repeat it (comma-separated in the environment).
+    /// Replaces [kubernetes.namespaces] of the file [default: none, so every
+    /// TOKEN or ENV delivery into a namespace is refused].
+    #[arg(
+        long = "kube-namespace",
+        env = "SWITCHBOARD_KUBE_NAMESPACES",
+        value_name = "WORKSPACE=NAMESPACE",
+        value_delimiter = ','
+    )]
+    kube_namespaces: Vec<String>,
 }
 
 /// The TOML file's shape.
@@ -151,6 +163,8 @@ struct KubernetesFile {
     kubeconfig: Option<PathBuf>,
     token_grace: Option<String>,
     resync_interval: Option<String>,
+    /// Workspace id → namespaces its deployments may deliver Secrets to.
+    namespaces: Option<BTreeMap<String, Vec<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -201,6 +215,9 @@ pub(crate) struct Settings {
     pub tls: Option<crate::tls::TlsSettings>,
     /// Control: how long the feed, request log and audit table keep rows.
     pub retention: crate::retention::RetentionSettings,
+    /// Workspace → the namespaces its deployments may ask for a Secret in;
+    /// control refuses any other (with sync or without).
+    pub kube_namespaces: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// The Kubernetes Secret sync's settings.
@@ -225,6 +242,51 @@ pub(crate) struct VaultSettings {
     pub timeout: Duration,
     /// (mount, role id, secret id file) when logging in with AppRole.
     pub approle: Option<(String, String, PathBuf)>,
+}
+
+/// The allowed-namespaces map: the flags' WORKSPACE=NAMESPACE pairs if any,
+/// else the file's table, each id checked.
+fn kube_namespaces(
+    flags: Vec<String>,
+    file: Option<BTreeMap<String, Vec<String>>>,
+) -> anyhow::Result<BTreeMap<String, BTreeSet<String>>> {
+    let pairs: Vec<(String, String)> = if flags.is_empty() {
+        file.unwrap_or_default()
+            .into_iter()
+            .flat_map(|(workspace, namespaces)| {
+                namespaces
+                    .into_iter()
+                    .map(move |namespace| (workspace.clone(), namespace))
+            })
+            .collect()
+    } else {
+        flags
+            .iter()
+            .map(|pair| {
+                pair.split_once('=')
+                    .map(|(workspace, namespace)| {
+                        (workspace.trim().to_owned(), namespace.trim().to_owned())
+                    })
+                    .with_context(|| {
+                        format!("--kube-namespace {pair:?} must be WORKSPACE=NAMESPACE")
+                    })
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let mut map: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (workspace, namespace) in pairs {
+        switchboard_domain::names::validate_workspace_id(&workspace).map_err(|why| {
+            anyhow::anyhow!("kubernetes namespaces: workspace {workspace:?} {why}")
+        })?;
+        // Namespaces are DNS labels, as deployment ids are.
+        switchboard_domain::names::validate_deployment_id(&namespace).map_err(|why| {
+            anyhow::anyhow!(
+                "kubernetes namespaces: namespace {namespace:?} of workspace {workspace} {why}"
+            )
+        })?;
+        map.entry(workspace).or_default().insert(namespace);
+    }
+    Ok(map)
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -345,6 +407,8 @@ impl ServeOpt {
                 .map_err(|why| anyhow::anyhow!("invalid max_stale in the config file: {why}"))?,
             (None, None) => Duration::from_secs(15 * 60),
         };
+        let kube_namespaces =
+            kube_namespaces(self.kube_namespaces, file.kubernetes.namespaces.clone())?;
         let kubernetes = if self.kube_sync || file.kubernetes.enabled.unwrap_or(false) {
             let duration = |flag: Option<Duration>, text: Option<String>, key: &str, default| match (
                 flag, text,
@@ -398,6 +462,7 @@ impl ServeOpt {
             tls: self.tls.settings(file.tls)?,
             retention: self.retention.settings(file.retention)?,
             kubernetes,
+            kube_namespaces,
             rate_limit,
             resolver_rate_limit,
             max_stale,
@@ -544,6 +609,61 @@ mod tests {
         assert_eq!(settings.jwks_refresh, Duration::from_secs(120));
         let opt = ServeOpt {
             resolver_rate_limit: Some(0),
+            ..ServeOpt::default()
+        };
+        assert!(opt.settings().is_err());
+    }
+
+    #[test]
+    fn allowed_namespaces_come_from_flags_or_the_file_and_default_to_none() {
+        assert!(
+            ServeOpt::default()
+                .settings()
+                .unwrap()
+                .kube_namespaces
+                .is_empty()
+        );
+        let file = write(
+            "[kubernetes.namespaces]\nacme = [\"airflow-a\", \"airflow-b\"]\nGlobex_1 = [\"airflow-g\"]\n",
+        );
+        let opt = ServeOpt {
+            config: Some(file.path().to_owned()),
+            ..ServeOpt::default()
+        };
+        let map = opt.settings().unwrap().kube_namespaces;
+        assert_eq!(
+            map,
+            BTreeMap::from([
+                (
+                    "Globex_1".to_owned(),
+                    BTreeSet::from(["airflow-g".to_owned()])
+                ),
+                (
+                    "acme".to_owned(),
+                    BTreeSet::from(["airflow-a".to_owned(), "airflow-b".to_owned()])
+                ),
+            ])
+        );
+        // Flags replace the file's table.
+        let opt = ServeOpt {
+            config: Some(file.path().to_owned()),
+            kube_namespaces: vec!["acme=airflow-c".into(), "acme=airflow-d".into()],
+            ..ServeOpt::default()
+        };
+        let map = opt.settings().unwrap().kube_namespaces;
+        assert_eq!(map.len(), 1);
+        assert_eq!(map["acme"].len(), 2);
+        for bad in ["acme", "acme=Airflow", "acme=", "bad workspace=airflow"] {
+            let opt = ServeOpt {
+                kube_namespaces: vec![bad.into()],
+                ..ServeOpt::default()
+            };
+            let err = format!("{:#}", opt.settings().unwrap_err());
+            assert!(err.contains("namespace"), "{bad}: {err}");
+        }
+        let file = write("[kubernetes.namespaces]\nacme = [\"not_a_label\"]\n");
+        let opt = ServeOpt {
+            config: Some(file.path().to_owned()),
             ..ServeOpt::default()
         };
         assert!(opt.settings().is_err());

@@ -2,6 +2,7 @@
 //! health and reflection (v1 and v1alpha), and a clean shutdown on SIGTERM or
 //! Ctrl-C (health flips to NOT_SERVING, in-flight calls drain, exit 0).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -166,7 +167,10 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
             auth.clone(),
             clock.clone(),
             PageTokenKey::new(page_key),
-        );
+        )
+        .with_kube_namespaces(switchboard_control::kube_sync::AllowedNamespaces::new(
+            opt.kube_namespaces.clone(),
+        ));
         let (connections, deployments, workspaces, audit) = control.services();
         router = router
             .add_service(connections)
@@ -174,7 +178,7 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
             .add_service(workspaces)
             .add_service(audit);
         if let Some(kubernetes) = &opt.kubernetes {
-            start_kube_sync(kubernetes, &store, &clock).await?;
+            start_kube_sync(kubernetes, &opt.kube_namespaces, &store, &clock).await?;
         }
     }
     if matches!(role, Role::Dev | Role::Resolver) {
@@ -270,6 +274,7 @@ fn served_services(role: Role) -> Vec<&'static str> {
 /// delays Secrets, never control's API. Building the client contacts nothing.
 async fn start_kube_sync(
     settings: &KubernetesSettings,
+    namespaces: &BTreeMap<String, BTreeSet<String>>,
     store: &Store,
     clock: &Arc<dyn Clock>,
 ) -> anyhow::Result<()> {
@@ -283,12 +288,19 @@ async fn start_kube_sync(
         resolver_address: settings.resolver_address.clone(),
         token_grace: settings.token_grace,
         resync_every: settings.resync_interval,
+        allowed_namespaces: kube_sync::AllowedNamespaces::new(namespaces.clone()),
         ..KubeSyncOptions::default()
     };
+    if namespaces.values().all(BTreeSet::is_empty) {
+        tracing::warn!(
+            "no namespaces are allowed for Secret delivery ([kubernetes.namespaces] or --kube-namespace); every deployment's Secret is refused"
+        );
+    }
     tokio::spawn(KubeSync::new(store.clone(), client, clock.clone(), options).run());
     info!(
         resolver_address = %settings.resolver_address,
         kubeconfig = ?settings.kubeconfig,
+        allowed_namespaces = ?namespaces,
         "kubernetes secret sync enabled"
     );
     Ok(())

@@ -49,6 +49,27 @@ fn check_namespace(field: &str, namespace: &str, violations: &mut Vec<FieldViola
     }
 }
 
+/// Refuses a deployment that asks for a Kubernetes Secret (`delivery` TOKEN
+/// or ENV) in a namespace its workspace may not deliver to, so one workspace
+/// cannot take Secret names in another's namespace.
+fn check_delivery_namespace(
+    control: &Control,
+    workspace: &str,
+    namespace: &str,
+    delivery: &str,
+) -> ControlResult<()> {
+    if namespace.is_empty()
+        || delivery == "NONE"
+        || control.kube_namespaces.allows(workspace, namespace)
+    {
+        return Ok(());
+    }
+    Err(ControlError::NamespaceNotAllowed {
+        workspace: workspace.to_owned(),
+        namespace: namespace.to_owned(),
+    })
+}
+
 fn check_display_name(field: &str, display_name: &str, violations: &mut Vec<FieldViolation>) {
     if display_name.chars().count() > MAX_DISPLAY_NAME || display_name.chars().any(char::is_control)
     {
@@ -221,6 +242,12 @@ impl Control {
         if !violations.is_empty() {
             return Err(ControlError::InvalidArgument(violations));
         }
+        check_delivery_namespace(
+            self,
+            &workspace,
+            &deployment.namespace,
+            delivery_from_pb(delivery),
+        )?;
         let now = self.now();
         let write = self.store.begin_write().await?;
         // Checked under the write lock, so concurrent retries with one
@@ -381,6 +408,21 @@ impl Control {
                 }
                 _ => {}
             }
+        }
+        // Checked on the result, and only when the update touches where or
+        // how the Secret is delivered, so renaming a deployment still works
+        // after its namespace was taken off the allowed list.
+        if paths
+            .iter()
+            .any(|path| path == "namespace" || path == "secret_delivery")
+        {
+            let namespace = active.namespace.try_as_ref().cloned().unwrap_or_default();
+            let delivery = active
+                .secret_delivery
+                .try_as_ref()
+                .cloned()
+                .unwrap_or_default();
+            check_delivery_namespace(self, &name.workspace, &namespace, &delivery)?;
         }
         active.version = Set(version + 1);
         active.update_time = Set(now);

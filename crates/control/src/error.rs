@@ -16,6 +16,13 @@ pub enum ControlError {
     AlreadyExists(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A deployment asks for a Kubernetes Secret in a namespace the server's
+    /// allowed-namespaces setting does not give its workspace.
+    #[error("namespace {namespace} is not allowed for workspace {workspace}")]
+    NamespaceNotAllowed {
+        workspace: String,
+        namespace: String,
+    },
     /// A stale etag: the resource changed since the caller read it.
     #[error("{0}")]
     Aborted(String),
@@ -89,6 +96,21 @@ impl From<ControlError> for Status {
             ControlError::AlreadyExists(message) => Status::already_exists(truncate(message)),
             ControlError::FailedPrecondition(message) => {
                 Status::failed_precondition(truncate(message))
+            }
+            ControlError::NamespaceNotAllowed {
+                workspace,
+                namespace,
+            } => {
+                let description = format!(
+                    "workspace {workspace} may not deliver Kubernetes Secrets to namespace {namespace}; the server's kubernetes.namespaces setting lists the namespaces each workspace may use"
+                );
+                let mut details = ErrorDetails::new();
+                details.add_precondition_failure_violation(
+                    "KUBERNETES_NAMESPACE_NOT_ALLOWED",
+                    format!("workspaces/{workspace}"),
+                    description.clone(),
+                );
+                Status::with_error_details(Code::FailedPrecondition, truncate(description), details)
             }
             ControlError::Aborted(message) => Status::aborted(truncate(message)),
             ControlError::PermissionDenied(message) => Status::permission_denied(truncate(message)),

@@ -11,6 +11,7 @@ use switchboard_store::{Clock, Store, StoreError};
 use tonic::Request;
 
 use crate::error::ControlResult;
+use crate::kube_sync::AllowedNamespaces;
 use crate::page_token::PageTokenKey;
 
 /// Control's state; cheap to clone. One value serves every control service.
@@ -20,6 +21,8 @@ pub struct Control {
     auth: Authenticator,
     clock: Arc<dyn Clock>,
     pub(crate) page_key: PageTokenKey,
+    /// Where each workspace's deployments may ask for a Kubernetes Secret.
+    pub(crate) kube_namespaces: Arc<AllowedNamespaces>,
 }
 
 impl Control {
@@ -35,7 +38,15 @@ impl Control {
             auth,
             clock,
             page_key,
+            kube_namespaces: Arc::default(),
         }
+    }
+
+    /// Lets deployments ask for Kubernetes Secrets in these namespaces only
+    /// (by default in none).
+    pub fn with_kube_namespaces(mut self, allowed: AllowedNamespaces) -> Self {
+        self.kube_namespaces = Arc::new(allowed);
+        self
     }
 
     /// The gRPC services, ready to add to a tonic router.

@@ -2,19 +2,20 @@
 //! speaks the Secret endpoints (get, server-side apply, delete, list by
 //! label) and records every request, over a real SQLite store.
 
-use std::collections::{BTreeMap, VecDeque};
+mod fake_kube;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::Method;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use fake_kube::{FakeApi, Request, data, data_keys, query_param, secret_path};
 use serde_json::{Value, json};
 use switchboard_control::kube_sync::{
-    self, KUBE_TOKEN_DESCRIPTION, KubeSync, KubeSyncOptions, SyncReport,
+    self, AllowedNamespaces, KUBE_TOKEN_DESCRIPTION, KubeSync, KubeSyncOptions, SyncReport,
 };
 use switchboard_control::{Control, PageTokenKey};
 use switchboard_proto::v1 as pb;
@@ -31,353 +32,13 @@ const RESOLVER_ADDRESS: &str = "switchboard-resolver.switchboard.svc:50051";
 const GRACE: Duration = Duration::from_secs(60);
 const KEY: [u8; 32] = [7; 32];
 
-// ---------------------------------------------------------------- fake API
-
-/// One request the fake API server received.
-#[derive(Debug, Clone)]
-struct Request {
-    method: Method,
-    path: String,
-    query: String,
-    content_type: String,
-    body: Value,
-}
-
-impl Request {
-    fn is_write(&self) -> bool {
-        self.method != Method::GET
-    }
-
-    /// `METHOD path` for compact assertions.
-    fn line(&self) -> String {
-        format!("{} {}", self.method, self.path)
-    }
-}
-
-#[derive(Debug, Default)]
-struct FakeState {
-    secrets: BTreeMap<(String, String), Value>,
-    requests: Vec<Request>,
-    /// Injected failures: (method or any, status code), in order.
-    failures: VecDeque<(Option<Method>, u16)>,
-    revision: u64,
-}
-
-/// The fake Kubernetes API server.
-#[derive(Debug, Clone)]
-struct FakeApi {
-    state: Arc<Mutex<FakeState>>,
-    url: String,
-}
-
-fn status(code: u16, reason: &str, message: &str) -> Response {
-    let body = json!({
-        "kind": "Status", "apiVersion": "v1", "metadata": {},
-        "status": "Failure", "message": message, "reason": reason, "code": code,
-    });
-    (
-        StatusCode::from_u16(code).unwrap(),
-        [("content-type", "application/json")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-fn ok(value: &Value) -> Response {
-    (
-        StatusCode::OK,
-        [("content-type", "application/json")],
-        value.to_string(),
-    )
-        .into_response()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::new();
-    let mut index = 0;
-    while index < bytes.len() {
-        match bytes[index] {
-            b'%' if index + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).unwrap();
-                out.push(u8::from_str_radix(hex, 16).unwrap());
-                index += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                index += 1;
-            }
-            byte => {
-                out.push(byte);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8(out).unwrap()
-}
-
-fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        (key == name).then(|| percent_decode(value))
-    })
-}
-
-fn labels_match(secret: &Value, selector: &str) -> bool {
-    selector.split(',').all(|term| {
-        let (key, value) = term.split_once('=').unwrap();
-        secret["metadata"]["labels"][key].as_str() == Some(value)
-    })
-}
-
-/// Server-side apply as the API server does it for a single field manager:
-/// fields in the body are set; `data` keys this manager applied before but
-/// left out now are removed; keys others set stay.
-fn apply(existing: Option<&Value>, body: &Value, revision: u64, uid: String) -> Value {
-    let mut secret = existing.cloned().unwrap_or_else(|| {
-        json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": body["metadata"]["name"], "namespace": body["metadata"]["namespace"], "uid": uid},
-        })
-    });
-    let previously_owned: Vec<String> = secret["metadata"]["managedFields"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|entry| entry["manager"] == "switchboard")
-        .flat_map(|entry| {
-            entry["fieldsV1"]["f:data"]
-                .as_object()
-                .into_iter()
-                .flat_map(|data| {
-                    data.keys()
-                        .filter_map(|key| key.strip_prefix("f:"))
-                        .map(str::to_owned)
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let mut data = secret["data"].as_object().cloned().unwrap_or_default();
-    let applied = body["data"].as_object().cloned().unwrap_or_default();
-    for key in previously_owned {
-        if !applied.contains_key(&key) {
-            data.remove(&key);
-        }
-    }
-    data.extend(applied.clone());
-    secret["data"] = Value::Object(data);
-    secret["type"] = body["type"].clone();
-    for field in ["labels", "annotations"] {
-        let mut merged = secret["metadata"][field]
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        merged.extend(
-            body["metadata"][field]
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        );
-        secret["metadata"][field] = Value::Object(merged);
-    }
-    let owned: serde_json::Map<String, Value> = applied
-        .keys()
-        .map(|key| (format!("f:{key}"), json!({})))
-        .collect();
-    secret["metadata"]["managedFields"] = json!([{
-        "manager": "switchboard", "operation": "Apply", "apiVersion": "v1",
-        "fieldsType": "FieldsV1", "fieldsV1": {"f:data": owned},
-    }]);
-    secret["metadata"]["resourceVersion"] = json!(revision.to_string());
-    secret
-}
-
-async fn handle(
-    state: Arc<Mutex<FakeState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let path = uri.path().to_owned();
-    let query = uri.query().unwrap_or_default().to_owned();
-    let body_json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let mut state = state.lock().unwrap();
-    state.requests.push(Request {
-        method: method.clone(),
-        path: path.clone(),
-        query: query.clone(),
-        content_type: headers
-            .get("content-type")
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default()
-            .to_owned(),
-        body: body_json.clone(),
-    });
-    if let Some(position) = state
-        .failures
-        .iter()
-        .position(|(only, _)| only.as_ref().is_none_or(|only| *only == method))
-    {
-        let (_, code) = state.failures.remove(position).unwrap();
-        let reason = if code == 409 {
-            "Conflict"
-        } else {
-            "InternalError"
-        };
-        return status(code, reason, "injected failure");
-    }
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let (namespace, name) = match segments.as_slice() {
-        ["api", "v1", "namespaces", namespace, "secrets"] => ((*namespace).to_owned(), None),
-        ["api", "v1", "namespaces", namespace, "secrets", name] => {
-            ((*namespace).to_owned(), Some((*name).to_owned()))
-        }
-        _ => return status(404, "NotFound", "unknown path"),
-    };
-    let Some(name) = name else {
-        if method != Method::GET {
-            return status(405, "MethodNotAllowed", "only list");
-        }
-        let selector = query_param(&query, "labelSelector").unwrap_or_default();
-        let items: Vec<Value> = state
-            .secrets
-            .iter()
-            .filter(|((ns, _), secret)| *ns == namespace && labels_match(secret, &selector))
-            .map(|(_, secret)| secret.clone())
-            .collect();
-        return ok(&json!({
-            "apiVersion": "v1", "kind": "SecretList",
-            "metadata": {"resourceVersion": state.revision.to_string()}, "items": items,
-        }));
-    };
-    let key = (namespace, name.clone());
-    match method {
-        Method::GET => match state.secrets.get(&key) {
-            Some(secret) => ok(secret),
-            None => status(404, "NotFound", &format!("secrets \"{name}\" not found")),
-        },
-        Method::PATCH => {
-            assert_eq!(
-                query_param(&query, "fieldManager").as_deref(),
-                Some("switchboard")
-            );
-            let existing = state.secrets.get(&key).cloned();
-            if let Some(wanted) = body_json["metadata"]["resourceVersion"].as_str() {
-                let current = existing
-                    .as_ref()
-                    .and_then(|secret| secret["metadata"]["resourceVersion"].as_str());
-                if current != Some(wanted) {
-                    return status(409, "Conflict", "the object has been modified");
-                }
-            }
-            state.revision += 1;
-            let revision = state.revision;
-            let secret = apply(
-                existing.as_ref(),
-                &body_json,
-                revision,
-                format!("uid-{revision}"),
-            );
-            state.secrets.insert(key, secret.clone());
-            ok(&secret)
-        }
-        Method::DELETE => {
-            let Some(existing) = state.secrets.get(&key).cloned() else {
-                return status(404, "NotFound", &format!("secrets \"{name}\" not found"));
-            };
-            if let Some(uid) = body_json["preconditions"]["uid"].as_str()
-                && existing["metadata"]["uid"].as_str() != Some(uid)
-            {
-                return status(409, "Conflict", "precondition failed: uid");
-            }
-            state.secrets.remove(&key);
-            ok(&existing)
-        }
-        _ => status(405, "MethodNotAllowed", "unsupported"),
-    }
-}
-
-impl FakeApi {
-    async fn start() -> Self {
-        let state = Arc::new(Mutex::new(FakeState::default()));
-        let app = axum::Router::new().fallback({
-            let state = state.clone();
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                handle(state.clone(), method, uri, headers, body)
-            }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { state, url }
-    }
-
-    fn client(&self) -> kube::Client {
-        let config = kube::Config::new(self.url.parse().unwrap());
-        kube::Client::try_from(config).unwrap()
-    }
-
-    fn take_requests(&self) -> Vec<Request> {
-        std::mem::take(&mut self.state.lock().unwrap().requests)
-    }
-
-    fn secret(&self, namespace: &str, name: &str) -> Option<Value> {
-        self.state
-            .lock()
-            .unwrap()
-            .secrets
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .cloned()
-    }
-
-    fn put(&self, namespace: &str, name: &str, secret: Value) {
-        self.state
-            .lock()
-            .unwrap()
-            .secrets
-            .insert((namespace.to_owned(), name.to_owned()), secret);
-    }
-
-    fn remove(&self, namespace: &str, name: &str) {
-        self.state
-            .lock()
-            .unwrap()
-            .secrets
-            .remove(&(namespace.to_owned(), name.to_owned()));
-    }
-
-    fn fail(&self, method: Option<Method>, code: u16) {
-        self.state
-            .lock()
-            .unwrap()
-            .failures
-            .push_back((method, code));
-    }
-
-    fn clear_failures(&self) {
-        self.state.lock().unwrap().failures.clear();
-    }
-}
-
-/// A data value of a Secret the fake holds, decoded.
-fn data(secret: &Value, key: &str) -> Option<String> {
-    let encoded = secret["data"][key].as_str()?;
-    Some(String::from_utf8(STANDARD.decode(encoded).unwrap()).unwrap())
-}
-
-fn data_keys(secret: &Value) -> Vec<String> {
-    secret["data"]
-        .as_object()
-        .map(|data| data.keys().cloned().collect())
-        .unwrap_or_default()
-}
-
-fn secret_path(namespace: &str, name: &str) -> String {
-    format!("/api/v1/namespaces/{namespace}/secrets/{name}")
-}
-
 // ---------------------------------------------------------------- harness
+
+/// A client of the fake API server.
+fn client(fake: &FakeApi) -> kube::Client {
+    let config = kube::Config::new(fake.url.parse().unwrap());
+    kube::Client::try_from(config).unwrap()
+}
 
 #[derive(Debug)]
 struct TestClock(AtomicI64);
@@ -413,7 +74,34 @@ fn options() -> KubeSyncOptions {
         retry_attempts: 4,
         retry_backoff: Duration::from_millis(10),
         retry_backoff_max: Duration::from_millis(50),
+        allowed_namespaces: allowed(),
     }
+}
+
+/// acme may deliver to airflow-a and airflow-b, globex to airflow-a (shared)
+/// and airflow-g.
+fn allowed() -> AllowedNamespaces {
+    allowing(&[
+        ("acme", &["airflow-a", "airflow-b"]),
+        ("globex", &["airflow-a", "airflow-g"]),
+    ])
+}
+
+fn allowing(pairs: &[(&str, &[&str])]) -> AllowedNamespaces {
+    AllowedNamespaces::new(
+        pairs
+            .iter()
+            .map(|(workspace, namespaces)| {
+                (
+                    (*workspace).to_owned(),
+                    namespaces
+                        .iter()
+                        .map(|namespace| (*namespace).to_owned())
+                        .collect(),
+                )
+            })
+            .collect(),
+    )
 }
 
 impl Harness {
@@ -429,9 +117,10 @@ impl Harness {
             Authenticator::hs256(&KEY),
             clock.clone(),
             PageTokenKey::new(vec![9; 32]),
-        );
+        )
+        .with_kube_namespaces(allowed());
         let fake = FakeApi::start().await;
-        let sync = KubeSync::new(store.clone(), fake.client(), clock.clone(), options());
+        let sync = KubeSync::new(store.clone(), client(&fake), clock.clone(), options());
         let user = JwtSigner::hs256(&KEY)
             .sign(&UserClaims {
                 sub: "alice".into(),
@@ -439,7 +128,10 @@ impl Harness {
                 aud: AUDIENCE.into(),
                 iss: None,
                 iat: None,
-                roles: BTreeMap::from([("acme".into(), "OWNER".into())]),
+                roles: BTreeMap::from([
+                    ("acme".into(), "OWNER".into()),
+                    ("globex".into(), "OWNER".into()),
+                ]),
             })
             .unwrap();
         Self {
@@ -463,9 +155,21 @@ impl Harness {
     }
 
     async fn create_deployment(&self, id: &str, namespace: &str, delivery: pb::SecretDelivery) {
+        self.create_deployment_in("acme", id, namespace, delivery)
+            .await
+            .unwrap();
+    }
+
+    async fn create_deployment_in(
+        &self,
+        workspace: &str,
+        id: &str,
+        namespace: &str,
+        delivery: pb::SecretDelivery,
+    ) -> Result<tonic::Response<pb::Deployment>, tonic::Status> {
         self.control
             .create_deployment(self.request(pb::CreateDeploymentRequest {
-                parent: "workspaces/acme".into(),
+                parent: format!("workspaces/{workspace}"),
                 deployment_id: id.into(),
                 deployment: Some(pb::Deployment {
                     kind: pb::DeploymentKind::Standard as i32,
@@ -476,7 +180,6 @@ impl Harness {
                 request_id: String::new(),
             }))
             .await
-            .unwrap();
     }
 
     async fn set_delivery(&self, id: &str, delivery: pb::SecretDelivery) {
@@ -591,7 +294,7 @@ async fn a_token_secret_is_applied_once_and_then_left_alone() {
         (1, 1, 0)
     );
     let requests = h.fake.take_requests();
-    let path = secret_path("airflow-a", "switchboard-prod");
+    let path = secret_path("airflow-a", "switchboard-acme.prod");
     assert_eq!(
         requests.iter().map(Request::line).collect::<Vec<_>>(),
         [format!("GET {path}"), format!("PATCH {path}")]
@@ -628,7 +331,7 @@ async fn a_token_secret_is_applied_once_and_then_left_alone() {
     );
 
     // The token is a live deployment token the resolver accepts, issued with an audit event.
-    let secret = h.fake.secret("airflow-a", "switchboard-prod").unwrap();
+    let secret = h.fake.secret("airflow-a", "switchboard-acme.prod").unwrap();
     let token = data(&secret, "token").unwrap();
     let tokens = h.kube_tokens("prod").await;
     assert_eq!(tokens.len(), 1);
@@ -671,7 +374,7 @@ async fn a_token_secret_is_applied_once_and_then_left_alone() {
     );
     assert_eq!(
         data(
-            &h.fake.secret("airflow-a", "switchboard-prod").unwrap(),
+            &h.fake.secret("airflow-a", "switchboard-acme.prod").unwrap(),
             "token"
         )
         .unwrap(),
@@ -707,7 +410,7 @@ async fn env_secrets_hold_the_resolvers_airflow_json_and_follow_changes() {
         requests.iter().filter(|request| request.is_write()).count(),
         1
     );
-    let secret = h.fake.secret("airflow-b", "switchboard-prod").unwrap();
+    let secret = h.fake.secret("airflow-b", "switchboard-acme.prod").unwrap();
     assert_eq!(
         data_keys(&secret),
         ["AIRFLOW_CONN_REPORTING_DB", "AIRFLOW_CONN_WAREHOUSE"]
@@ -751,7 +454,7 @@ async fn env_secrets_hold_the_resolvers_airflow_json_and_follow_changes() {
     assert_eq!(writes[0].method, Method::PATCH);
     // The apply carried the resourceVersion it read, so a concurrent change conflicts.
     assert_eq!(writes[0].body["metadata"]["resourceVersion"], "1");
-    let secret = h.fake.secret("airflow-b", "switchboard-prod").unwrap();
+    let secret = h.fake.secret("airflow-b", "switchboard-acme.prod").unwrap();
     let resolved = h.resolve_all(&token).await.unwrap();
     let warehouse = resolved
         .iter()
@@ -772,7 +475,7 @@ async fn env_secrets_hold_the_resolvers_airflow_json_and_follow_changes() {
         .await
         .unwrap();
     assert_eq!(h.reconcile().await.applied, 1);
-    let secret = h.fake.secret("airflow-b", "switchboard-prod").unwrap();
+    let secret = h.fake.secret("airflow-b", "switchboard-acme.prod").unwrap();
     assert_eq!(data_keys(&secret), ["AIRFLOW_CONN_WAREHOUSE"]);
     h.fake.take_requests();
     assert_eq!(h.reconcile().await.applied, 0);
@@ -792,7 +495,7 @@ async fn deleting_a_deployment_or_turning_delivery_off_deletes_its_secret() {
     let report = h.reconcile().await;
     assert_eq!((report.deleted, report.applied), (1, 0));
     let requests = h.fake.take_requests();
-    let prod = secret_path("airflow-a", "switchboard-prod");
+    let prod = secret_path("airflow-a", "switchboard-acme.prod");
     let writes: Vec<&Request> = requests
         .iter()
         .filter(|request| request.is_write())
@@ -800,8 +503,16 @@ async fn deleting_a_deployment_or_turning_delivery_off_deletes_its_secret() {
     assert_eq!(writes.len(), 1);
     assert_eq!(writes[0].line(), format!("DELETE {prod}"));
     assert_eq!(writes[0].body["preconditions"]["uid"], "uid-1");
-    assert!(h.fake.secret("airflow-a", "switchboard-prod").is_none());
-    assert!(h.fake.secret("airflow-a", "switchboard-stage").is_some());
+    assert!(
+        h.fake
+            .secret("airflow-a", "switchboard-acme.prod")
+            .is_none()
+    );
+    assert!(
+        h.fake
+            .secret("airflow-a", "switchboard-acme.stage")
+            .is_some()
+    );
 
     h.set_delivery("stage", pb::SecretDelivery::None).await;
     let report = h.reconcile().await;
@@ -815,10 +526,14 @@ async fn deleting_a_deployment_or_turning_delivery_off_deletes_its_secret() {
             .collect::<Vec<_>>(),
         [format!(
             "DELETE {}",
-            secret_path("airflow-a", "switchboard-stage")
+            secret_path("airflow-a", "switchboard-acme.stage")
         )]
     );
-    assert!(h.fake.secret("airflow-a", "switchboard-stage").is_none());
+    assert!(
+        h.fake
+            .secret("airflow-a", "switchboard-acme.stage")
+            .is_none()
+    );
 
     // Nothing left to do.
     h.sync.reconcile_all().await.unwrap();
@@ -870,7 +585,10 @@ async fn a_managed_secret_no_deployment_wants_is_removed_by_the_resync() {
     assert_eq!(
         writes,
         [
-            format!("PATCH {}", secret_path("airflow-a", "switchboard-prod")),
+            format!(
+                "PATCH {}",
+                secret_path("airflow-a", "switchboard-acme.prod")
+            ),
             format!("DELETE {}", secret_path("airflow-a", "switchboard-old")),
         ]
     );
@@ -886,20 +604,22 @@ async fn secrets_without_the_managed_label_are_never_written() {
     let mut h = Harness::new().await;
     let foreign = json!({
         "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "switchboard-prod", "namespace": "airflow-a", "uid": "uid-foreign",
+        "metadata": {"name": "switchboard-acme.prod", "namespace": "airflow-a", "uid": "uid-foreign",
             "resourceVersion": "77", "labels": {"team": "data"}},
         "data": {"token": STANDARD.encode("hand-made")},
     });
-    h.fake.put("airflow-a", "switchboard-prod", foreign.clone());
+    h.fake
+        .put("airflow-a", "switchboard-acme.prod", foreign.clone());
     // Another workspace's (or installation's) managed Secret with the same name is not ours either.
     let other = json!({
         "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "switchboard-stage", "namespace": "airflow-a", "uid": "uid-other",
+        "metadata": {"name": "switchboard-acme.stage", "namespace": "airflow-a", "uid": "uid-other",
             "labels": {"app.kubernetes.io/managed-by": "switchboard",
                 "switchboard.dev/deployment": "stage", "switchboard.dev/workspace": "globex"}},
         "data": {"token": STANDARD.encode("theirs")},
     });
-    h.fake.put("airflow-a", "switchboard-stage", other.clone());
+    h.fake
+        .put("airflow-a", "switchboard-acme.stage", other.clone());
     h.create_deployment("prod", "airflow-a", pb::SecretDelivery::Token)
         .await;
     h.create_deployment("stage", "airflow-a", pb::SecretDelivery::Env)
@@ -927,11 +647,13 @@ async fn secrets_without_the_managed_label_are_never_written() {
         "{requests:?}"
     );
     assert_eq!(
-        h.fake.secret("airflow-a", "switchboard-prod").unwrap(),
+        h.fake.secret("airflow-a", "switchboard-acme.prod").unwrap(),
         foreign
     );
     assert_eq!(
-        h.fake.secret("airflow-a", "switchboard-stage").unwrap(),
+        h.fake
+            .secret("airflow-a", "switchboard-acme.stage")
+            .unwrap(),
         other
     );
 }
@@ -941,7 +663,7 @@ async fn api_errors_are_retried_with_backoff_and_never_block_control() {
     let mut h = Harness::new().await;
     h.create_deployment("prod", "airflow-a", pb::SecretDelivery::Token)
         .await;
-    let path = secret_path("airflow-a", "switchboard-prod");
+    let path = secret_path("airflow-a", "switchboard-acme.prod");
 
     // A 500 on the read and a 409 on the apply: each retried.
     h.fake.fail(Some(Method::GET), 500);
@@ -969,7 +691,7 @@ async fn api_errors_are_retried_with_backoff_and_never_block_control() {
     assert_eq!(h.kube_tokens("prod").await.len(), 1);
 
     // A longer outage: the reconcile gives up after its tries, control's API works meanwhile.
-    h.fake.remove("airflow-a", "switchboard-prod");
+    h.fake.remove("airflow-a", "switchboard-acme.prod");
     for _ in 0..10 {
         h.fake.fail(None, 503);
     }
@@ -1005,24 +727,24 @@ async fn drift_is_repaired_and_a_deleted_token_secret_gets_a_new_token_old_revok
         .await;
     h.reconcile().await;
     let first = data(
-        &h.fake.secret("airflow-a", "switchboard-prod").unwrap(),
+        &h.fake.secret("airflow-a", "switchboard-acme.prod").unwrap(),
         "token",
     )
     .unwrap();
     h.fake.take_requests();
 
     // Hand-edited: put back, same token.
-    let mut edited = h.fake.secret("airflow-a", "switchboard-prod").unwrap();
+    let mut edited = h.fake.secret("airflow-a", "switchboard-acme.prod").unwrap();
     edited["data"]["address"] = json!(STANDARD.encode("evil.example.com:50051"));
-    h.fake.put("airflow-a", "switchboard-prod", edited);
+    h.fake.put("airflow-a", "switchboard-acme.prod", edited);
     let report = h.sync.reconcile_all().await.unwrap();
     assert_eq!((report.applied, report.tokens_issued), (1, 0));
-    let secret = h.fake.secret("airflow-a", "switchboard-prod").unwrap();
+    let secret = h.fake.secret("airflow-a", "switchboard-acme.prod").unwrap();
     assert_eq!(data(&secret, "address").as_deref(), Some(RESOLVER_ADDRESS));
     assert_eq!(data(&secret, "token").unwrap(), first);
 
     // Deleted: recreated with a new token; the old one stays valid for the grace period.
-    h.fake.remove("airflow-a", "switchboard-prod");
+    h.fake.remove("airflow-a", "switchboard-acme.prod");
     h.fake.take_requests();
     let report = h.sync.reconcile_all().await.unwrap();
     assert_eq!(
@@ -1030,7 +752,7 @@ async fn drift_is_repaired_and_a_deleted_token_secret_gets_a_new_token_old_revok
         (1, 1, 0)
     );
     let second = data(
-        &h.fake.secret("airflow-a", "switchboard-prod").unwrap(),
+        &h.fake.secret("airflow-a", "switchboard-acme.prod").unwrap(),
         "token",
     )
     .unwrap();
@@ -1065,13 +787,13 @@ async fn drift_is_repaired_and_a_deleted_token_secret_gets_a_new_token_old_revok
     h.resolve_all(&second).await.unwrap();
 
     // A Secret holding a revoked token gets a fresh one.
-    let mut stale = h.fake.secret("airflow-a", "switchboard-prod").unwrap();
+    let mut stale = h.fake.secret("airflow-a", "switchboard-acme.prod").unwrap();
     stale["data"]["token"] = json!(STANDARD.encode(&first));
-    h.fake.put("airflow-a", "switchboard-prod", stale);
+    h.fake.put("airflow-a", "switchboard-acme.prod", stale);
     let report = h.sync.reconcile_all().await.unwrap();
     assert_eq!((report.applied, report.tokens_issued), (1, 1));
     let third = data(
-        &h.fake.secret("airflow-a", "switchboard-prod").unwrap(),
+        &h.fake.secret("airflow-a", "switchboard-acme.prod").unwrap(),
         "token",
     )
     .unwrap();
@@ -1083,20 +805,20 @@ async fn the_loop_follows_the_change_feed_within_seconds() {
     let h = Harness::new().await;
     let fake = h.fake.clone();
     let task = tokio::spawn(
-        KubeSync::new(h.store.clone(), fake.client(), h.clock.clone(), options()).run(),
+        KubeSync::new(h.store.clone(), client(&fake), h.clock.clone(), options()).run(),
     );
     h.create_deployment("prod", "airflow-a", pb::SecretDelivery::Env)
         .await;
-    wait_for(|| fake.secret("airflow-a", "switchboard-prod").is_some()).await;
+    wait_for(|| fake.secret("airflow-a", "switchboard-acme.prod").is_some()).await;
     h.put_connection("warehouse", "db-1.example.com", true)
         .await;
     wait_for(|| {
-        fake.secret("airflow-a", "switchboard-prod")
+        fake.secret("airflow-a", "switchboard-acme.prod")
             .is_some_and(|secret| data(&secret, "AIRFLOW_CONN_WAREHOUSE").is_some())
     })
     .await;
     h.delete_deployment("prod").await;
-    wait_for(|| fake.secret("airflow-a", "switchboard-prod").is_none()).await;
+    wait_for(|| fake.secret("airflow-a", "switchboard-acme.prod").is_none()).await;
     task.abort();
 }
 
@@ -1119,7 +841,7 @@ async fn after_a_restart_the_resync_finds_secrets_of_deployments_that_stopped_wa
         .await;
     assert_eq!(h.reconcile().await.applied, 2);
     // A restarted process knows nothing of the Secrets it wrote.
-    h.sync = KubeSync::new(h.store.clone(), h.fake.client(), h.clock.clone(), options());
+    h.sync = KubeSync::new(h.store.clone(), client(&h.fake), h.clock.clone(), options());
     h.set_delivery("prod", pb::SecretDelivery::None).await;
     h.delete_deployment("stage").await;
     h.fake.take_requests();
@@ -1135,8 +857,469 @@ async fn after_a_restart_the_resync_finds_secrets_of_deployments_that_stopped_wa
     assert_eq!(
         writes,
         [
-            format!("DELETE {}", secret_path("airflow-a", "switchboard-prod")),
-            format!("DELETE {}", secret_path("airflow-a", "switchboard-stage")),
+            format!(
+                "DELETE {}",
+                secret_path("airflow-a", "switchboard-acme.prod")
+            ),
+            format!(
+                "DELETE {}",
+                secret_path("airflow-a", "switchboard-acme.stage")
+            ),
         ]
     );
+}
+
+// ------------------------------------------------- namespaces, names, problems
+
+impl Harness {
+    /// A link-to-all connection of `workspace` whose `extra.note` is `note`.
+    async fn put_connection_in(&self, workspace: &str, conn_id: &str, note: &str) {
+        let mut extra = serde_json::Map::new();
+        extra.insert("note".into(), json!(note));
+        self.control
+            .create_connection(self.request(pb::CreateConnectionRequest {
+                parent: format!("workspaces/{workspace}"),
+                connection_id: conn_id.into(),
+                connection: Some(pb::Connection {
+                    r#type: "postgres".into(),
+                    host: "db.example.com".into(),
+                    login: "etl".into(),
+                    password: "pw".into(),
+                    link_to_all_deployments: true,
+                    extra: Some(switchboard_control::json_to_struct(&extra)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+    }
+
+    async fn update_deployment(
+        &self,
+        workspace: &str,
+        id: &str,
+        deployment: pb::Deployment,
+        paths: &[&str],
+    ) -> Result<tonic::Response<pb::Deployment>, tonic::Status> {
+        self.control
+            .update_deployment(self.request(pb::UpdateDeploymentRequest {
+                deployment: Some(pb::Deployment {
+                    name: format!("workspaces/{workspace}/deployments/{id}"),
+                    ..deployment
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+                }),
+                request_id: String::new(),
+            }))
+            .await
+    }
+}
+
+fn assert_namespace_refused(status: &tonic::Status, workspace: &str, namespace: &str) {
+    use tonic_types::StatusExt as _;
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains(workspace) && status.message().contains(namespace),
+        "{status:?}"
+    );
+    let failure = status
+        .get_details_precondition_failure()
+        .expect("a PreconditionFailure detail");
+    assert_eq!(failure.violations.len(), 1);
+    assert_eq!(
+        failure.violations[0].r#type,
+        "KUBERNETES_NAMESPACE_NOT_ALLOWED"
+    );
+    assert_eq!(
+        failure.violations[0].subject,
+        format!("workspaces/{workspace}")
+    );
+}
+
+#[tokio::test]
+async fn a_delivery_outside_the_workspaces_namespaces_is_refused_and_nothing_is_stored() {
+    let h = Harness::new().await;
+    // globex may not use airflow-b, acme's namespace.
+    let status = h
+        .create_deployment_in("globex", "prod", "airflow-b", pb::SecretDelivery::Env)
+        .await
+        .unwrap_err();
+    assert_namespace_refused(&status, "globex", "airflow-b");
+    let status = h
+        .create_deployment_in("globex", "prod", "airflow-b", pb::SecretDelivery::Token)
+        .await
+        .unwrap_err();
+    assert_namespace_refused(&status, "globex", "airflow-b");
+    // No Secret asked for, or no namespace: nothing to refuse.
+    h.create_deployment_in("globex", "prod", "airflow-b", pb::SecretDelivery::None)
+        .await
+        .unwrap();
+    h.create_deployment_in("globex", "nowhere", "", pb::SecretDelivery::Env)
+        .await
+        .unwrap();
+    // Turning delivery on in a namespace the workspace may not use, or moving
+    // a delivering deployment there, is refused too; the row keeps its values.
+    let status = h
+        .update_deployment(
+            "globex",
+            "prod",
+            pb::Deployment {
+                secret_delivery: pb::SecretDelivery::Token as i32,
+                ..Default::default()
+            },
+            &["secret_delivery"],
+        )
+        .await
+        .unwrap_err();
+    assert_namespace_refused(&status, "globex", "airflow-b");
+    h.create_deployment_in("globex", "stage", "airflow-g", pb::SecretDelivery::Env)
+        .await
+        .unwrap();
+    let status = h
+        .update_deployment(
+            "globex",
+            "stage",
+            pb::Deployment {
+                namespace: "airflow-b".into(),
+                ..Default::default()
+            },
+            &["namespace"],
+        )
+        .await
+        .unwrap_err();
+    assert_namespace_refused(&status, "globex", "airflow-b");
+    let stage = h
+        .control
+        .get_deployment(h.request(pb::GetDeploymentRequest {
+            name: "workspaces/globex/deployments/stage".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stage.namespace, "airflow-g");
+    // Allowed namespaces work, and unrelated fields update regardless.
+    h.update_deployment(
+        "globex",
+        "stage",
+        pb::Deployment {
+            namespace: "airflow-a".into(),
+            ..Default::default()
+        },
+        &["namespace"],
+    )
+    .await
+    .unwrap();
+    h.update_deployment(
+        "globex",
+        "prod",
+        pb::Deployment {
+            display_name: "Production".into(),
+            ..Default::default()
+        },
+        &["display_name"],
+    )
+    .await
+    .unwrap();
+
+    // With no map at all, every delivery into a namespace is refused.
+    let bare = Control::new(
+        h.store.clone(),
+        Authenticator::hs256(&KEY),
+        h.clock.clone(),
+        PageTokenKey::new(vec![9; 32]),
+    );
+    let status = bare
+        .create_deployment(h.request(pb::CreateDeploymentRequest {
+            parent: "workspaces/acme".into(),
+            deployment_id: "fresh".into(),
+            deployment: Some(pb::Deployment {
+                kind: pb::DeploymentKind::Standard as i32,
+                namespace: "airflow-a".into(),
+                secret_delivery: pb::SecretDelivery::Token as i32,
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        }))
+        .await
+        .unwrap_err();
+    assert_namespace_refused(&status, "acme", "airflow-a");
+}
+
+#[tokio::test]
+async fn two_workspaces_in_one_namespace_get_separate_secrets_whoever_comes_first() {
+    let mut h = Harness::new().await;
+    // globex takes `prod` in the shared namespace first; acme's prod still
+    // gets its own Secret.
+    h.create_deployment_in("globex", "prod", "airflow-a", pb::SecretDelivery::Token)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.sync.reconcile_workspace("globex").await.unwrap().applied,
+        1
+    );
+    h.create_deployment("prod", "airflow-a", pb::SecretDelivery::Token)
+        .await;
+    let report = h.reconcile().await;
+    assert_eq!((report.applied, report.skipped, report.rejected), (1, 0, 0));
+    let acme = h.fake.secret("airflow-a", "switchboard-acme.prod").unwrap();
+    let globex = h
+        .fake
+        .secret("airflow-a", "switchboard-globex.prod")
+        .unwrap();
+    assert_eq!(
+        acme["metadata"]["labels"]["switchboard.dev/workspace"],
+        "acme"
+    );
+    assert_eq!(
+        globex["metadata"]["labels"]["switchboard.dev/workspace"],
+        "globex"
+    );
+    assert_ne!(data(&acme, "token"), data(&globex, "token"));
+    // Deleting one workspace's deployment leaves the other's Secret.
+    h.control
+        .delete_deployment(h.request(pb::DeleteDeploymentRequest {
+            name: "workspaces/globex/deployments/prod".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let report = h.sync.reconcile_all().await.unwrap();
+    assert_eq!(report.deleted, 1);
+    assert!(
+        h.fake
+            .secret("airflow-a", "switchboard-globex.prod")
+            .is_none()
+    );
+    assert_eq!(
+        data(
+            &h.fake.secret("airflow-a", "switchboard-acme.prod").unwrap(),
+            "token"
+        ),
+        data(&acme, "token")
+    );
+}
+
+#[tokio::test]
+async fn secrets_under_the_old_name_are_replaced_by_the_resync() {
+    let mut h = Harness::new().await;
+    h.create_deployment("prod", "airflow-a", pb::SecretDelivery::Env)
+        .await;
+    let instance = h.sync.instance().await.unwrap();
+    let legacy = |instance: &str, uid: &str| {
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "switchboard-prod", "namespace": "airflow-a", "uid": uid,
+                "labels": {"app.kubernetes.io/managed-by": "switchboard",
+                    "switchboard.dev/instance": instance,
+                    "switchboard.dev/deployment": "prod", "switchboard.dev/workspace": "acme"}},
+            "data": {"AIRFLOW_CONN_OLD": STANDARD.encode("{}")},
+        })
+    };
+    // Written by this installation before names carried the workspace.
+    h.fake.put(
+        "airflow-a",
+        "switchboard-prod",
+        legacy(&instance, "uid-legacy"),
+    );
+    // The same name in another namespace, by another installation: not ours.
+    let foreign = legacy("ffffffffffffffff", "uid-foreign");
+    h.fake.put("airflow-b", "switchboard-prod", foreign.clone());
+    h.create_deployment("other", "airflow-b", pb::SecretDelivery::None)
+        .await;
+    let report = h.sync.reconcile_all().await.unwrap();
+    assert_eq!((report.applied, report.deleted), (1, 1));
+    let writes: Vec<String> = h
+        .fake
+        .take_requests()
+        .iter()
+        .filter(|request| request.is_write())
+        .map(Request::line)
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            format!(
+                "PATCH {}",
+                secret_path("airflow-a", "switchboard-acme.prod")
+            ),
+            format!("DELETE {}", secret_path("airflow-a", "switchboard-prod")),
+        ]
+    );
+    assert!(h.fake.secret("airflow-a", "switchboard-prod").is_none());
+    assert_eq!(
+        h.fake.secret("airflow-b", "switchboard-prod").unwrap(),
+        foreign
+    );
+}
+
+#[tokio::test]
+async fn a_namespace_taken_off_the_list_loses_its_secret_and_reports_it() {
+    let mut h = Harness::new().await;
+    h.create_deployment("prod", "airflow-a", pb::SecretDelivery::Token)
+        .await;
+    h.create_deployment("stage", "airflow-b", pb::SecretDelivery::Env)
+        .await;
+    assert_eq!(h.reconcile().await.applied, 2);
+    // The server restarts with airflow-a no longer allowed for acme.
+    let options = KubeSyncOptions {
+        allowed_namespaces: allowing(&[("acme", &["airflow-b"])]),
+        ..options()
+    };
+    h.sync = KubeSync::new(h.store.clone(), client(&h.fake), h.clock.clone(), options);
+    h.fake.take_requests();
+    let report = h.sync.reconcile_all().await.unwrap();
+    assert_eq!(
+        (
+            report.deleted,
+            report.rejected,
+            report.failed,
+            report.applied
+        ),
+        (1, 1, 0, 0)
+    );
+    assert!(
+        h.fake
+            .secret("airflow-a", "switchboard-acme.prod")
+            .is_none()
+    );
+    assert!(
+        h.fake
+            .secret("airflow-b", "switchboard-acme.stage")
+            .is_some()
+    );
+    let problems = h.sync.problems("acme", "prod");
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].reason, "namespace_not_allowed");
+    assert!(
+        problems[0].message.contains("airflow-a") && problems[0].message.contains("acme"),
+        "{problems:?}"
+    );
+    assert!(h.sync.problems("acme", "stage").is_empty());
+    // Moved to an allowed namespace: delivered, problem gone.
+    h.update_deployment(
+        "acme",
+        "prod",
+        pb::Deployment {
+            namespace: "airflow-b".into(),
+            ..Default::default()
+        },
+        &["namespace"],
+    )
+    .await
+    .unwrap();
+    let report = h.reconcile().await;
+    assert_eq!((report.applied, report.rejected), (1, 0));
+    assert!(h.sync.problems("acme", "prod").is_empty());
+    assert!(
+        h.fake
+            .secret("airflow-b", "switchboard-acme.prod")
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn bad_env_keys_and_oversized_secrets_are_reported_on_the_deployment_while_others_sync() {
+    let mut h = Harness::new().await;
+    h.create_deployment("prod", "airflow-a", pb::SecretDelivery::Env)
+        .await;
+    h.put_connection_in("acme", "warehouse", "fine").await;
+    // AIRFLOW_CONN_MY-DB and AIRFLOW_CONN_LAKE.RAW cannot be environment variables.
+    h.put_connection_in("acme", "my-db", "dash").await;
+    h.put_connection_in("acme", "lake.raw", "dot").await;
+
+    let report = h.reconcile().await;
+    assert_eq!((report.applied, report.rejected, report.failed), (1, 1, 0));
+    let secret = h.fake.secret("airflow-a", "switchboard-acme.prod").unwrap();
+    assert_eq!(data_keys(&secret), ["AIRFLOW_CONN_WAREHOUSE"]);
+    let problems = h.sync.problems("acme", "prod").to_vec();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].reason, "invalid_env_key");
+    assert!(
+        problems[0].message.contains("AIRFLOW_CONN_MY-DB")
+            && problems[0].message.contains("AIRFLOW_CONN_LAKE.RAW"),
+        "{problems:?}"
+    );
+    // The ENV write is audited as granting secret access.
+    let audited = audit_event::Entity::find()
+        .filter(audit_event::Column::Action.eq("ApplyKubernetesSecret"))
+        .all(h.store.db())
+        .await
+        .unwrap();
+    assert_eq!(audited.len(), 1);
+    assert_eq!(audited[0].resource, "workspaces/acme/deployments/prod");
+    assert_eq!(audited[0].actor, "system:kubernetes-secret-sync");
+    assert!(
+        audited[0]
+            .changed_fields
+            .contains(kube_sync::GRANTS_SECRET_ACCESS),
+        "{:?}",
+        audited[0]
+    );
+
+    // Past 1 MiB: the Secret is left as it was, reported; a TOKEN deployment
+    // of the same workspace still syncs.
+    let note = "x".repeat(60 * 1024);
+    for index in 0..18 {
+        h.put_connection_in("acme", &format!("bulk_{index}"), &note)
+            .await;
+    }
+    h.create_deployment("stage", "airflow-b", pb::SecretDelivery::Token)
+        .await;
+    h.fake.take_requests();
+    let report = h.reconcile().await;
+    assert_eq!((report.applied, report.rejected, report.failed), (1, 1, 0));
+    let writes: Vec<String> = h
+        .fake
+        .take_requests()
+        .iter()
+        .filter(|request| request.is_write())
+        .map(Request::line)
+        .collect();
+    assert_eq!(
+        writes,
+        [format!(
+            "PATCH {}",
+            secret_path("airflow-b", "switchboard-acme.stage")
+        )]
+    );
+    assert_eq!(
+        h.fake.secret("airflow-a", "switchboard-acme.prod").unwrap(),
+        secret
+    );
+    let reasons: Vec<&str> = h
+        .sync
+        .problems("acme", "prod")
+        .iter()
+        .map(|problem| problem.reason)
+        .collect();
+    assert_eq!(reasons, ["invalid_env_key", "secret_too_large"]);
+    assert!(h.sync.problems("acme", "stage").is_empty());
+    let audited = audit_event::Entity::find()
+        .filter(audit_event::Column::Action.eq("ApplyKubernetesSecret"))
+        .all(h.store.db())
+        .await
+        .unwrap();
+    assert_eq!(audited.len(), 1, "no write, no audit event");
+
+    // Fixed: the big connections go, the Secret is written again.
+    for index in 0..18 {
+        h.control
+            .delete_connection(h.request(pb::DeleteConnectionRequest {
+                name: format!("workspaces/acme/connections/bulk_{index}"),
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+    }
+    let report = h.reconcile().await;
+    assert_eq!(report.rejected, 1);
+    let reasons: Vec<&str> = h
+        .sync
+        .problems("acme", "prod")
+        .iter()
+        .map(|problem| problem.reason)
+        .collect();
+    assert_eq!(reasons, ["invalid_env_key"]);
 }

@@ -34,9 +34,56 @@ pub const TOKEN_KEY: &str = "token";
 /// `type` of every managed Secret.
 const SECRET_TYPE: &str = "Opaque";
 
-/// The Secret name for a deployment id: `switchboard-<deployment id>`.
-pub fn secret_name(deployment_id: &str) -> String {
+/// Largest Secret Kubernetes stores: 1 MiB of data.
+pub const MAX_SECRET_BYTES: usize = 1024 * 1024;
+
+/// The Secret name of a workspace's deployment:
+/// `switchboard-<workspace>.<deployment id>`. Deployment ids never contain
+/// a dot, so two workspaces sharing a namespace never get one name. A
+/// workspace id that is not already a lower-case DNS label (upper case,
+/// `_`, a leading or trailing `-`) is written lower-cased with `_` as `-`
+/// and a hash of the exact id appended, so `Acme` and `acme` stay apart.
+pub fn secret_name(workspace: &str, deployment_id: &str) -> String {
+    let is_label = |text: &str| {
+        !text.is_empty()
+            && text
+                .bytes()
+                .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
+            && !text.starts_with('-')
+            && !text.ends_with('-')
+    };
+    if is_label(workspace) {
+        return format!("switchboard-{workspace}.{deployment_id}");
+    }
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(workspace.as_bytes());
+    let hash: String = digest[..4]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    let slug = workspace.to_ascii_lowercase().replace('_', "-");
+    let slug = slug.trim_matches('-');
+    if slug.is_empty() {
+        format!("switchboard-{hash}.{deployment_id}")
+    } else {
+        format!("switchboard-{slug}-{hash}.{deployment_id}")
+    }
+}
+
+/// The name Secrets had before it carried the workspace,
+/// `switchboard-<deployment id>`; the resync removes those it wrote.
+pub fn legacy_secret_name(deployment_id: &str) -> String {
     format!("switchboard-{deployment_id}")
+}
+
+/// Whether `key` can be an environment variable (`[A-Za-z_][A-Za-z0-9_]*`),
+/// as ENV-mode keys must be for `envFrom` to set them.
+pub(crate) fn is_env_var_name(key: &str) -> bool {
+    let mut bytes = key.bytes();
+    bytes
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == b'_')
+        && bytes.all(|byte| byte.is_ascii_alphanumeric() || byte == b'_')
 }
 
 /// The label selector that lists managed Secrets.
@@ -70,6 +117,14 @@ impl std::fmt::Debug for DesiredSecret {
 }
 
 impl DesiredSecret {
+    /// Bytes of `data` as Kubernetes counts them against its size limit.
+    pub(crate) fn data_bytes(&self) -> usize {
+        self.data
+            .iter()
+            .map(|(key, value)| key.len() + value.len())
+            .sum()
+    }
+
     fn labels(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             (MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned()),
@@ -212,7 +267,7 @@ mod tests {
         DesiredSecret {
             instance: "0123456789abcdef".into(),
             namespace: "airflow".into(),
-            name: secret_name("prod"),
+            name: secret_name("acme", "prod"),
             workspace: "acme".into(),
             deployment: "prod".into(),
             data: data
@@ -237,6 +292,54 @@ mod tests {
         unlabelled.metadata.labels = None;
         assert!(!wanted.is_satisfied_by(&unlabelled));
         assert!(!is_managed(&unlabelled));
+    }
+
+    #[test]
+    fn secret_names_carry_the_workspace_and_never_collide_across_workspaces() {
+        assert_eq!(secret_name("acme", "prod"), "switchboard-acme.prod");
+        assert_eq!(secret_name("team-a", "prod"), "switchboard-team-a.prod");
+        // `-` is in both ids, the dot only between them.
+        assert_ne!(secret_name("a-b", "c"), secret_name("a", "b-c"));
+        // Ids that are not DNS labels get a hash of the exact id.
+        let upper = secret_name("Acme", "prod");
+        assert!(upper.starts_with("switchboard-acme-") && upper.ends_with(".prod"));
+        assert_ne!(upper, secret_name("acme", "prod"));
+        assert_ne!(secret_name("a_b", "prod"), secret_name("a-b", "prod"));
+        assert_ne!(secret_name("a_b", "prod"), secret_name("A_b", "prod"));
+        assert!(secret_name("_", "prod").starts_with("switchboard-"));
+        let long = secret_name(&"W".repeat(63), &"d".repeat(63));
+        // A DNS subdomain as Kubernetes checks it: at most 253 characters,
+        // dot-separated runs of lower-case letters, digits and `-` that start
+        // and end alphanumeric.
+        for name in [
+            upper,
+            long,
+            secret_name("_", "prod"),
+            secret_name("-x-", "prod"),
+        ] {
+            assert!(name.len() <= 253, "{name}");
+            for label in name.split('.') {
+                assert!(!label.is_empty(), "{name}");
+                assert!(
+                    label
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                    "{name}"
+                );
+                assert!(!label.starts_with('-') && !label.ends_with('-'), "{name}");
+            }
+        }
+        assert_eq!(legacy_secret_name("prod"), "switchboard-prod");
+    }
+
+    #[test]
+    fn env_keys_must_be_environment_variable_names() {
+        for good in ["AIRFLOW_CONN_WAREHOUSE", "AIRFLOW_CONN_A1", "_X"] {
+            assert!(is_env_var_name(good), "{good}");
+        }
+        for bad in ["AIRFLOW_CONN_MY-DB", "AIRFLOW_CONN_A.B", "1ABC", ""] {
+            assert!(!is_env_var_name(bad), "{bad}");
+        }
     }
 
     #[test]

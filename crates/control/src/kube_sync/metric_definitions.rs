@@ -12,6 +12,10 @@ pub const RECONCILE_FAILURES_TOTAL: &str = "switchboard_kube_sync_reconcile_fail
 /// Secrets left alone because they lack the managed label or belong to
 /// another deployment.
 pub const SKIPPED_TOTAL: &str = "switchboard_kube_sync_skipped_total";
+/// 1 while a deployment's Secret is refused or written only in part,
+/// labelled `workspace`, `deployment` and `reason` (see `SyncProblem`); 0
+/// once fixed.
+pub const DEPLOYMENT_PROBLEMS: &str = "switchboard_kube_sync_deployment_problems";
 /// Latest change-feed revision the sync has acted on.
 pub const FEED_REVISION: &str = "switchboard_kube_sync_feed_revision";
 
@@ -30,6 +34,10 @@ pub fn describe_metrics() {
     metrics::describe_counter!(
         SKIPPED_TOTAL,
         "Secrets left alone: not managed by Switchboard, or another deployment's"
+    );
+    metrics::describe_gauge!(
+        DEPLOYMENT_PROBLEMS,
+        "1 while a deployment's Secret is refused or incomplete, by workspace, deployment and reason"
     );
     metrics::describe_gauge!(
         FEED_REVISION,

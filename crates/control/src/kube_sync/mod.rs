@@ -1,5 +1,7 @@
 //! Kubernetes Secret sync: one Secret per deployment whose `secret_delivery`
-//! asks for it, in the deployment's namespace, named `switchboard-<id>`.
+//! asks for it, in the deployment's namespace, named
+//! `switchboard-<workspace>.<id>` (see [`secret_name`]). Only namespaces the
+//! server's [`AllowedNamespaces`] give the workspace are written.
 //!
 //! - TOKEN mode: keys `address` (the resolver) and `token` (a deployment
 //!   token, description "kubernetes secret"). Tokens are stored only as
@@ -8,7 +10,9 @@
 //!   "kubernetes secret" tokens are revoked once the new one is a grace
 //!   period old.
 //! - ENV mode: one `AIRFLOW_CONN_<ID>` key per effective connection, in
-//!   Airflow's JSON.
+//!   Airflow's JSON. Keys that are not environment variable names are left
+//!   out, and a Secret over 1 MiB is not written; both are reported on the
+//!   deployment ([`SyncProblem`]), never by failing the workspace.
 //!
 //! Writes are server-side applies with field manager `switchboard`, made only
 //! when the Secret read back differs, so a repeat writes nothing. A Secret
@@ -21,6 +25,7 @@
 mod client;
 mod desired;
 pub mod metric_definitions;
+mod namespaces;
 mod reconcile;
 
 use std::collections::{BTreeSet, HashMap};
@@ -33,11 +38,12 @@ use tokio::time::Instant;
 pub use client::connect;
 pub use desired::{
     ADDRESS_KEY, DEPLOYMENT_LABEL, FIELD_MANAGER, INSTANCE_LABEL, MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE, NOTE_ANNOTATION, SOURCE_ANNOTATION, TOKEN_KEY, WORKSPACE_LABEL,
-    managed_selector, secret_name,
+    MANAGED_BY_VALUE, MAX_SECRET_BYTES, NOTE_ANNOTATION, SOURCE_ANNOTATION, TOKEN_KEY,
+    WORKSPACE_LABEL, legacy_secret_name, managed_selector, secret_name,
 };
 pub use metric_definitions::describe_metrics;
-pub use reconcile::KUBE_TOKEN_DESCRIPTION;
+pub use namespaces::AllowedNamespaces;
+pub use reconcile::{GRANTS_SECRET_ACCESS, KUBE_TOKEN_DESCRIPTION};
 
 use client::SecretClient;
 use metric_definitions::FEED_REVISION;
@@ -62,6 +68,10 @@ pub struct KubeSyncOptions {
     pub retry_backoff: Duration,
     /// Longest delay between tries.
     pub retry_backoff_max: Duration,
+    /// The namespaces each workspace may deliver to. A deployment in any
+    /// other namespace gets no Secret (and loses one it had), and the
+    /// refusal is reported on the deployment.
+    pub allowed_namespaces: AllowedNamespaces,
 }
 
 impl Default for KubeSyncOptions {
@@ -74,6 +84,7 @@ impl Default for KubeSyncOptions {
             retry_attempts: 5,
             retry_backoff: Duration::from_millis(200),
             retry_backoff_max: Duration::from_secs(30),
+            allowed_namespaces: AllowedNamespaces::default(),
         }
     }
 }
@@ -105,6 +116,9 @@ pub struct SyncReport {
     pub tokens_revoked: usize,
     /// Deployments (or namespaces) whose reconcile failed after its retries.
     pub failed: usize,
+    /// Deployments whose Secret was refused or written only in part, for a
+    /// reason retrying cannot fix (see [`KubeSync::problems`]).
+    pub rejected: usize,
 }
 
 impl std::ops::AddAssign for SyncReport {
@@ -116,7 +130,20 @@ impl std::ops::AddAssign for SyncReport {
         self.tokens_issued += other.tokens_issued;
         self.tokens_revoked += other.tokens_revoked;
         self.failed += other.failed;
+        self.rejected += other.rejected;
     }
+}
+
+/// Why a deployment's Secret was refused or written only in part: reported
+/// per deployment (log, the [`metric_definitions::DEPLOYMENT_PROBLEMS`]
+/// gauge, [`KubeSync::problems`]) while every other deployment still syncs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncProblem {
+    /// `namespace_not_allowed`, `invalid_env_key`, `secret_too_large` or
+    /// `name_taken`; the gauge's `reason` label.
+    pub reason: &'static str,
+    /// What is wrong and what was done, naming no secret value.
+    pub message: String,
 }
 
 /// The Secret sync. Drive it with [`KubeSync::run`] in its own task, or call
@@ -139,6 +166,9 @@ pub struct KubeSync {
     issued: HashMap<(String, String), String>,
     /// Workspaces with a replaced token to revoke, and when (clock micros).
     revoke_due: HashMap<String, i64>,
+    /// Deployments whose last reconcile found a problem:
+    /// (workspace, deployment) → problems.
+    problems: HashMap<(String, String), Vec<SyncProblem>>,
 }
 
 impl KubeSync {
@@ -158,7 +188,16 @@ impl KubeSync {
             known: HashMap::new(),
             issued: HashMap::new(),
             revoke_due: HashMap::new(),
+            problems: HashMap::new(),
         }
+    }
+
+    /// The problems the last reconcile of `workspace`/`deployment` found;
+    /// empty when its Secret is as wanted.
+    pub fn problems(&self, workspace: &str, deployment: &str) -> &[SyncProblem] {
+        self.problems
+            .get(&(workspace.to_owned(), deployment.to_owned()))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// Follows the change feed and resyncs periodically, until the task is

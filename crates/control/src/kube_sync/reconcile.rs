@@ -15,10 +15,11 @@ use switchboard_store::visibility;
 
 use super::client::is_retryable;
 use super::desired::{
-    self, ADDRESS_KEY, DEPLOYMENT_LABEL, DesiredSecret, TOKEN_KEY, WORKSPACE_LABEL, secret_name,
+    self, ADDRESS_KEY, DEPLOYMENT_LABEL, DesiredSecret, MAX_SECRET_BYTES, TOKEN_KEY,
+    WORKSPACE_LABEL, secret_name,
 };
-use super::metric_definitions::{RECONCILE_FAILURES_TOTAL, SKIPPED_TOTAL};
-use super::{KubeSync, SyncReport};
+use super::metric_definitions::{DEPLOYMENT_PROBLEMS, RECONCILE_FAILURES_TOTAL, SKIPPED_TOTAL};
+use super::{KubeSync, SyncProblem, SyncReport};
 use crate::audit::{self, AuditRecord};
 use crate::error::{ControlError, ControlResult};
 
@@ -30,9 +31,30 @@ const ACTOR: &str = "system:kubernetes-secret-sync";
 const KIND_TOKEN: &str = "token";
 /// Name of the shared key the installation id comes from.
 const INSTANCE_KEY: &str = "kube-sync-instance";
+/// Action of the audit event written for each ENV-mode Secret write.
+const ACTION_ENV_SECRET: &str = "ApplyKubernetesSecret";
+/// What the audit events of Secret writes say in `changed_fields`: whoever
+/// can read the Secret's namespace reads the deployment's secrets.
+pub const GRANTS_SECRET_ACCESS: &str = "grants secret access to the deployment's connections";
+
+const NAMESPACE_NOT_ALLOWED: &str = "namespace_not_allowed";
+const INVALID_ENV_KEY: &str = "invalid_env_key";
+const SECRET_TOO_LARGE: &str = "secret_too_large";
+const NAME_TAKEN: &str = "name_taken";
+/// Every problem reason, so a fixed one's gauge goes back to 0.
+const PROBLEM_REASONS: [&str; 4] = [
+    NAMESPACE_NOT_ALLOWED,
+    INVALID_ENV_KEY,
+    SECRET_TOO_LARGE,
+    NAME_TAKEN,
+];
 
 fn wants_secret(row: &deployment::Model) -> bool {
     !row.namespace.is_empty() && matches!(row.secret_delivery.as_str(), "TOKEN" | "ENV")
+}
+
+fn deployment_resource(workspace: &str, deployment_id: &str) -> String {
+    format!("workspaces/{workspace}/deployments/{deployment_id}")
 }
 
 fn key(row: &deployment::Model) -> (String, String) {
@@ -90,7 +112,19 @@ impl KubeSync {
         let instance = self.instance().await?;
         let mut report = SyncReport::default();
         for row in &rows {
-            if let Err(err) = self.reconcile_with_retry(&instance, row, &mut report).await {
+            let mut problems = Vec::new();
+            let result = self
+                .reconcile_with_retry(&instance, row, &mut report, &mut problems)
+                .await;
+            if !problems.is_empty() {
+                report.rejected += 1;
+            }
+            // A failed try says nothing new about the content; keep what the
+            // last finished reconcile found.
+            if result.is_ok() {
+                self.set_problems(&row.workspace, &row.deployment_id, problems);
+            }
+            if let Err(err) = result {
                 metrics::counter!(RECONCILE_FAILURES_TOTAL).increment(1);
                 tracing::warn!(
                     workspace = %row.workspace,
@@ -110,8 +144,19 @@ impl KubeSync {
             })
             .map(|(key, namespace)| (key.clone(), namespace.clone()))
             .collect();
+        let gone_problems: Vec<(String, String)> = self
+            .problems
+            .keys()
+            .filter(|(problem_workspace, deployment_id)| {
+                problem_workspace == workspace && !present.contains(deployment_id.as_str())
+            })
+            .cloned()
+            .collect();
+        for (problem_workspace, deployment_id) in gone_problems {
+            self.set_problems(&problem_workspace, &deployment_id, Vec::new());
+        }
         for ((known_workspace, deployment_id), namespace) in gone {
-            let name = secret_name(&deployment_id);
+            let name = secret_name(&known_workspace, &deployment_id);
             match self
                 .delete_owned(
                     &instance,
@@ -142,10 +187,15 @@ impl KubeSync {
         instance: &str,
         row: &deployment::Model,
         report: &mut SyncReport,
+        problems: &mut Vec<SyncProblem>,
     ) -> ControlResult<()> {
         let mut failures = 0;
         loop {
-            match self.reconcile_deployment(instance, row, report).await {
+            problems.clear();
+            match self
+                .reconcile_deployment(instance, row, report, problems)
+                .await
+            {
                 Ok(()) => return Ok(()),
                 Err(err) if is_retryable(&err) && failures + 1 < self.options.retry_attempts => {
                     failures += 1;
@@ -163,18 +213,67 @@ impl KubeSync {
         }
     }
 
+    /// Records `problems` as the deployment's current ones: logged when they
+    /// change, and the gauge set to 1 for each reason present, 0 for the rest.
+    fn set_problems(&mut self, workspace: &str, deployment_id: &str, problems: Vec<SyncProblem>) {
+        let key = (workspace.to_owned(), deployment_id.to_owned());
+        let before = self.problems.get(&key).cloned().unwrap_or_default();
+        if before == problems {
+            return;
+        }
+        for reason in PROBLEM_REASONS {
+            let had = before.iter().any(|problem| problem.reason == reason);
+            let has = problems.iter().any(|problem| problem.reason == reason);
+            if had || has {
+                metrics::gauge!(
+                    DEPLOYMENT_PROBLEMS,
+                    "workspace" => workspace.to_owned(),
+                    "deployment" => deployment_id.to_owned(),
+                    "reason" => reason,
+                )
+                .set(if has { 1.0 } else { 0.0 });
+            }
+        }
+        for problem in &problems {
+            tracing::warn!(
+                workspace = %workspace,
+                deployment = %deployment_id,
+                reason = problem.reason,
+                problem = %problem.message,
+                "kubernetes secret of the deployment not delivered as asked"
+            );
+        }
+        if problems.is_empty() {
+            tracing::info!(
+                workspace = %workspace,
+                deployment = %deployment_id,
+                "kubernetes secret problems of the deployment are resolved"
+            );
+            self.problems.remove(&key);
+        } else {
+            self.problems.insert(key, problems);
+        }
+    }
+
     async fn reconcile_deployment(
         &mut self,
         instance: &str,
         row: &deployment::Model,
         report: &mut SyncReport,
+        problems: &mut Vec<SyncProblem>,
     ) -> ControlResult<()> {
         let key = key(row);
-        let name = secret_name(&row.deployment_id);
-        // The deployment moved to another namespace, or wants no Secret any
-        // more. Secrets this process never saw are left to the resync's sweep.
+        let name = secret_name(&row.workspace, &row.deployment_id);
+        let allowed = self
+            .options
+            .allowed_namespaces
+            .allows(&row.workspace, &row.namespace);
+        let delivers = wants_secret(row) && allowed;
+        // The deployment moved to another namespace, or wants (or may have)
+        // no Secret any more. Secrets this process never saw are left to the
+        // resync's sweep.
         if let Some(old) = self.known.get(&key).cloned()
-            && (old != row.namespace || !wants_secret(row))
+            && (old != row.namespace || !delivers)
         {
             self.delete_owned(
                 instance,
@@ -190,7 +289,36 @@ impl KubeSync {
         if row.secret_delivery != "TOKEN" {
             self.revoke_replaced_tokens(row, None, report).await?;
         }
-        if !wants_secret(row) {
+        if wants_secret(row) && !allowed {
+            // Written before the namespace left the allowed list (or before
+            // the list existed): the Secret goes, as for any deployment that
+            // may have none.
+            self.delete_owned(
+                instance,
+                &row.namespace,
+                &name,
+                &row.workspace,
+                &row.deployment_id,
+                report,
+            )
+            .await?;
+            let namespaces = self.options.allowed_namespaces.of(&row.workspace);
+            problems.push(SyncProblem {
+                reason: NAMESPACE_NOT_ALLOWED,
+                message: format!(
+                    "namespace {} is not allowed for workspace {} (allowed: {}); no Secret is written",
+                    row.namespace,
+                    row.workspace,
+                    if namespaces.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        namespaces.join(", ")
+                    }
+                ),
+            });
+            return Ok(());
+        }
+        if !delivers {
             return Ok(());
         }
         let existing = self.secrets.get(&row.namespace, &name).await?;
@@ -198,13 +326,38 @@ impl KubeSync {
             && !desired::belongs_to(existing, instance, &row.workspace, &row.deployment_id)
         {
             skip(existing, &row.namespace, &name, report);
+            problems.push(SyncProblem {
+                reason: NAME_TAKEN,
+                message: format!(
+                    "secret {}/{name} exists and is not this deployment's; it is left alone",
+                    row.namespace
+                ),
+            });
             return Ok(());
         }
         let (data, current_token) = if row.secret_delivery == "TOKEN" {
             let (data, token_row) = self.token_data(row, existing.as_ref(), report).await?;
             (data, Some(token_row))
         } else {
-            (self.env_data(row).await?, None)
+            let mut data = self.env_data(row).await?;
+            let invalid: Vec<String> = data
+                .keys()
+                .filter(|key| !desired::is_env_var_name(key))
+                .cloned()
+                .collect();
+            if !invalid.is_empty() {
+                for key in &invalid {
+                    data.remove(key);
+                }
+                problems.push(SyncProblem {
+                    reason: INVALID_ENV_KEY,
+                    message: format!(
+                        "keys {} are not environment variable names (letters, digits and '_'); those connections are left out of the Secret",
+                        invalid.join(", ")
+                    ),
+                });
+            }
+            (data, None)
         };
         let wanted = DesiredSecret {
             instance: instance.to_owned(),
@@ -214,6 +367,20 @@ impl KubeSync {
             deployment: row.deployment_id.clone(),
             data,
         };
+        let bytes = wanted.data_bytes();
+        if bytes > MAX_SECRET_BYTES {
+            // Kubernetes would refuse it; the Secret stays as it was.
+            problems.push(SyncProblem {
+                reason: SECRET_TOO_LARGE,
+                message: format!(
+                    "the Secret would hold {bytes} bytes, over Kubernetes' limit of {MAX_SECRET_BYTES}; it is not written"
+                ),
+            });
+            if existing.is_some() {
+                self.known.insert(key, row.namespace.clone());
+            }
+            return Ok(());
+        }
         match &existing {
             Some(existing) if wanted.is_satisfied_by(existing) => report.unchanged += 1,
             _ => {
@@ -222,6 +389,9 @@ impl KubeSync {
                     .and_then(|existing| existing.metadata.resource_version.clone());
                 self.secrets.apply(&wanted, resource_version).await?;
                 report.applied += 1;
+                if row.secret_delivery == "ENV" {
+                    self.audit_env_write(row).await?;
+                }
                 tracing::info!(
                     namespace = %wanted.namespace,
                     secret = %wanted.name,
@@ -237,6 +407,25 @@ impl KubeSync {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Audits an ENV-mode Secret write: the Secret holds the deployment's
+    /// connections, secrets included, for whoever can read its namespace.
+    /// No feed entry, so the write does not trigger another reconcile.
+    async fn audit_env_write(&self, row: &deployment::Model) -> ControlResult<()> {
+        audit::insert(
+            self.store.db(),
+            AuditRecord {
+                workspace: &row.workspace,
+                actor: ACTOR.to_owned(),
+                action: ACTION_ENV_SECRET,
+                resource: deployment_resource(&row.workspace, &row.deployment_id),
+                request_id: "",
+                changed_fields: vec![GRANTS_SECRET_ACCESS.to_owned()],
+            },
+            self.clock.now_micros(),
+        )
+        .await
     }
 
     /// Deletes `namespace/name` if it is the managed Secret of
@@ -296,11 +485,17 @@ impl KubeSync {
         let rows = db(deployment::Entity::find().all(self.store.db()).await)?;
         let wanted: BTreeSet<(String, String, String, String)> = rows
             .iter()
-            .filter(|row| wants_secret(row))
+            .filter(|row| {
+                wants_secret(row)
+                    && self
+                        .options
+                        .allowed_namespaces
+                        .allows(&row.workspace, &row.namespace)
+            })
             .map(|row| {
                 (
                     row.namespace.clone(),
-                    secret_name(&row.deployment_id),
+                    secret_name(&row.workspace, &row.deployment_id),
                     row.workspace.clone(),
                     row.deployment_id.clone(),
                 )
@@ -327,7 +522,9 @@ impl KubeSync {
                     continue;
                 };
                 // The list is by label, but check again before deleting;
-                // another installation's Secrets are left alone.
+                // another installation's Secrets are left alone. Secrets
+                // under the name used before it carried the workspace
+                // (`switchboard-<deployment>`) are not wanted, so go here.
                 if !desired::is_ours(&secret, &instance) {
                     continue;
                 }
@@ -475,7 +672,7 @@ impl KubeSync {
                 action: "CreateDeploymentToken",
                 resource: token_resource(&token_row),
                 request_id: "",
-                changed_fields: Vec::new(),
+                changed_fields: vec![GRANTS_SECRET_ACCESS.to_owned()],
             },
             Some(KIND_TOKEN),
             now,
