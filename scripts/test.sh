@@ -7,8 +7,9 @@
 #   build     the switchboard binary the end-to-end tests start
 #   deploy    deploy/ manifests rendered and validated against Kubernetes schemas
 #   services  PostgreSQL and OpenBao for the storage suites (scripts/postgres.sh, scripts/openbao.sh)
-#   venv      the pinned Airflow 3 virtualenv (scripts/airflow-venv.sh)
-#   test      cargo test --workspace (unit, storage suites, end-to-end, soak, fuzz)
+#   venv      the pinned Airflow virtualenvs and the shim in them (scripts/airflow-*venv*.sh)
+#   test      cargo test --workspace (unit, storage suites, end-to-end, soak, fuzz);
+#             with SWITCHBOARD_REQUIRE_BACKENDS=1, so a missing backend fails
 #   leaks     the post-suite scan for marker secrets in everything the servers left
 #   airflow   Airflow reads our JSON and URI encodings back unchanged
 #   shim      the Airflow shim in real Airflow 2.10 and 3.3 (scripts/test-airflow.sh)
@@ -188,15 +189,19 @@ if section services "PostgreSQL and OpenBao for the storage suites"; then
   fi
 fi
 
-if section venv "pinned Airflow 3 venv (tests/airflow/requirements-3.txt)"; then
+if section venv "pinned Airflow venvs and the shim's overlays (scripts/airflow-venv.sh, scripts/airflow-shim-venvs.sh)"; then
   airflow_venv="$(scripts/airflow-venv.sh 3)"
   export SWITCHBOARD_AIRFLOW_VENV="$airflow_venv"
+  # The end-to-end suite runs the shim over TLS in tools/airflow-shim-3.
+  scripts/airflow-shim-venvs.sh >/dev/null
 fi
 
 if section test "cargo test --workspace"; then
   # Servers keep their logs, metrics and databases here for the leak scan.
   export SWITCHBOARD_E2E_ARTIFACTS="$root/target/e2e-artifacts/run"
   rm -rf "$SWITCHBOARD_E2E_ARTIFACTS"
+  # The backends and venvs are in place: a test that finds one missing fails.
+  export SWITCHBOARD_REQUIRE_BACKENDS=1
   cargo test --workspace 2>&1 | tee -a "$test_output"
 fi
 

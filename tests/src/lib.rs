@@ -627,6 +627,44 @@ pub fn mint_user_token(data_dir: &Path, subject: &str, roles: &[(&str, Workspace
     token
 }
 
+/// Set by `scripts/test.sh` once it has started PostgreSQL and OpenBao and built
+/// the Airflow venvs: from then on a test whose backend is missing fails
+/// instead of skipping, so CI can't pass quietly without one.
+pub const REQUIRE_BACKENDS: &str = "SWITCHBOARD_REQUIRE_BACKENDS";
+
+/// Notes that a test (or part of one) skips because `what` is missing, or
+/// fails when [`REQUIRE_BACKENDS`] is set.
+pub fn skip_without(what: &str) {
+    assert!(
+        std::env::var_os(REQUIRE_BACKENDS).is_none(),
+        "{what} is missing, and {REQUIRE_BACKENDS} says every backend must be there"
+    );
+    eprintln!("skipping: {what} is missing");
+}
+
+/// The environment variable `name` that points a test at a backend (such as
+/// `SWITCHBOARD_TEST_DATABASE_URL`); when it is unset or empty, `None` after
+/// [`skip_without`]. `hint` says which command prints a value for it.
+pub fn backend_env(name: &str, hint: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ => {
+            skip_without(&format!("{name} ({hint} prints one)"));
+            None
+        }
+    }
+}
+
+/// The shared test PostgreSQL (`SWITCHBOARD_TEST_DATABASE_URL`), as [`backend_env`].
+pub fn database_url() -> Option<String> {
+    backend_env("SWITCHBOARD_TEST_DATABASE_URL", "scripts/postgres.sh start")
+}
+
+/// The shared test OpenBao (`SWITCHBOARD_TEST_VAULT_ADDR`), as [`backend_env`].
+pub fn vault_addr() -> Option<String> {
+    backend_env("SWITCHBOARD_TEST_VAULT_ADDR", "scripts/openbao.sh start")
+}
+
 /// The repository root (the workspace).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -57,16 +57,11 @@ impl Backend {
     }
 
     /// The shared PostgreSQL and OpenBao, or `None` (with a note) when the
-    /// environment names none.
+    /// environment names none; a failure instead under
+    /// `SWITCHBOARD_REQUIRE_BACKENDS` (see [`switchboard_tests::backend_env`]).
     pub(crate) fn postgres_openbao() -> Option<Backend> {
         let database_url = shared_database_url()?;
-        let Ok(vault_addr) = std::env::var("SWITCHBOARD_TEST_VAULT_ADDR") else {
-            eprintln!(
-                "skipping PostgreSQL + OpenBao: SWITCHBOARD_TEST_VAULT_ADDR is unset \
-                 (scripts/openbao.sh start prints one)"
-            );
-            return None;
-        };
+        let vault_addr = switchboard_tests::vault_addr()?;
         Some(Backend::PostgresOpenBao {
             database_url,
             vault_addr,
@@ -102,16 +97,7 @@ impl Backend {
 }
 
 fn shared_database_url() -> Option<String> {
-    match std::env::var("SWITCHBOARD_TEST_DATABASE_URL") {
-        Ok(url) => Some(url),
-        Err(_) => {
-            eprintln!(
-                "skipping PostgreSQL: SWITCHBOARD_TEST_DATABASE_URL is unset \
-                 (scripts/postgres.sh start prints one)"
-            );
-            None
-        }
-    }
+    switchboard_tests::database_url()
 }
 
 /// A workspace id no other test uses, so tests can share one database.
@@ -564,8 +550,7 @@ async fn openbao_outage_is_unavailable_writes_nothing_and_the_retry_succeeds() {
     let Some(database_url) = shared_database_url() else {
         return;
     };
-    if std::env::var_os("SWITCHBOARD_TEST_VAULT_ADDR").is_none() {
-        eprintln!("skipping the OpenBao outage: SWITCHBOARD_TEST_VAULT_ADDR is unset");
+    if switchboard_tests::vault_addr().is_none() {
         return;
     }
     // OpenBao of this test alone: stopping it must not disturb other tests.

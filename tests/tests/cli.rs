@@ -482,10 +482,10 @@ fn check_with_airflow(env_file: &Path, password: &str, private_key: &str) {
         .unwrap_or_else(|| workspace_root().join("tools/airflow-3"));
     let airflow = venv.join("bin/airflow");
     if !airflow.exists() {
-        eprintln!(
-            "skipping the Airflow check: {} is absent (scripts/airflow-venv.sh 3 builds it)",
+        switchboard_tests::skip_without(&format!(
+            "{} (scripts/airflow-venv.sh 3 builds it)",
             airflow.display()
-        );
+        ));
         return;
     }
     let airflow_home = tempfile::tempdir().expect("AIRFLOW_HOME");

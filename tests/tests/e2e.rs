@@ -20,6 +20,7 @@ mod leak_scan;
 mod limits;
 mod nested_secrets;
 mod permissions;
+mod read_your_writes;
 mod readme;
 mod resolver_feed;
 mod seed_story;

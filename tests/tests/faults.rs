@@ -58,19 +58,10 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 
 /// The shared PostgreSQL and OpenBao, or `None` with a note.
 fn shared_postgres_and_openbao() -> Option<(String, String)> {
-    match (
-        std::env::var("SWITCHBOARD_TEST_DATABASE_URL"),
-        std::env::var("SWITCHBOARD_TEST_VAULT_ADDR"),
-    ) {
-        (Ok(database_url), Ok(vault_addr)) => Some((database_url, vault_addr)),
-        _ => {
-            eprintln!(
-                "skipping: SWITCHBOARD_TEST_DATABASE_URL and SWITCHBOARD_TEST_VAULT_ADDR must \
-                 both be set (scripts/postgres.sh and scripts/openbao.sh start print them)"
-            );
-            None
-        }
-    }
+    Some((
+        switchboard_tests::database_url()?,
+        switchboard_tests::vault_addr()?,
+    ))
 }
 
 /// The database a server writes to, queried directly for the integrity checks.
@@ -1167,8 +1158,7 @@ const HELD_WRITES: usize = 6;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_reports_not_serving_drains_in_flight_calls_and_exits_zero() {
-    if std::env::var_os("SWITCHBOARD_TEST_DATABASE_URL").is_none() {
-        eprintln!("skipping: SWITCHBOARD_TEST_DATABASE_URL is unset");
+    if switchboard_tests::database_url().is_none() {
         return;
     }
     let started = Instant::now();

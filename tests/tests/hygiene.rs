@@ -658,10 +658,10 @@ async fn resolver_serves_tls_to_clients_that_trust_its_ca_and_refuses_plaintext(
 fn check_shim_over_tls(pki: &TestPki, address: SocketAddr, token: &str, password: &str) {
     let python = switchboard_tests::workspace_root().join("tools/airflow-shim-3/bin/python");
     if !python.exists() {
-        eprintln!(
-            "skipping the shim over TLS: {} is absent (scripts/airflow-shim-venvs.sh builds it)",
+        switchboard_tests::skip_without(&format!(
+            "{} (scripts/airflow-shim-venvs.sh builds it)",
             python.display()
-        );
+        ));
         return;
     }
     let home = tempfile::tempdir().expect("AIRFLOW_HOME");

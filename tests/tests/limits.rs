@@ -228,7 +228,7 @@ impl Drop for WriteLock {
 async fn a_write_whose_deadline_passes_while_the_database_is_locked_ends_then_and_changes_nothing()
 {
     if Command::new("sqlite3").arg("-version").output().is_err() {
-        eprintln!("skipping: the sqlite3 command is not installed");
+        switchboard_tests::skip_without("the sqlite3 command");
         return;
     }
     let server = TestServer::configure().spawn().await;

@@ -36,15 +36,7 @@ const GUARD: Duration = Duration::from_secs(60);
 const CONN_ID: &str = "warehouse";
 
 fn database_url() -> Option<String> {
-    match std::env::var("SWITCHBOARD_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            eprintln!(
-                "skipping: SWITCHBOARD_TEST_DATABASE_URL is unset (scripts/postgres.sh start prints one)"
-            );
-            None
-        }
-    }
+    switchboard_tests::database_url()
 }
 
 /// A fresh workspace id, so tests sharing the database never meet.

@@ -45,6 +45,10 @@ pub(crate) struct TokenEntry {
 struct FeedHealth {
     last_ok: Instant,
     applied: i64,
+    /// A request's catch-up read failed since the last successful read:
+    /// the database is treated as unreachable until the follower reads again,
+    /// so requests stop waiting for reads that fail.
+    catch_up_failed: bool,
 }
 
 /// Caches plus the follower's invalidation state; shared by every request.
@@ -86,6 +90,7 @@ impl Caches {
             health: Mutex::new(FeedHealth {
                 last_ok: Instant::now(),
                 applied,
+                catch_up_failed: false,
             }),
             max_stale,
             healthy_within,
@@ -208,6 +213,14 @@ impl Caches {
         if let Ok(mut health) = self.health.lock() {
             health.last_ok = Instant::now();
             health.applied = health.applied.max(applied);
+            health.catch_up_failed = false;
+        }
+    }
+
+    /// Records that a request could not catch up with the feed.
+    pub(crate) fn catch_up_failed(&self) {
+        if let Ok(mut health) = self.health.lock() {
+            health.catch_up_failed = true;
         }
     }
 
@@ -219,17 +232,18 @@ impl Caches {
             .unwrap_or_default()
     }
 
-    /// How long the feed has been unreadable; zero while healthy.
+    /// How long the feed has been unreadable; zero while healthy. A failed
+    /// catch-up read counts as an outage from the last successful read.
     pub(crate) fn outage(&self) -> Duration {
-        let since = self
+        let (since, catch_up_failed) = self
             .health
             .lock()
-            .map(|health| health.last_ok.elapsed())
-            .unwrap_or(Duration::MAX);
-        if since <= self.healthy_within {
+            .map(|health| (health.last_ok.elapsed(), health.catch_up_failed))
+            .unwrap_or((Duration::MAX, true));
+        if since <= self.healthy_within && !catch_up_failed {
             Duration::ZERO
         } else {
-            since
+            since.max(Duration::from_nanos(1))
         }
     }
 

@@ -1,10 +1,12 @@
-//! The ResolverService: authenticate, find the deployment, answer from the
-//! cache when the feed says it is current, else from the database.
+//! The ResolverService: catch up with the feed, authenticate, find the
+//! deployment, answer from the cache when the feed says it is current, else
+//! from the database.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use moka::future::Cache;
 use subtle::ConstantTimeEq;
 use switchboard_domain::FieldViolation;
 use switchboard_domain::conn_id;
@@ -13,12 +15,14 @@ use switchboard_domain::permission::{self, Action, PolicyFlags, Principal};
 use switchboard_proto::v1 as pb;
 use switchboard_store::auth::{self, Admission, Authenticator, DEPLOYMENT_TOKEN_PREFIX};
 use switchboard_store::entity::{audit_event, policy};
+use switchboard_store::feed::{self, HeadReader};
 use switchboard_store::sea_orm::{ActiveValue::Set, EntityTrait};
-use switchboard_store::{Clock, Store, StoreError, feed, visibility};
+use switchboard_store::{Clock, Store, StoreError, visibility};
 use tonic::{Request, Response, Status};
 use tonic_health::server::HealthReporter;
 
 use crate::cache::{Caches, TokenEntry, View};
+use crate::catch_up::CatchUp;
 use crate::error::{ResolverError, ResolverResult};
 use crate::follower;
 use crate::metric_definitions::CacheCounters;
@@ -40,6 +44,13 @@ async fn bounded<T>(read: impl Future<Output = ResolverResult<T>>) -> ResolverRe
             )))
         })
 }
+
+/// A user's resolves of one deployment are audited at most once per this
+/// many microseconds of the clock (a minute).
+const LOCAL_EXPORT_AUDIT_MICROS: i64 = 60_000_000;
+/// Largest number of (caller, deployment, minute) audits remembered. One
+/// forgotten early writes one more event, never one fewer.
+const MAX_LOCAL_EXPORT_AUDITS: u64 = 10_000;
 
 /// How the resolver follows the feed and tolerates outages.
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +82,10 @@ pub struct Resolver {
     auth: Authenticator,
     clock: Arc<dyn Clock>,
     caches: Arc<Caches>,
+    catch_up: Arc<CatchUp>,
+    head_reader: Arc<HeadReader>,
+    /// (actor, deployment, minute of the clock) of local exports audited.
+    local_export_audits: Cache<(String, String, i64), ()>,
     cache: bool,
     view_counters: CacheCounters,
     token_counters: CacheCounters,
@@ -97,10 +112,17 @@ impl Resolver {
             health,
         ));
         Ok(Self {
+            head_reader: Arc::new(HeadReader::new(store.db().clone())),
             store,
             auth,
             clock,
             caches,
+            catch_up: Arc::new(CatchUp::default()),
+            local_export_audits: Cache::builder()
+                .max_capacity(MAX_LOCAL_EXPORT_AUDITS)
+                // Memory only: a key's minute is over long before this.
+                .time_to_live(Duration::from_secs(120))
+                .build(),
             cache: options.cache,
             view_counters: CacheCounters::new("view"),
             token_counters: CacheCounters::new("token"),
@@ -129,6 +151,69 @@ impl Resolver {
             allow_secret_reveal: row.allow_secret_reveal,
             allow_local_export: row.allow_local_export,
         }))
+    }
+
+    /// Read your writes: catches the caches up with every write committed
+    /// before this call, so that a cached answer (a token, a view, a
+    /// NOT_FOUND) is as current as the database. Concurrent calls share the
+    /// read (see [`CatchUp`]). While the feed is known unreadable the caches
+    /// are served as they are, within `max_stale`; a read that fails or
+    /// times out makes it known unreadable until the follower reads again.
+    async fn catch_up(&self) {
+        if !self.cache || !self.caches.outage().is_zero() {
+            return;
+        }
+        // Boxed, like every database path, to keep the call's future small.
+        Box::pin(self.catch_up.run(|| async {
+            match follower::catch_up(&self.store, &self.head_reader, &self.caches).await {
+                Ok(()) => true,
+                Err(err) => {
+                    tracing::debug!(error = %err, "cannot read the change feed before answering; serving cached values");
+                    self.caches.catch_up_failed();
+                    false
+                }
+            }
+        }))
+        .await;
+    }
+
+    /// Audits a user's resolve of a deployment (a local export reveals
+    /// secrets to a person), at most once per caller, deployment and minute
+    /// of the clock: `local env --watch` and the shim resolve every few
+    /// seconds, and an event per call would bury the rest of the audit log.
+    /// Concurrent calls share one insert and fail with it; a failed insert
+    /// is not remembered, so nothing is served unaudited.
+    async fn audit_local_export(
+        &self,
+        principal: &Principal,
+        name: &DeploymentName,
+    ) -> ResolverResult<()> {
+        let now = self.clock.now_micros();
+        let key = (
+            principal.actor(),
+            name.to_string(),
+            now.div_euclid(LOCAL_EXPORT_AUDIT_MICROS),
+        );
+        let insert = audit_event::Entity::insert(audit_event::ActiveModel {
+            workspace: Set(name.workspace.clone()),
+            actor: Set(principal.actor()),
+            action: Set("ResolveConnections".to_owned()),
+            resource: Set(name.to_string()),
+            request_id: Set(String::new()),
+            changed_fields: Set("[]".to_owned()),
+            create_time: Set(now),
+            ..Default::default()
+        })
+        .exec(self.store.db());
+        Box::pin(self.local_export_audits.try_get_with(key, async {
+            bounded(async {
+                insert.await.map_err(StoreError::from)?;
+                Ok(())
+            })
+            .await
+        }))
+        .await
+        .map_err(|err| (*err).clone())
     }
 
     /// Authenticates, serving deployment tokens from the cache when current.
@@ -197,6 +282,9 @@ impl Resolver {
             .metadata()
             .get("authorization")
             .and_then(|value| value.to_str().ok());
+        // Caught up before authenticating: a deployment token minted just
+        // now is known only once its write is applied.
+        self.catch_up().await;
         let outcome = self.principal(header).await;
         // The rate limit is charged once the caller is known (or known to
         // have failed authentication), before any work.
@@ -234,22 +322,7 @@ impl Resolver {
             Some(&name.deployment),
         )?;
         if let Principal::User { .. } = &principal {
-            // A local export reveals secrets to a person: each one is audited.
-            let insert = audit_event::Entity::insert(audit_event::ActiveModel {
-                workspace: Set(name.workspace.clone()),
-                actor: Set(principal.actor()),
-                action: Set("ResolveConnections".to_owned()),
-                resource: Set(name.to_string()),
-                request_id: Set(String::new()),
-                changed_fields: Set("[]".to_owned()),
-                create_time: Set(self.clock.now_micros()),
-                ..Default::default()
-            })
-            .exec(self.store.db());
-            Box::pin(bounded(async {
-                Ok(insert.await.map_err(StoreError::from)?)
-            }))
-            .await?;
+            self.audit_local_export(&principal, &name).await?;
         }
         Ok(name)
     }

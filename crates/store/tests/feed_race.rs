@@ -30,12 +30,7 @@ use switchboard_store::{SecretStore, Store, StoreError, feed};
 const BLOCKED_FOR: Duration = Duration::from_millis(750);
 
 async fn postgres() -> Option<Store> {
-    let Ok(url) = std::env::var("SWITCHBOARD_TEST_DATABASE_URL") else {
-        eprintln!(
-            "skipping: SWITCHBOARD_TEST_DATABASE_URL is unset (scripts/postgres.sh start prints one)"
-        );
-        return None;
-    };
+    let url = switchboard_tests::database_url()?;
     Some(
         Store::connect(&url, SecretStore::embedded(&[9; 32]).unwrap())
             .await

@@ -63,8 +63,7 @@ async fn sqlite_reserves_the_next_free_id_and_notices_when_it_is_taken() {
 
 #[tokio::test]
 async fn postgres_reserves_sequence_values() {
-    let Ok(url) = std::env::var("SWITCHBOARD_TEST_DATABASE_URL") else {
-        eprintln!("skipping PostgreSQL: SWITCHBOARD_TEST_DATABASE_URL is unset");
+    let Some(url) = switchboard_tests::database_url() else {
         return;
     };
     let store = Store::connect(&url, SecretStore::embedded(&[9; 32]).unwrap())

@@ -22,12 +22,7 @@ async fn sqlite() -> Option<(Store, Option<tempfile::TempDir>)> {
 }
 
 async fn postgres() -> Option<(Store, Option<tempfile::TempDir>)> {
-    let Ok(url) = std::env::var("SWITCHBOARD_TEST_DATABASE_URL") else {
-        eprintln!(
-            "skipping PostgreSQL: SWITCHBOARD_TEST_DATABASE_URL is unset (scripts/postgres.sh start prints one)"
-        );
-        return None;
-    };
+    let url = switchboard_tests::database_url()?;
     let store = Store::connect(&url, SecretStore::embedded(&[9; 32]).unwrap())
         .await
         .unwrap();

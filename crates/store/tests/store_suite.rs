@@ -30,12 +30,7 @@ async fn sqlite() -> Option<Backend> {
 }
 
 async fn postgres() -> Option<Backend> {
-    let Ok(url) = std::env::var("SWITCHBOARD_TEST_DATABASE_URL") else {
-        eprintln!(
-            "skipping PostgreSQL: SWITCHBOARD_TEST_DATABASE_URL is unset (scripts/postgres.sh start prints one)"
-        );
-        return None;
-    };
+    let url = switchboard_tests::database_url()?;
     let store = Store::connect(&url, SecretStore::embedded(&[9; 32]).unwrap())
         .await
         .unwrap();
@@ -157,6 +152,23 @@ macro_rules! store_suite {
                 assert!(feed::head(backend.store.db()).await.unwrap() >= revisions[2]);
             }
 
+            #[tokio::test]
+            async fn a_head_reader_sees_each_commit_on_its_kept_connection() {
+                let Some(backend) = super::$backend().await else { return };
+                let reader = feed::HeadReader::new(backend.store.db().clone());
+                let mut last = reader.head().await.unwrap();
+                for _ in 0..3 {
+                    // Committed through the pool: the reader's own connection
+                    // must not be pinned to an older snapshot.
+                    let write = backend.store.begin_write().await.unwrap();
+                    let revision = write.revision;
+                    write.commit().await.unwrap();
+                    let head = reader.head().await.unwrap();
+                    assert!(head >= revision && head > last, "head {head}, committed {revision}");
+                    assert!(head <= feed::head(backend.store.db()).await.unwrap());
+                    last = head;
+                }
+            }
         }
     };
 }

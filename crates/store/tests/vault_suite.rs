@@ -10,12 +10,7 @@ use switchboard_store::{SecretStore, Store};
 /// A store whose Vault entries live under their own prefix, so tests don't
 /// sweep each other's entries.
 async fn vault_store() -> Option<(Store, tempfile::TempDir)> {
-    let Ok(address) = std::env::var("SWITCHBOARD_TEST_VAULT_ADDR") else {
-        eprintln!(
-            "skipping Vault: SWITCHBOARD_TEST_VAULT_ADDR is unset (scripts/openbao.sh start prints one)"
-        );
-        return None;
-    };
+    let address = switchboard_tests::vault_addr()?;
     let config = VaultConfig {
         address,
         token: std::env::var("VAULT_TOKEN").unwrap_or_else(|_| "root".to_owned()),
@@ -223,8 +218,7 @@ async fn approle_logs_in_and_reads_what_it_writes() {
     use switchboard_store::vault::AppRole;
     use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 
-    let Ok(address) = std::env::var("SWITCHBOARD_TEST_VAULT_ADDR") else {
-        eprintln!("skipping Vault: SWITCHBOARD_TEST_VAULT_ADDR is unset");
+    let Some(address) = switchboard_tests::vault_addr() else {
         return;
     };
     let root = std::env::var("VAULT_TOKEN").unwrap_or_else(|_| "root".to_owned());
