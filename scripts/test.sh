@@ -4,6 +4,7 @@
 #   buf       buf lint of proto/
 #   fmt       cargo fmt --check
 #   clippy    cargo clippy, warnings denied
+#   doc       cargo doc --no-deps, warnings denied (broken intra-doc links fail)
 #   build     the switchboard binary the end-to-end tests start
 #   deploy    deploy/ manifests rendered and validated against Kubernetes schemas
 #   services  PostgreSQL and OpenBao for the storage suites (scripts/postgres.sh, scripts/openbao.sh)
@@ -26,7 +27,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-all_sections=(tools buf fmt clippy build deploy services venv test leaks airflow shim release)
+all_sections=(tools buf fmt clippy doc build deploy services venv test leaks airflow shim release)
 declare -A section_needs=(
   [buf]="tools"
   [test]="tools build services venv"
@@ -151,6 +152,10 @@ fi
 
 if section clippy "cargo clippy --workspace --all-targets -- -D warnings"; then
   cargo clippy --workspace --all-targets -- -D warnings
+fi
+
+if section doc "cargo doc --no-deps --workspace, warnings denied"; then
+  RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
 fi
 
 if section build "cargo build -p switchboard-cli"; then

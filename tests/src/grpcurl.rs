@@ -1,5 +1,5 @@
 //! Running the real `grpcurl` (installed by `scripts/install-tools.sh` into
-//! `tools/bin`) against a [`TestServer`](crate::TestServer).
+//! `tools/bin`) against a [`TestServer`].
 
 use std::path::PathBuf;
 use std::process::Command;
