@@ -8,12 +8,13 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use moka::future::Cache;
 use switchboard_domain::permission::Principal;
 use switchboard_proto::v1 as pb;
+use switchboard_store::Clock;
 
 use crate::error::{ResolverError, ResolverResult};
 
@@ -43,7 +44,8 @@ pub(crate) struct TokenEntry {
 /// What the follower knows about the feed.
 #[derive(Debug)]
 struct FeedHealth {
-    last_ok: Instant,
+    /// When the feed was last read ([`Clock::monotonic_micros`]).
+    last_ok: i64,
     applied: i64,
     /// A request's catch-up read failed since the last successful read:
     /// the database is treated as unreachable until the follower reads again,
@@ -61,7 +63,8 @@ pub(crate) struct Caches {
     /// reload after a change finds a backend unavailable (up to `max_stale`
     /// from the first failed reload, kept in `reload_failing_since`).
     last_loaded: Cache<(String, String), Arc<View>>,
-    reload_failing_since: Cache<(String, String), Instant>,
+    /// When a reload first failed ([`Clock::monotonic_micros`]).
+    reload_failing_since: Cache<(String, String), i64>,
     tokens: Cache<String, Arc<TokenEntry>>,
     /// Workspace → highest revision that changed its connections.
     connections_changed: RwLock<HashMap<String, i64>>,
@@ -72,13 +75,22 @@ pub(crate) struct Caches {
     /// changed.
     everything_changed: AtomicI64,
     health: Mutex<FeedHealth>,
+    /// Every age here (outage, failing reloads) is measured on this clock, so
+    /// tests can move time instead of waiting.
+    clock: Arc<dyn Clock>,
     max_stale: Duration,
     /// A feed silent for longer than this counts as an outage.
     pub healthy_within: Duration,
 }
 
 impl Caches {
-    pub(crate) fn new(max_stale: Duration, healthy_within: Duration, applied: i64) -> Self {
+    pub(crate) fn new(
+        clock: Arc<dyn Clock>,
+        max_stale: Duration,
+        healthy_within: Duration,
+        applied: i64,
+    ) -> Self {
+        let now = clock.monotonic_micros();
         Self {
             views: Cache::new(MAX_VIEWS),
             last_loaded: Cache::new(MAX_VIEWS),
@@ -88,10 +100,11 @@ impl Caches {
             tokens_changed: RwLock::new(HashMap::new()),
             everything_changed: AtomicI64::new(i64::MIN),
             health: Mutex::new(FeedHealth {
-                last_ok: Instant::now(),
+                last_ok: now,
                 applied,
                 catch_up_failed: false,
             }),
+            clock,
             max_stale,
             healthy_within,
         }
@@ -154,9 +167,9 @@ impl Caches {
             Err(ResolverError::Unavailable(why)) => {
                 let since = self
                     .reload_failing_since
-                    .get_with(last_key.clone(), async { Instant::now() })
+                    .get_with(last_key.clone(), async { self.clock.monotonic_micros() })
                     .await;
-                let failing_for = since.elapsed();
+                let failing_for = self.since(since);
                 match self.last_loaded.get(&last_key).await {
                     Some(view) if self.trusted(failing_for) => {
                         tracing::debug!(
@@ -211,7 +224,7 @@ impl Caches {
     /// Records a successful feed read up to `applied`.
     pub(crate) fn feed_ok(&self, applied: i64) {
         if let Ok(mut health) = self.health.lock() {
-            health.last_ok = Instant::now();
+            health.last_ok = self.clock.monotonic_micros();
             health.applied = health.applied.max(applied);
             health.catch_up_failed = false;
         }
@@ -238,13 +251,23 @@ impl Caches {
         let (since, catch_up_failed) = self
             .health
             .lock()
-            .map(|health| (health.last_ok.elapsed(), health.catch_up_failed))
+            .map(|health| (self.since(health.last_ok), health.catch_up_failed))
             .unwrap_or((Duration::MAX, true));
         if since <= self.healthy_within && !catch_up_failed {
             Duration::ZERO
         } else {
             since.max(Duration::from_nanos(1))
         }
+    }
+
+    /// The clock's time, in microseconds since the Unix epoch.
+    pub(crate) fn now_micros(&self) -> i64 {
+        self.clock.now_micros()
+    }
+
+    /// How long ago `then` (a [`Clock::monotonic_micros`] reading) was.
+    fn since(&self, then: i64) -> Duration {
+        Duration::from_micros(u64::try_from(self.clock.monotonic_micros() - then).unwrap_or(0))
     }
 
     /// Whether cached values may be served without confirming them, the
@@ -271,9 +294,55 @@ mod tests {
         })
     }
 
+    /// A clock that moves only when told to.
+    #[derive(Debug, Default)]
+    struct TestClock(AtomicI64);
+
+    impl TestClock {
+        fn advance(&self, by: Duration) {
+            self.0.fetch_add(by.as_micros() as i64, Ordering::SeqCst);
+        }
+    }
+
+    impl Clock for TestClock {
+        fn now_micros(&self) -> i64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn outages_and_max_stale_are_measured_on_the_injected_clock() {
+        let clock = Arc::new(TestClock::default());
+        let caches = Caches::new(
+            clock.clone(),
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+            10,
+        );
+        assert_eq!(caches.outage(), Duration::ZERO);
+        clock.advance(Duration::from_secs(30));
+        let outage = caches.outage();
+        assert_eq!(outage, Duration::from_secs(30));
+        assert!(caches.trusted(outage));
+        clock.advance(Duration::from_secs(31));
+        assert!(!caches.trusted(caches.outage()), "past max_stale");
+        caches.feed_ok(11);
+        assert_eq!(caches.outage(), Duration::ZERO, "a read ends the outage");
+        caches.catch_up_failed();
+        assert!(
+            caches.outage() > Duration::ZERO,
+            "a failed catch-up starts one"
+        );
+    }
+
     #[tokio::test]
     async fn a_pruned_feed_invalidates_what_was_loaded_before_its_horizon() {
-        let caches = Caches::new(Duration::from_secs(60), Duration::from_secs(1), 10);
+        let caches = Caches::new(
+            Arc::new(TestClock::default()),
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+            10,
+        );
         caches.put_token("old", entry(10)).await;
         caches.put_token("new", entry(25)).await;
         assert!(caches.token("old").await.is_some());

@@ -83,9 +83,7 @@ pub(crate) async fn read_changes(store: &Store, caches: &Caches) -> StoreResult<
             cursor = cursor.max(change.revision);
         }
         if let Some(last) = changes.last() {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |since| since.as_micros() as i64);
+            let now = caches.now_micros();
             metrics::gauge!(FEED_LAG_SECONDS).set((now - last.create_time).max(0) as f64 / 1e6);
         }
         caches.feed_ok(cursor);

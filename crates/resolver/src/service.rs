@@ -104,7 +104,12 @@ impl Resolver {
         let head = feed::head(store.db()).await?;
         // Three missed polls (plus slack) before the feed counts as down.
         let healthy_within = options.poll_interval * 3 + Duration::from_secs(1);
-        let caches = Arc::new(Caches::new(options.max_stale, healthy_within, head));
+        let caches = Arc::new(Caches::new(
+            clock.clone(),
+            options.max_stale,
+            healthy_within,
+            head,
+        ));
         tokio::spawn(follower::run(
             store.clone(),
             caches.clone(),

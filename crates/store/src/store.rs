@@ -22,6 +22,14 @@ use crate::secrets::SecretStore;
 pub trait Clock: Send + Sync + fmt::Debug {
     /// Microseconds since the Unix epoch.
     fn now_micros(&self) -> i64;
+
+    /// A reading for measuring ages (outages, staleness), in microseconds:
+    /// only differences mean anything. The wall clock may be stepped, so
+    /// [`SystemClock`] answers from a monotonic clock; a test clock may keep
+    /// this default.
+    fn monotonic_micros(&self) -> i64 {
+        self.now_micros()
+    }
 }
 
 /// The wall clock.
@@ -34,6 +42,12 @@ impl Clock for SystemClock {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX)
+    }
+
+    fn monotonic_micros(&self) -> i64 {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let elapsed = START.get_or_init(std::time::Instant::now).elapsed();
+        i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX)
     }
 }
 
