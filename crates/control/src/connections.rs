@@ -766,30 +766,43 @@ impl Control {
         let db_conn = self.store.db();
         let mut rows: Vec<connection::Model> = match &filter.deployment {
             Some(deployment_id) => {
+                // What a deployment sees depends on its parent, links and
+                // link-to-all exclusions: computed whole, then cut.
                 let deployment = require_deployments(db_conn, &parent.workspace, [deployment_id])
                     .await?
                     .remove(0);
-                visibility::visible_connections(db_conn, &deployment, None)
+                let mut rows: Vec<_> = visibility::visible_connections(db_conn, &deployment, None)
                     .await?
                     .into_iter()
                     .map(|visible| visible.connection)
-                    .collect()
+                    .collect();
+                rows.retain(|row| {
+                    filter
+                        .type_key
+                        .as_ref()
+                        .is_none_or(|type_key| &row.type_key == type_key)
+                        && after
+                            .as_ref()
+                            .is_none_or(|after| &row.conn_id_folded > after)
+                });
+                rows
             }
-            None => db(connection::Entity::find()
-                .filter(connection::Column::Workspace.eq(&parent.workspace))
-                .order_by_asc(connection::Column::ConnIdFolded)
-                .all(db_conn)
-                .await)?,
+            None => {
+                // Keyset paging on the (workspace, conn_id_folded) index: a
+                // page costs the same wherever it starts.
+                let mut query = connection::Entity::find()
+                    .filter(connection::Column::Workspace.eq(&parent.workspace))
+                    .order_by_asc(connection::Column::ConnIdFolded)
+                    .limit(page_size + 1);
+                if let Some(after) = &after {
+                    query = query.filter(connection::Column::ConnIdFolded.gt(after.as_str()));
+                }
+                if let Some(type_key) = &filter.type_key {
+                    query = query.filter(connection::Column::TypeKey.eq(type_key.as_str()));
+                }
+                db(query.all(db_conn).await)?
+            }
         };
-        rows.retain(|row| {
-            filter
-                .type_key
-                .as_ref()
-                .is_none_or(|type_key| &row.type_key == type_key)
-                && after
-                    .as_ref()
-                    .is_none_or(|after| &row.conn_id_folded > after)
-        });
         let next_page_token =
             page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| {
                 row.conn_id_folded.clone()

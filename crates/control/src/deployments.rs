@@ -10,7 +10,7 @@ use switchboard_store::entity::{connection, deployment, deployment_token, link};
 use switchboard_store::records::{self, to_json_text};
 use switchboard_store::sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use tonic::{Request, Response, Status};
 
@@ -683,20 +683,21 @@ impl pb::deployment_service_server::DeploymentService for Control {
                 }
             }
         }
-        let mut rows = db(deployment::Entity::find()
+        // Keyset paging on the (workspace, deployment_id) index.
+        let mut query = deployment::Entity::find()
             .filter(deployment::Column::Workspace.eq(&parent.workspace))
             .order_by_asc(deployment::Column::DeploymentId)
-            .all(self.store.db())
-            .await)?;
-        rows.retain(|row| {
-            kind_filter.is_none_or(|kind| row.kind == kind)
-                && parent_filter
-                    .as_ref()
-                    .is_none_or(|parent| row.parent_deployment.as_ref() == Some(parent))
-                && after
-                    .as_ref()
-                    .is_none_or(|after| &row.deployment_id > after)
-        });
+            .limit(page_size + 1);
+        if let Some(after) = &after {
+            query = query.filter(deployment::Column::DeploymentId.gt(after.as_str()));
+        }
+        if let Some(kind) = kind_filter {
+            query = query.filter(deployment::Column::Kind.eq(kind));
+        }
+        if let Some(parent) = &parent_filter {
+            query = query.filter(deployment::Column::ParentDeployment.eq(parent.as_str()));
+        }
+        let mut rows = db(query.all(self.store.db()).await)?;
         let next_page_token =
             page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| {
                 row.deployment_id.clone()

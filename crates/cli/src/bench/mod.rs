@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+mod paging;
+
 use anyhow::{Context, bail};
 use clap::Args;
 use http::uri::PathAndQuery;
@@ -124,6 +126,11 @@ pub(crate) struct BenchOpt {
     /// concurrency 1.
     #[arg(long, env = "SWITCHBOARD_BENCH_COLD_ENDPOINT")]
     cold_endpoint: Option<String>,
+    /// Instead of the resolver phases, walks ListConnections of the seeded
+    /// workspace in pages of this size and compares the first pages' latency
+    /// with the last ones' (with --seed, e.g. --seed 1,20000,0 --paging 100).
+    #[arg(long, env = "SWITCHBOARD_BENCH_PAGING", requires = "seed")]
+    paging: Option<i32>,
     /// The resolver's process id, to report its memory (Linux /proc).
     #[arg(long, env = "SWITCHBOARD_BENCH_RESOLVER_PID")]
     resolver_pid: Option<u32>,
@@ -420,6 +427,9 @@ async fn bench(opt: BenchOpt) -> anyhow::Result<()> {
             };
             let control = connect(&control_endpoint).await?;
             let seeded = seed(&control, user_token, &opt.workspace, sizes).await?;
+            if let Some(page_size) = opt.paging {
+                return paging::run(&control, user_token, &opt.workspace, page_size).await;
+            }
             (seeded.token.clone(), Some((control, seeded)))
         }
         None => {
