@@ -1,7 +1,6 @@
 //! The `switchboard` command line: the servers (`dev`, `control`,
 //! `resolver`) and development tokens (`token user`).
 
-mod bench;
 mod client;
 mod config;
 mod duration;
@@ -53,7 +52,7 @@ enum Command {
     /// lists at each concurrency; with --seed also cache misses and propagation.
     ///
     /// Example: switchboard bench --endpoint http://127.0.0.1:50052 --token-file token.txt
-    Bench(bench::BenchOpt),
+    Bench(switchboard_bench::BenchOpt),
     #[command(flatten)]
     Client(client::ClientCommand),
 }
@@ -67,7 +66,7 @@ pub fn startup(args: Vec<OsString>) -> ExitCode {
         Command::Resolver(opt) => server::run(server::Role::Resolver, opt),
         Command::Migrate(opt) => server::migrate(opt),
         Command::Token(command) => token::run(command),
-        Command::Bench(opt) => bench::run(opt),
+        Command::Bench(opt) => switchboard_bench::run(opt),
         Command::Client(command) => return client::run(command),
     };
     match result {

@@ -41,7 +41,7 @@ const SMOKE_BUDGET: Duration = Duration::from_secs(2);
 
 /// Options of `switchboard bench`.
 #[derive(Debug, Args)]
-pub(crate) struct BenchOpt {
+pub struct BenchOpt {
     /// gRPC endpoint of the server under test (a resolver, or `switchboard dev`).
     #[arg(
         long,
@@ -59,7 +59,7 @@ pub(crate) struct BenchOpt {
     #[arg(long, env = "SWITCHBOARD_BENCH_CONN_ID")]
     conn_id: Option<String>,
     /// How long each timed phase runs, e.g. 10s.
-    #[arg(long, env = "SWITCHBOARD_BENCH_DURATION", default_value = "10s", value_parser = crate::duration::parse)]
+    #[arg(long, env = "SWITCHBOARD_BENCH_DURATION", default_value = "10s", value_parser = switchboard_domain::duration::parse)]
     duration: Duration,
     /// Concurrent callers, one phase per value (comma-separated).
     #[arg(
@@ -137,7 +137,7 @@ pub(crate) struct BenchOpt {
 }
 
 /// Runs the benchmark and prints its report on stdout.
-pub(crate) fn run(opt: BenchOpt) -> anyhow::Result<()> {
+pub fn run(opt: BenchOpt) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
