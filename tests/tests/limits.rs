@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use prost_types::FieldMask;
 use switchboard_proto::v1::{
-    Connection, GetConnectionRequest, ListConnectionTypesRequest, ListConnectionsRequest,
-    ResolveConnectionRequest, UpdateConnectionRequest,
+    Connection, GetConnectionRequest, GetDeploymentRequest, ListConnectionTypesRequest,
+    ListConnectionsRequest, ListDeploymentsRequest, ResolveConnectionRequest,
+    UpdateConnectionRequest,
 };
 use switchboard_tests::{TestServer, WorkspaceRole, authorized};
 use tonic::Code;
@@ -17,8 +18,8 @@ use tonic::Code;
 use crate::resolver_feed::metric_value;
 use crate::support::{
     Clients, connection_name, create_connection, create_deployment, create_deployment_token,
-    create_link, expect_code, expect_one_of, ok, schema_and_warehouse, snowflake_connection,
-    string_struct, workspace_name,
+    create_link, deployment_name, expect_code, expect_one_of, ok, schema_and_warehouse,
+    snowflake_connection, string_struct, workspace_name,
 };
 
 const WORKSPACE: &str = "limits";
@@ -298,4 +299,57 @@ async fn a_write_whose_deadline_passes_while_the_database_is_locked_ends_then_an
     );
     assert_ne!(after.host, "late.example.com");
     server.assert_logs_clean();
+}
+
+/// A stored deployment kind the server doesn't know (a corrupt row, or one
+/// written by a newer version) is an error naming the table, never a
+/// STANDARD deployment.
+#[tokio::test]
+async fn a_corrupt_deployment_kind_is_an_internal_error_not_a_standard_deployment() {
+    if Command::new("sqlite3").arg("-version").output().is_err() {
+        switchboard_tests::skip_without("the sqlite3 command");
+        return;
+    }
+    let server = TestServer::configure().spawn().await;
+    let token = server.user_token("limits", &[(WORKSPACE, WorkspaceRole::Operator)]);
+    let mut clients = Clients::connect(&server).await;
+    create_deployment(&mut clients, &token, WORKSPACE, "corrupt").await;
+    let updated = Command::new("sqlite3")
+        .arg(server.data_dir().join("switchboard.db"))
+        .arg("UPDATE deployment SET kind = 'SIDECAR' WHERE deployment_id = 'corrupt'")
+        .output()
+        .expect("run sqlite3");
+    assert!(updated.status.success(), "{updated:?}");
+
+    let status = clients
+        .deployments
+        .get_deployment(authorized(
+            GetDeploymentRequest {
+                name: deployment_name(WORKSPACE, "corrupt"),
+            },
+            &token,
+        ))
+        .await
+        .expect_err("a corrupt kind is not served");
+    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    // Callers get no internals; the operator's log names the row's problem.
+    let logs = server.logs();
+    assert!(
+        logs.contains("unknown deployment kind 'SIDECAR'"),
+        "the log says what is corrupt:\n{logs}"
+    );
+    expect_code(
+        clients
+            .deployments
+            .list_deployments(authorized(
+                ListDeploymentsRequest {
+                    parent: workspace_name(WORKSPACE),
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await,
+        Code::Internal,
+        "ListDeployments over a corrupt row",
+    );
 }

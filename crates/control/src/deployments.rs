@@ -1,6 +1,7 @@
 //! DeploymentService: deployments (STANDARD, BRANCH, PREVIEW) and their tokens.
 
 use switchboard_domain::FieldViolation;
+use switchboard_domain::deployment::{DeploymentKind, SecretDelivery};
 use switchboard_domain::names::{self, DeploymentName, TokenName, WorkspaceName};
 use switchboard_domain::permission::{Action, Principal};
 use switchboard_proto::v1 as pb;
@@ -59,7 +60,7 @@ fn check_delivery_namespace(
     delivery: &str,
 ) -> ControlResult<()> {
     if namespace.is_empty()
-        || delivery == "NONE"
+        || delivery == SecretDelivery::None.as_str()
         || control.kube_namespaces.allows(workspace, namespace)
     {
         return Ok(());
@@ -139,7 +140,7 @@ async fn delete_deployment_row(
             workspace: &row.workspace,
             actor: principal.actor(),
             action: "DeleteDeployment",
-            resource: deployment_to_pb(row).name,
+            resource: deployment_to_pb(row)?.name,
             request_id,
             changed_fields: Vec::new(),
         },
@@ -213,14 +214,14 @@ impl Control {
         })?;
         let kind = kind_from_pb(kind);
         let parent_id = if deployment.parent_deployment.is_empty() {
-            if kind != "STANDARD" {
+            if kind != DeploymentKind::Standard.as_str() {
                 violations.push(FieldViolation::new(
                     "deployment.parent_deployment",
                     "is required for BRANCH and PREVIEW deployments",
                 ));
             }
             None
-        } else if kind == "STANDARD" {
+        } else if kind == DeploymentKind::Standard.as_str() {
             violations.push(FieldViolation::new(
                 "deployment.parent_deployment",
                 "must be empty for STANDARD deployments",
@@ -261,7 +262,7 @@ impl Control {
         .await?
         {
             let name = DeploymentName::parse("name", &resource)?;
-            return Ok(deployment_to_pb(&find_deployment(&write.txn, &name).await?));
+            return deployment_to_pb(&find_deployment(&write.txn, &name).await?);
         }
         let name = DeploymentName {
             workspace: workspace.clone(),
@@ -281,7 +282,7 @@ impl Control {
                 deployment: parent_id.clone(),
             };
             let parent_row = find_deployment(&write.txn, &parent_name).await?;
-            if parent_row.kind != "STANDARD" {
+            if parent_row.kind != DeploymentKind::Standard.as_str() {
                 return Err(ControlError::FailedPrecondition(format!(
                     "parent {parent_name} is a {} deployment; branch and preview deployments need a STANDARD parent",
                     parent_row.kind
@@ -333,7 +334,7 @@ impl Control {
         )
         .await?;
         write.commit().await?;
-        Ok(deployment_to_pb(&row))
+        deployment_to_pb(&row)
     }
 
     async fn update_deployment_inner(
@@ -442,7 +443,7 @@ impl Control {
         )
         .await?;
         write.commit().await?;
-        Ok(deployment_to_pb(&saved))
+        deployment_to_pb(&saved)
     }
 
     async fn delete_deployment_inner(
@@ -643,7 +644,7 @@ impl pb::deployment_service_server::DeploymentService for Control {
         self.caller(&request, &name.workspace, Action::Read).await?;
         Ok(Response::new(deployment_to_pb(
             &find_deployment(self.store.db(), &name).await?,
-        )))
+        )?))
     }
 
     async fn list_deployments(
@@ -703,7 +704,10 @@ impl pb::deployment_service_server::DeploymentService for Control {
                 row.deployment_id.clone()
             });
         Ok(Response::new(pb::ListDeploymentsResponse {
-            deployments: rows.iter().map(deployment_to_pb).collect(),
+            deployments: rows
+                .iter()
+                .map(deployment_to_pb)
+                .collect::<ControlResult<_>>()?,
             next_page_token,
         }))
     }

@@ -2,9 +2,11 @@
 
 use prost_types::value::Kind;
 use serde_json::Value;
+use switchboard_domain::deployment::{DeploymentKind, SecretDelivery, UnknownValue};
 use switchboard_domain::names::{ConnectionName, DeploymentName, LinkName, TokenName};
 use switchboard_domain::{ConnectionSpec, Extra, Overrides};
 use switchboard_proto::v1 as pb;
+use switchboard_store::StoreError;
 use switchboard_store::entity::{
     audit_event, connection, deployment, deployment_token, link, policy,
 };
@@ -224,52 +226,66 @@ pub(crate) fn link_to_pb(conn: &connection::Model, row: &link::Model) -> Control
     })
 }
 
+/// A stored value parsed, or the row reported corrupt.
+fn stored<T: std::str::FromStr<Err = UnknownValue>>(value: &str) -> ControlResult<T> {
+    value.parse().map_err(|err: UnknownValue| {
+        StoreError::Corrupt {
+            table: "deployment",
+            reason: err.to_string(),
+        }
+        .into()
+    })
+}
+
 /// Deployment kinds as stored.
-pub(crate) fn kind_to_pb(kind: &str) -> pb::DeploymentKind {
+fn kind_to_pb(kind: DeploymentKind) -> pb::DeploymentKind {
     match kind {
-        "BRANCH" => pb::DeploymentKind::Branch,
-        "PREVIEW" => pb::DeploymentKind::Preview,
-        _ => pb::DeploymentKind::Standard,
+        DeploymentKind::Standard => pb::DeploymentKind::Standard,
+        DeploymentKind::Branch => pb::DeploymentKind::Branch,
+        DeploymentKind::Preview => pb::DeploymentKind::Preview,
     }
 }
 
 /// Deployment kinds to store; unspecified means STANDARD.
 pub(crate) fn kind_from_pb(kind: pb::DeploymentKind) -> &'static str {
     match kind {
-        pb::DeploymentKind::Unspecified | pb::DeploymentKind::Standard => "STANDARD",
-        pb::DeploymentKind::Branch => "BRANCH",
-        pb::DeploymentKind::Preview => "PREVIEW",
+        pb::DeploymentKind::Unspecified | pb::DeploymentKind::Standard => DeploymentKind::Standard,
+        pb::DeploymentKind::Branch => DeploymentKind::Branch,
+        pb::DeploymentKind::Preview => DeploymentKind::Preview,
     }
+    .as_str()
 }
 
 /// Secret delivery as stored.
-pub(crate) fn delivery_to_pb(delivery: &str) -> pb::SecretDelivery {
+fn delivery_to_pb(delivery: SecretDelivery) -> pb::SecretDelivery {
     match delivery {
-        "TOKEN" => pb::SecretDelivery::Token,
-        "ENV" => pb::SecretDelivery::Env,
-        _ => pb::SecretDelivery::None,
+        SecretDelivery::None => pb::SecretDelivery::None,
+        SecretDelivery::Token => pb::SecretDelivery::Token,
+        SecretDelivery::Env => pb::SecretDelivery::Env,
     }
 }
 
 /// Secret delivery to store; unspecified means NONE.
 pub(crate) fn delivery_from_pb(delivery: pb::SecretDelivery) -> &'static str {
     match delivery {
-        pb::SecretDelivery::Unspecified | pb::SecretDelivery::None => "NONE",
-        pb::SecretDelivery::Token => "TOKEN",
-        pb::SecretDelivery::Env => "ENV",
+        pb::SecretDelivery::Unspecified | pb::SecretDelivery::None => SecretDelivery::None,
+        pb::SecretDelivery::Token => SecretDelivery::Token,
+        pb::SecretDelivery::Env => SecretDelivery::Env,
     }
+    .as_str()
 }
 
 /// A deployment row as a message.
-pub(crate) fn deployment_to_pb(row: &deployment::Model) -> pb::Deployment {
-    pb::Deployment {
+/// Fails on a corrupt kind or delivery.
+pub(crate) fn deployment_to_pb(row: &deployment::Model) -> ControlResult<pb::Deployment> {
+    Ok(pb::Deployment {
         name: DeploymentName {
             workspace: row.workspace.clone(),
             deployment: row.deployment_id.clone(),
         }
         .to_string(),
         display_name: row.display_name.clone(),
-        kind: kind_to_pb(&row.kind) as i32,
+        kind: kind_to_pb(stored(&row.kind)?) as i32,
         parent_deployment: row
             .parent_deployment
             .as_ref()
@@ -282,11 +298,11 @@ pub(crate) fn deployment_to_pb(row: &deployment::Model) -> pb::Deployment {
             })
             .unwrap_or_default(),
         namespace: row.namespace.clone(),
-        secret_delivery: delivery_to_pb(&row.secret_delivery) as i32,
+        secret_delivery: delivery_to_pb(stored(&row.secret_delivery)?) as i32,
         etag: etag(row.version),
         create_time: Some(timestamp(row.create_time)),
         update_time: Some(timestamp(row.update_time)),
-    }
+    })
 }
 
 /// A token row as a message; the secret is never stored, so never sent here.

@@ -8,6 +8,7 @@ pub mod airflow;
 pub mod catalog;
 pub mod conn_id;
 pub mod connection;
+pub mod deployment;
 pub mod duration;
 pub mod error;
 pub mod names;
