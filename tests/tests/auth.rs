@@ -1,4 +1,4 @@
-//! Authentication and the permission table of DESIGN.md.
+//! Authentication and the permission table of docs/architecture.md.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

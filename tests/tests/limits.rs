@@ -1,6 +1,7 @@
-//! Limits (README "Limits"): the 4 MiB message size, the 64 KiB `extra`, the
-//! per-caller rate limit on control, and deadlines: a call whose deadline
-//! passes while it waits for the database ends then, and changes nothing.
+//! Limits (docs/architecture.md, "Limits"): the 4 MiB message size, the
+//! 64 KiB `extra`, the per-caller rate limit on control, and deadlines: a
+//! call whose deadline passes while it waits for the database ends then, and
+//! changes nothing.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};

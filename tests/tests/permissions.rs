@@ -1,8 +1,8 @@
 //! The permission matrix: every method of every `switchboard.v1` service ×
 //! every kind of caller, with the workspace policy off and on. The expected
 //! outcome of each cell is written out below, transcribed from the table
-//! "Who may do what" in DESIGN.md — deliberately not derived from the server's
-//! own permission module.
+//! "Who may do what" in docs/architecture.md — deliberately not derived from
+//! the server's own permission module.
 //!
 //! Requests are valid (fresh resources are made for each create and delete),
 //! so an allowed cell must answer OK; a refused one PERMISSION_DENIED, or
@@ -141,16 +141,17 @@ struct Row {
     known_bug: Option<&'static str>,
 }
 
-/// DESIGN.md's table, cell by cell. Columns:
+/// docs/architecture.md's table, cell by cell. Columns:
 /// no token | no role | MEMBER | AUTHOR | OPERATOR | OWNER | token of this
 /// deployment | of another deployment, same workspace | of a deployment in
 /// another workspace.
 ///
 /// Notes on the transcription:
 /// - "no role" is a user whose token gives a role only in another workspace;
-///   DESIGN.md: PERMISSION_DENIED for everything in the workspace. The one
-///   call not in a workspace, ListConnectionTypes, is open to every user with
-///   a role (the table's ✓ for all four roles), so that cell is allowed.
+///   docs/architecture.md: PERMISSION_DENIED for everything in the workspace.
+///   The one call not in a workspace, ListConnectionTypes, is open to every
+///   user with a role (the table's ✓ for all four roles), so that cell is
+///   allowed.
 /// - ListDeploymentTokens is not named in the table; it is read as part of
 ///   "Get/List … deployments" (it never returns token secrets).
 /// - "policy" cells are ✗ with the policy off and ✓ with it on
@@ -1061,7 +1062,7 @@ async fn every_method_for_every_caller_matches_the_design_table() {
     }
     assert!(
         failures.is_empty(),
-        "{} of {cells} cells differ from DESIGN.md's table:\n{}",
+        "{} of {cells} cells differ from docs/architecture.md's table:\n{}",
         failures.len(),
         failures.join("\n")
     );

@@ -696,6 +696,50 @@ mod tests {
         }
     }
 
+    /// README's "Embedded defaults" file states the defaults: read as a
+    /// config file, it configures exactly what no file does.
+    #[test]
+    fn readmes_embedded_defaults_are_the_defaults() {
+        let readme = include_str!("../../../README.md");
+        let block = readme
+            .split_once("Embedded defaults")
+            .and_then(|(_, rest)| rest.split_once("```toml\n"))
+            .and_then(|(_, rest)| rest.split_once("```"))
+            .map(|(block, _)| block)
+            .expect("README's Configuration has an \"Embedded defaults\" toml block");
+        for key in [
+            "data_dir",
+            "listen",
+            "database_url",
+            "max_stale",
+            "rate_limit",
+        ] {
+            assert!(block.contains(key), "the block states {key}:\n{block}");
+        }
+        let file = write(block);
+        let from_readme = ServeOpt {
+            config: Some(file.path().to_owned()),
+            ..ServeOpt::default()
+        }
+        .settings()
+        .unwrap();
+        let defaults = ServeOpt::default().settings().unwrap();
+        assert_eq!(format!("{from_readme:?}"), format!("{defaults:?}"));
+    }
+
+    /// README's production example uses only keys the file may hold.
+    #[test]
+    fn readmes_production_example_has_only_known_keys() {
+        let readme = include_str!("../../../README.md");
+        let block = readme
+            .split_once("# /etc/switchboard/config.toml\n")
+            .and_then(|(_, rest)| rest.split_once("```"))
+            .map(|(block, _)| block)
+            .expect("README's Configuration has a production example");
+        let parsed: Result<FileConfig, _> = toml::from_str(block);
+        assert!(parsed.is_ok(), "{parsed:?}");
+    }
+
     #[test]
     fn unknown_keys_and_bad_values_are_errors() {
         for text in [

@@ -8,6 +8,7 @@ mod metrics_layer;
 mod rate_limit;
 mod retention;
 mod server;
+mod start_summary;
 mod tls;
 mod token;
 

@@ -30,7 +30,8 @@ const DRAIN_DEADLINE: std::time::Duration = REQUEST_TIMEOUT;
 
 /// File in the data dir holding the development HS256 key.
 pub(crate) const DEV_JWT_KEY_FILE: &str = "jwt-hs256.key";
-const SECRETS_KEY_FILE: &str = "secrets.key";
+/// File in the data dir holding the embedded secret store's key.
+pub(crate) const SECRETS_KEY_FILE: &str = "secrets.key";
 
 /// Which services a process serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,9 +99,9 @@ fn create_data_dir(path: &Path) -> anyhow::Result<()> {
 async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
     if let Some(address) = opt.metrics_listen {
         crate::metrics_layer::install(address)?;
-        info!(address = %address, "serving Prometheus metrics at /metrics");
     }
     create_data_dir(&opt.data_dir)?;
+    let first_start = !opt.data_dir.join(DEV_JWT_KEY_FILE).exists();
     let jwt_key = keyfile::load_or_create(&opt.data_dir.join(DEV_JWT_KEY_FILE), DEV_KEY_LEN)?;
     let secrets = secret_store(&opt).await?;
     let store = Store::connect(&opt.database_url, secrets)
@@ -209,6 +210,15 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", opt.listen))?;
     let local = listener.local_addr()?;
     info!(address = %local, role = ?role, services = ?served, "serving gRPC");
+    crate::start_summary::StartSummary {
+        data_dir: &opt.data_dir,
+        first_start,
+        database_url: &opt.database_url,
+        embedded_secrets: !store.secrets().is_remote(),
+        development_tokens: opt.jwks_file.is_none() && opt.jwks_url.is_none(),
+        metrics: opt.metrics_listen,
+    }
+    .log();
     // TCP_NODELAY on every accepted connection: without it a response written
     // in several pieces (headers, body, trailers) waits for the client's
     // delayed ACK, about 40 ms per unary call.

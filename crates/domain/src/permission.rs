@@ -1,4 +1,4 @@
-//! Who may do what: DESIGN.md's permission table, as code.
+//! Who may do what: the permission table of docs/architecture.md, as code.
 
 use std::collections::BTreeMap;
 
