@@ -19,6 +19,7 @@ mod policy;
 mod render;
 mod session;
 mod types;
+mod unknown_keys;
 
 use std::process::ExitCode;
 
