@@ -10,6 +10,7 @@ use switchboard_proto::v1::deployment_service_client::DeploymentServiceClient;
 use super::pages::{PAGE_SIZE, all_pages};
 use crate::client::connections::quote;
 use crate::client::context::write_private_file;
+use crate::client::git_ignore;
 use crate::client::error::{CallResult, usage};
 use crate::client::input;
 use crate::client::output::{OutputFormat, OutputOpt, Table, print_stdout};
@@ -318,7 +319,10 @@ async fn create(session: &Session, output: &OutputOpt, opt: &CreateOpt) -> anyho
     let parent_deployment = match (&opt.parent, opt.kind) {
         (Some(parent), _) => session.deployment_name(parent)?,
         (None, Kind::Branch | Kind::Preview) => {
-            usage!("--parent is required for a {:?} deployment", opt.kind)
+            usage!(
+                "--parent is required for a {} deployment",
+                render::kind_text(opt.kind.into())
+            )
         }
         (None, Kind::Standard) => String::new(),
     };
@@ -404,6 +408,7 @@ async fn token(session: &Session, output: &OutputOpt, opt: &TokenOpt) -> anyhow:
         .or_refused(|| format!("cannot create a token for deployment \"{}\"", opt.id))?;
     if let Some(path) = &opt.output_file {
         write_private_file(path, format!("{}\n", token.token).as_bytes())?;
+        git_ignore::warn_if_not_ignored(path);
         eprintln!(
             "Wrote token {} to {} (mode 0600); it is not shown again.",
             last_segment(&token.name),

@@ -18,6 +18,7 @@ use tonic::Code;
 
 use crate::client::context::write_private_file;
 use crate::client::error::ApiError;
+use crate::client::git_ignore;
 use crate::client::output::print_stdout;
 use crate::client::session::{ConnectOpt, Session, Target};
 
@@ -43,7 +44,8 @@ enum LocalCommand {
         switchboard local env --deployment dev --format airflow-settings --output-file airflow_settings.yaml\n  \
         switchboard local env --deployment dev --output-file .env --watch\n\n\
         The .env lines are AIRFLOW_CONN_<CONN_ID>='<json>', which Airflow reads as connections. \
-        The file holds secrets: it is written with mode 0600; keep it out of version control.")]
+        The file holds secrets: it is written with mode 0600; keep it out of version control \
+        (inside a git work tree that does not ignore it, a warning says so).")]
     Env(EnvOpt),
 }
 
@@ -94,6 +96,9 @@ async fn env(connect: &ConnectOpt, opt: &EnvOpt) -> anyhow::Result<()> {
     let mut client = ResolverServiceClient::new(session.channel());
     let response = fetch(&session, &mut client, &deployment, &opt.deployment).await?;
     let mut written = write(opt, &deployment, &response)?;
+    if let Some(path) = &opt.output_file {
+        git_ignore::warn_if_not_ignored(path);
+    }
     if !opt.watch {
         return Ok(());
     }

@@ -10,6 +10,7 @@ mod context;
 mod deployments;
 mod error;
 mod fields;
+mod git_ignore;
 mod input;
 mod links;
 mod local;
