@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use switchboard_domain::permission::{self, Action, PolicyFlags, Principal};
 use switchboard_proto::v1 as pb;
-use switchboard_store::auth::{Admission, Authenticator};
+use switchboard_store::auth::{Admission, Authenticator, Refusal, RefusalReason};
 use switchboard_store::entity::policy;
 use switchboard_store::sea_orm::{ConnectionTrait, EntityTrait};
 use switchboard_store::{Clock, Store, StoreError};
 use tonic::Request;
 
-use crate::error::ControlResult;
+use crate::error::{ControlError, ControlResult};
 use crate::kube_sync::AllowedNamespaces;
 use crate::page_token::PageTokenKey;
 
@@ -81,7 +81,20 @@ impl Control {
         // The rate limit is charged once the caller is known (or known to
         // have failed authentication), before any work.
         Admission::check(request.extensions().get(), outcome.as_ref().ok())?;
-        Ok(outcome?)
+        let principal = outcome?;
+        if let Principal::Deployment { .. } = principal {
+            // Valid, but for the resolver: say so rather than "permission
+            // denied", which reads as a missing role.
+            return Err(ControlError::Unauthenticated(Refusal::new(
+                RefusalReason::UserTokenRequired,
+                format!(
+                    "this is a deployment token; control needs a user token \
+                     (deployment tokens are for Airflow's calls to the resolver): {}",
+                    self.auth.user_token_advice()
+                ),
+            )));
+        }
+        Ok(principal)
     }
 
     /// The policy switches of `workspace` (all off when never set).

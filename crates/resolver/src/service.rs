@@ -235,7 +235,7 @@ impl Resolver {
             .await;
         };
         let token_id = auth::parse_token_id(token).ok_or_else(|| {
-            ResolverError::Unauthenticated("invalid or revoked deployment token".into())
+            ResolverError::Unauthenticated(auth::deployment_token_refusal())
         })?;
         let presented = auth::hash_token(token);
         let outage = self.caches.outage();
@@ -245,7 +245,7 @@ impl Resolver {
             let matches: bool = presented.as_bytes().ct_eq(entry.hash.as_bytes()).into();
             if !matches {
                 return Err(ResolverError::Unauthenticated(
-                    "invalid or revoked deployment token".into(),
+                    auth::deployment_token_refusal(),
                 ));
             }
             Self::note_hit(&self.token_counters, outage);

@@ -199,7 +199,7 @@ struct RollbackOpt {
 pub(crate) async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
     let session = Session::open(&args.connect).await?;
     let output = &args.output;
-    match args.command {
+    let result = match args.command {
         ConnectionsCommand::List(opt) => list(&session, output, &opt).await,
         ConnectionsCommand::Get(opt) => get(&session, output, &opt).await,
         ConnectionsCommand::Create(opt) => create(&session, output, *opt).await,
@@ -207,7 +207,8 @@ pub(crate) async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
         ConnectionsCommand::Delete(opt) => delete(&session, &opt).await,
         ConnectionsCommand::Versions(opt) => versions(&session, output, &opt).await,
         ConnectionsCommand::Rollback(opt) => rollback(&session, output, &opt).await,
-    }
+    };
+    session.diagnose(result).await
 }
 
 fn client(session: &Session) -> ConnectionServiceClient<tonic::transport::Channel> {

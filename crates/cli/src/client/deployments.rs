@@ -197,7 +197,7 @@ struct RevokeOpt {
 pub(crate) async fn run(args: DeploymentsArgs) -> anyhow::Result<()> {
     let session = Session::open(&args.connect).await?;
     let output = &args.output;
-    match args.command {
+    let result = match args.command {
         DeploymentsCommand::List(opt) => list(&session, output, &opt).await,
         DeploymentsCommand::Get(opt) => get(&session, output, &opt).await,
         DeploymentsCommand::Create(opt) => create(&session, output, &opt).await,
@@ -206,7 +206,8 @@ pub(crate) async fn run(args: DeploymentsArgs) -> anyhow::Result<()> {
         DeploymentsCommand::Token(opt) => token(&session, output, &opt).await,
         DeploymentsCommand::Tokens(opt) => tokens(&session, output, &opt).await,
         DeploymentsCommand::RevokeToken(opt) => revoke(&session, output, &opt).await,
-    }
+    };
+    session.diagnose(result).await
 }
 
 fn client(session: &Session) -> DeploymentServiceClient<tonic::transport::Channel> {

@@ -125,13 +125,14 @@ struct DeleteOpt {
 pub(crate) async fn run(args: LinksArgs) -> anyhow::Result<()> {
     let session = Session::open(&args.connect).await?;
     let output = &args.output;
-    match args.command {
+    let result = match args.command {
         LinksCommand::List(opt) => list(&session, output, &opt).await,
         LinksCommand::Get(opt) => get(&session, output, &opt).await,
         LinksCommand::Create(opt) => create(&session, output, &opt).await,
         LinksCommand::Update(opt) => update(&session, output, &opt).await,
         LinksCommand::Delete(opt) => delete(&session, &opt).await,
-    }
+    };
+    session.diagnose(result).await
 }
 
 fn client(session: &Session) -> ConnectionServiceClient<tonic::transport::Channel> {

@@ -94,7 +94,9 @@ async fn env(connect: &ConnectOpt, opt: &EnvOpt) -> anyhow::Result<()> {
     let session = target.connect().await?;
     let deployment = session.deployment_name(&opt.deployment)?;
     let mut client = ResolverServiceClient::new(session.channel());
-    let response = fetch(&session, &mut client, &deployment, &opt.deployment).await?;
+    let response = session
+        .diagnose(fetch(&session, &mut client, &deployment, &opt.deployment).await)
+        .await?;
     let mut written = write(opt, &deployment, &response)?;
     if let Some(path) = &opt.output_file {
         git_ignore::warn_if_not_ignored(path);
@@ -154,19 +156,22 @@ async fn fetch(
         .await
         .map(tonic::Response::into_inner)
         .map_err(|status| {
-            let denied = status.code() == Code::PermissionDenied;
+            let code = status.code();
             let error = ApiError::new(
                 format!("cannot export the connections of deployment \"{deployment_id}\""),
                 status,
             );
-            anyhow::Error::new(if denied {
-                error.with_hint(
+            anyhow::Error::new(match code {
+                Code::PermissionDenied => error.with_hint(
                     "local export needs the workspace policy allow_local_export and the AUTHOR, \
                      OPERATOR or OWNER role; an OWNER can enable it with \
                      `switchboard policy set --allow-local-export`",
-                )
-            } else {
-                error
+                ),
+                Code::Unimplemented => error.with_hint(
+                    "this address does not serve the resolver: pass --resolver-endpoint \
+                     HOST:PORT, or store it with `switchboard login --resolver-endpoint HOST:PORT`",
+                ),
+                _ => error,
             })
         })
 }

@@ -19,6 +19,7 @@ mod pages;
 mod policy;
 mod render;
 mod session;
+mod transport;
 mod types;
 mod unknown_keys;
 
