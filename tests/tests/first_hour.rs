@@ -16,6 +16,7 @@ use switchboard_proto::v1::{
 };
 use switchboard_tests::{Role, TestServer, WorkspaceRole, authorized};
 use tonic::Code;
+use tonic::codegen::http::uri::PathAndQuery;
 
 use crate::cli::{Shell, fails, json, ok};
 use crate::jwt_claims::{hs256_jwt, now};
@@ -97,25 +98,46 @@ async fn a_typo_in_an_extra_key_is_stored_and_reported_with_the_key_meant() {
     );
     // Stored as given, reported for every client, the password only as set.
     assert_eq!(created["extra"]["warehose"], "WH");
-    assert_eq!(created["unknownExtraKeys"], serde_json::json!(["extra.warehose"]));
+    assert_eq!(
+        created["unknownExtraKeys"],
+        serde_json::json!(["extra.warehose"])
+    );
     assert!(
         created.get("password").is_none(),
         "a masked password is left out, not shown as \"\": {created}"
     );
     assert_eq!(created["secretFieldsSet"], serde_json::json!(["password"]));
     let shown = json(
-        &ok(shell.run(&["connections", "get", "snow", "-o", "json"]), "get"),
+        &ok(
+            shell.run(&["connections", "get", "snow", "-o", "json"]),
+            "get",
+        ),
         "get -o json",
     );
     assert!(shown.get("password").is_none(), "{shown}");
-    assert_eq!(shown["unknownExtraKeys"], serde_json::json!(["extra.warehose"]));
+    assert_eq!(
+        shown["unknownExtraKeys"],
+        serde_json::json!(["extra.warehose"])
+    );
 
     // An update warns about the keys it writes, not about older ones.
-    let output = shell.run(&["connections", "update", "snow", "--set", "extra.role=ANALYST"]);
+    let output = shell.run(&[
+        "connections",
+        "update",
+        "snow",
+        "--set",
+        "extra.role=ANALYST",
+    ]);
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     ok(output, "update a listed key");
     assert!(!stderr.contains("warning"), "{stderr}");
-    let output = shell.run(&["connections", "update", "snow", "--set", "extra.Role=ANALYST"]);
+    let output = shell.run(&[
+        "connections",
+        "update",
+        "snow",
+        "--set",
+        "extra.Role=ANALYST",
+    ]);
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     ok(output, "update with a typo");
     assert!(
@@ -162,7 +184,10 @@ async fn a_typo_in_an_extra_key_is_stored_and_reported_with_the_key_meant() {
         ),
         "{stderr}"
     );
-    assert_eq!(link["unknownExtraKeys"], serde_json::json!(["extra.warehuose"]));
+    assert_eq!(
+        link["unknownExtraKeys"],
+        serde_json::json!(["extra.warehuose"])
+    );
 
     // Over the API: typed connections report unknown keys, generic ones none.
     let owner = server.user_token("olivia", &[("acme", WorkspaceRole::Owner)]);
@@ -368,7 +393,8 @@ async fn each_process_says_what_it_serves_and_tokens_say_why_they_are_refused() 
             "not implemented by this server: this address serves switchboard control \
              (ConnectionService, DeploymentService, WorkspaceService, AuditService), not \
              switchboard.v1.ResolverService; the resolver answers it"
-        ) && stderr.contains("hint: this address does not serve the resolver: pass --resolver-endpoint"),
+        ) && stderr
+            .contains("hint: this address does not serve the resolver: pass --resolver-endpoint"),
         "{stderr}"
     );
     stderrs.push_str(&stderr);
@@ -378,7 +404,14 @@ async fn each_process_says_what_it_serves_and_tokens_say_why_they_are_refused() 
         run_as(
             &shell,
             &owner,
-            &["connections", "list", "--endpoint", &resolver_address, "-w", "acme"],
+            &[
+                "connections",
+                "list",
+                "--endpoint",
+                &resolver_address,
+                "-w",
+                "acme",
+            ],
         ),
         1,
         "connections at the resolver",
@@ -405,7 +438,31 @@ async fn each_process_says_what_it_serves_and_tokens_say_why_they_are_refused() 
         .await
         .expect_err("control serves no resolver");
     assert_eq!(status.code(), Code::Unimplemented);
-    assert!(status.message().starts_with("this address serves switchboard control"));
+    assert!(
+        status
+            .message()
+            .starts_with("this address serves switchboard control")
+    );
+    // A method the contract lacks, as an older or newer client might call.
+    let mut grpc = tonic::client::Grpc::new(control.channel().await);
+    grpc.ready().await.expect("the channel is ready");
+    let invented: PathAndQuery = "/switchboard.v1.ConnectionService/Invented"
+        .parse()
+        .expect("a method path");
+    let status = grpc
+        .unary(
+            authorized((), &owner),
+            invented,
+            tonic_prost::ProstCodec::<(), ()>::default(),
+        )
+        .await
+        .expect_err("no such method");
+    assert_eq!(status.code(), Code::Unimplemented);
+    assert_eq!(
+        status.message(),
+        "switchboard.v1.ConnectionService has no method Invented; this address serves \
+         switchboard control (ConnectionService, DeploymentService, WorkspaceService, AuditService)"
+    );
 
     // A deployment token where a user token is needed.
     let deployment_token = ok(shell.run(&["deployments", "token", "dev"]), "token")
@@ -418,9 +475,9 @@ async fn each_process_says_what_it_serves_and_tokens_say_why_they_are_refused() 
         "a deployment token at control",
     );
     assert!(
-        stderr.contains(
-            "not authenticated: this is a deployment token; control needs a user token"
-        ) && stderr.contains("switchboard token user --data-dir DIR")
+        stderr
+            .contains("not authenticated: this is a deployment token; control needs a user token")
+            && stderr.contains("switchboard token user --data-dir DIR")
             && stderr.contains("hint: pass a user token"),
         "{stderr}"
     );
@@ -475,19 +532,27 @@ async fn each_process_says_what_it_serves_and_tokens_say_why_they_are_refused() 
         .unwrap_or_else(|| panic!("the stale context is listed:\n{listed}"));
     assert!(stale.contains("expired 20"), "{listed}");
     assert!(
-        listed.lines().any(|line| line.contains("default") && line.ends_with("stored")),
+        listed
+            .lines()
+            .any(|line| line.contains("default") && line.ends_with("stored")),
         "{listed}"
     );
     assert!(
         stderr.contains("warning: the token of context 'stale' has expired"),
         "{stderr}"
     );
-    ok(shell.run(&["contexts", "use", "default"]), "back to default");
+    ok(
+        shell.run(&["contexts", "use", "default"]),
+        "back to default",
+    );
 
     // A token minted for another data dir: what likely happened and how to mint one.
     let elsewhere = tempfile::tempdir().expect("another data dir");
-    let foreign =
-        switchboard_tests::mint_user_token(elsewhere.path(), "olivia", &[("acme", WorkspaceRole::Owner)]);
+    let foreign = switchboard_tests::mint_user_token(
+        elsewhere.path(),
+        "olivia",
+        &[("acme", WorkspaceRole::Owner)],
+    );
     control.forbid_in_logs(&foreign);
     let stderr = fails(
         run_as(&shell, &foreign, &["connections", "list"]),
@@ -495,7 +560,8 @@ async fn each_process_says_what_it_serves_and_tokens_say_why_they_are_refused() 
         "a token of another key",
     );
     assert!(
-        stderr.contains("not authenticated: token signature does not verify with this server's keys")
+        stderr
+            .contains("not authenticated: token signature does not verify with this server's keys")
             && stderr.contains(
                 "hint: the token was likely minted for another data dir or key than this \
                  server's: mint one with `switchboard token user --data-dir DIR"

@@ -169,8 +169,7 @@ mod tests {
              answers it: call the address of `switchboard resolver` (or `switchboard dev`, which \
              serves both)"
         );
-        let resolver =
-            UnimplementedLayer::new(Role::Resolver, &["switchboard.v1.ResolverService"]);
+        let resolver = UnimplementedLayer::new(Role::Resolver, &["switchboard.v1.ResolverService"]);
         assert!(
             resolver
                 .explain("/switchboard.v1.ConnectionService/ListConnections")

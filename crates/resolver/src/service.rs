@@ -234,9 +234,8 @@ impl Resolver {
             }))
             .await;
         };
-        let token_id = auth::parse_token_id(token).ok_or_else(|| {
-            ResolverError::Unauthenticated(auth::deployment_token_refusal())
-        })?;
+        let token_id = auth::parse_token_id(token)
+            .ok_or_else(|| ResolverError::Unauthenticated(auth::deployment_token_refusal()))?;
         let presented = auth::hash_token(token);
         let outage = self.caches.outage();
         if self.caches.trusted(outage)

@@ -229,7 +229,9 @@ async fn fetch(source: &JwksSource, http: &reqwest::Client) -> StoreResult<JwkSe
             response
                 .bytes()
                 .await
-                .map_err(|err| StoreError::Unauthenticated(format!("cannot read the JWKS: {err}").into()))?
+                .map_err(|err| {
+                    StoreError::Unauthenticated(format!("cannot read the JWKS: {err}").into())
+                })?
                 .to_vec()
         }
     };

@@ -148,7 +148,9 @@ impl ApiError {
                     "pass a user token (`switchboard login`, --token-file or SWITCHBOARD_TOKEN); \
                      a deployment token only serves Airflow's calls to the resolver"
                 }
-                _ => "the token was refused: run `switchboard login` again or set SWITCHBOARD_TOKEN",
+                _ => {
+                    "the token was refused: run `switchboard login` again or set SWITCHBOARD_TOKEN"
+                }
             }),
             Code::Aborted => Some(
                 "the resource changed since it was read: read it again and retry with its new etag",

@@ -247,11 +247,10 @@ async fn override_draft(
 }
 
 async fn create(session: &Session, output: &OutputOpt, opt: &CreateOpt) -> anyhow::Result<()> {
-    let (draft, connection_type) =
-        override_draft(session, &opt.link, &opt.overrides, &[], || {
-            format!("cannot create {}", describe(&opt.link))
-        })
-        .await?;
+    let (draft, connection_type) = override_draft(session, &opt.link, &opt.overrides, &[], || {
+        format!("cannot create {}", describe(&opt.link))
+    })
+    .await?;
     let link = pb::Link {
         deployment: session.deployment_name(&opt.link.deployment)?,
         overrides: (!draft.is_empty())

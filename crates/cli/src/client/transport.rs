@@ -15,7 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The HTTP/2 client preface and an empty SETTINGS frame: a gRPC server
 /// answers with its own SETTINGS frame, a TLS server with an alert record.
-const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+const HTTP2_PREFACE: &[u8] =
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
 
 /// What a failure was, in words, and what to do about it.
 #[derive(Debug, Default)]
@@ -177,7 +178,9 @@ fn classify(first: &[u8]) -> Option<Speaks> {
 /// `host:port` of an `http(s)://host:port[/…]` endpoint.
 fn authority(endpoint: &str) -> Option<&str> {
     let (_, rest) = endpoint.split_once("://")?;
-    rest.split('/').next().filter(|authority| !authority.is_empty())
+    rest.split('/')
+        .next()
+        .filter(|authority| !authority.is_empty())
 }
 
 /// `endpoint` with its scheme replaced by `scheme`.
@@ -230,6 +233,9 @@ mod tests {
             with_scheme("https://127.0.0.1:5", "http"),
             "http://127.0.0.1:5"
         );
-        assert_eq!(authority("http://sb.example.com:443/x"), Some("sb.example.com:443"));
+        assert_eq!(
+            authority("http://sb.example.com:443/x"),
+            Some("sb.example.com:443")
+        );
     }
 }

@@ -78,7 +78,7 @@ pub(crate) async fn run(args: TypesArgs) -> anyhow::Result<()> {
 }
 
 async fn run_with(session: &Session, args: TypesArgs) -> anyhow::Result<()> {
-    let catalog = fetch_catalog(&session).await?;
+    let catalog = fetch_catalog(session).await?;
     match &args.type_key {
         None => args.output.emit(
             &Value::Array(catalog.iter().map(render::connection_type_json).collect()),

@@ -57,7 +57,8 @@ fn closest<'a>(connection_type: &'a pb::ConnectionType, path: &str) -> Option<&'
 /// Whether an update with `mask` (paths relative to the extra's owner, e.g.
 /// `extra`, `extra.warehouse`) wrote the extra key at `path`.
 pub(crate) fn masked(mask: &[String], path: &str) -> bool {
-    mask.iter().any(|written| written == "extra" || written == path)
+    mask.iter()
+        .any(|written| written == "extra" || written == path)
 }
 
 #[cfg(test)]
@@ -87,7 +88,10 @@ mod tests {
             message(&snowflake, "extra.warehose"),
             "extra.warehose is not a parameter of snowflake_password; did you mean extra.warehouse?"
         );
-        assert_eq!(closest(&snowflake, "extra.Warehouse"), Some("extra.warehouse"));
+        assert_eq!(
+            closest(&snowflake, "extra.Warehouse"),
+            Some("extra.warehouse")
+        );
         assert_eq!(closest(&snowflake, "extra.rol"), Some("extra.role"));
         assert_eq!(closest(&snowflake, "extra.accuont"), Some("extra.account"));
     }
