@@ -591,6 +591,31 @@ async fn each_process_says_what_it_serves_and_tokens_say_why_they_are_refused() 
     );
     stderrs.push_str(&stderr);
 
+    // Nothing listening.
+    let stderr = fails(
+        run_as(
+            &shell,
+            &owner,
+            &[
+                "connections",
+                "list",
+                "--endpoint",
+                "127.0.0.1:1",
+                "-w",
+                "acme",
+            ],
+        ),
+        8,
+        "nothing listening",
+    );
+    assert!(
+        stderr.contains(
+            "cannot reach http://127.0.0.1:1: nothing listens there (connection refused)"
+        ),
+        "{stderr}"
+    );
+    stderrs.push_str(&stderr);
+
     assert_plain_words(&stderrs);
     // The server's refusals are plain words too: the token's text never
     // decides the message's shape.

@@ -44,7 +44,14 @@ pub(crate) async fn diagnose(endpoint: &str, err: &(dyn StdError + 'static)) -> 
         cause: causes(err),
         hint: None,
     };
-    if is_timeout(err) {
+    if has_io_kind(err, std::io::ErrorKind::ConnectionRefused) {
+        diagnosis.cause = "nothing listens there (connection refused)".to_owned();
+        diagnosis.hint = Some(
+            "check --endpoint (or the context's, see `switchboard contexts list`) and that the \
+             server runs"
+                .to_owned(),
+        );
+    } else if is_timeout(err) {
         diagnosis.cause = "no answer within the deadline".to_owned();
         diagnosis.hint = Some("retry, or allow longer with --timeout".to_owned());
     } else if !tls && speaks(endpoint).await == Some(Speaks::Tls) {
@@ -95,12 +102,24 @@ fn find_tls_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a TlsError>
 }
 
 fn is_timeout(err: &(dyn StdError + 'static)) -> bool {
+    has_io_kind(err, std::io::ErrorKind::TimedOut) || {
+        let mut source: Option<&(dyn StdError + 'static)> = Some(err);
+        let mut found = false;
+        while let Some(cause) = source {
+            found |= cause.is::<tonic::TimeoutExpired>();
+            source = cause.source();
+        }
+        found
+    }
+}
+
+/// Whether an `io::Error` of `kind` is in `err`'s chain.
+fn has_io_kind(err: &(dyn StdError + 'static), kind: std::io::ErrorKind) -> bool {
     let mut source: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(cause) = source {
-        if cause.is::<tonic::TimeoutExpired>()
-            || cause
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        if cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == kind)
         {
             return true;
         }
