@@ -17,13 +17,13 @@ use tempfile::TempDir;
 const PROPAGATION_DEADLINE: Duration = Duration::from_secs(10);
 
 /// A user's shell: an empty config dir and the server's address.
-struct Shell {
+pub(crate) struct Shell {
     home: TempDir,
-    address: String,
+    pub(crate) address: String,
 }
 
 impl Shell {
-    fn new(server: &TestServer) -> Self {
+    pub(crate) fn new(server: &TestServer) -> Self {
         Shell {
             home: tempfile::Builder::new()
                 .prefix("switchboard-cli-home-")
@@ -33,11 +33,11 @@ impl Shell {
         }
     }
 
-    fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.home.path()
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(switchboard_binary());
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("SWITCHBOARD_") {
@@ -54,7 +54,7 @@ impl Shell {
     }
 
     /// Runs with standard input closed.
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.command(args)
             .stdin(Stdio::null())
             .output()
@@ -62,7 +62,7 @@ impl Shell {
     }
 
     /// Runs with `input` on standard input.
-    fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
+    pub(crate) fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
         let mut child = self
             .command(args)
             .stdin(Stdio::piped())
@@ -79,19 +79,19 @@ impl Shell {
         child.wait_with_output().expect("wait for switchboard")
     }
 
-    fn write(&self, name: &str, contents: &str) -> PathBuf {
+    pub(crate) fn write(&self, name: &str, contents: &str) -> PathBuf {
         let path = self.dir().join(name);
         std::fs::write(&path, contents).expect("write a file");
         path
     }
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Fails unless the command succeeded; its stdout.
-fn ok(output: Output, what: &str) -> String {
+pub(crate) fn ok(output: Output, what: &str) -> String {
     assert!(
         output.status.success(),
         "{what}: exit {:?}\nstdout:\n{}\nstderr:\n{}",
@@ -103,7 +103,7 @@ fn ok(output: Output, what: &str) -> String {
 }
 
 /// Fails unless the command exited with `code`; its stderr.
-fn fails(output: Output, code: i32, what: &str) -> String {
+pub(crate) fn fails(output: Output, code: i32, what: &str) -> String {
     assert_eq!(
         output.status.code(),
         Some(code),
@@ -114,7 +114,7 @@ fn fails(output: Output, code: i32, what: &str) -> String {
     text(&output.stderr)
 }
 
-fn json(stdout: &str, what: &str) -> Value {
+pub(crate) fn json(stdout: &str, what: &str) -> Value {
     serde_json::from_str(stdout).unwrap_or_else(|err| panic!("{what}: not JSON ({err}):\n{stdout}"))
 }
 

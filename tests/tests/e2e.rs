@@ -9,6 +9,7 @@ mod bad_input;
 mod bench;
 mod cli;
 mod faults;
+mod first_hour;
 mod first_start;
 mod fixture;
 mod fuzz_requests;

@@ -737,6 +737,33 @@ async fn dev_over_tls_serves_the_cli_with_its_ca_and_refuses_plaintext() {
         &format!("{owner}\n"),
     );
     assert!(!refused.status.success(), "login without the CA succeeded");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("the server's certificate is not signed by a CA this client trusts")
+            && stderr.contains("hint: pass --ca-cert")
+            && !stderr.contains("UnknownIssuer"),
+        "{stderr}"
+    );
+    // Plaintext against TLS: the CLI asks the server what it speaks.
+    let plaintext = shell.run(
+        &[
+            "login",
+            "--endpoint",
+            &format!("http://{address}"),
+            "--context",
+            "plaintext",
+        ],
+        &format!("{owner}\n"),
+    );
+    assert_eq!(plaintext.status.code(), Some(8), "login over plaintext");
+    let stderr = String::from_utf8_lossy(&plaintext.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "the connection to http://{address} failed: the server closed the connection: it \
+             expects TLS\n  hint: use https://{address}"
+        )) && !stderr.contains("h2 protocol error"),
+        "{stderr}"
+    );
     assert!(
         !server.logs().contains(&owner),
         "the token stays out of the log"

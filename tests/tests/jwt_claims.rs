@@ -26,7 +26,7 @@ const ISSUER: &str = "https://idp.example";
 /// The fixture key the JWKS publishes (ES256).
 const KID: &str = "test-es256-a";
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970")
@@ -43,7 +43,11 @@ fn claims() -> serde_json::Value {
 }
 
 /// A JWT over exactly `header` and `claims`, signed HMAC-SHA256 with `key`.
-fn hs256_jwt(header: &serde_json::Value, claims: &serde_json::Value, key: &[u8]) -> String {
+pub(crate) fn hs256_jwt(
+    header: &serde_json::Value,
+    claims: &serde_json::Value,
+    key: &[u8],
+) -> String {
     let signing_input = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(header.to_string()),

@@ -11,6 +11,7 @@ mod server;
 mod start_summary;
 mod tls;
 mod token;
+mod unimplemented_layer;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

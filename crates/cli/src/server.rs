@@ -132,6 +132,9 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
         // Deadlines: the client's grpc-timeout wins; none runs longer than this.
         .timeout(REQUEST_TIMEOUT)
         .layer(crate::metrics_layer::MetricsLayer::new(&served)?)
+        .layer(crate::unimplemented_layer::UnimplementedLayer::new(
+            role, &served,
+        ))
         .layer(crate::rate_limit::RateLimitLayer::new(
             opt.rate_limit,
             opt.resolver_rate_limit,

@@ -12,6 +12,9 @@ use switchboard_store::keyfile;
 
 use crate::server::DEV_JWT_KEY_FILE;
 
+// `--ttl`'s help states the leeway in words.
+const _: () = assert!(switchboard_store::auth::CLOCK_SKEW_LEEWAY_SECONDS == 30);
+
 /// Token commands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum TokenCommand {
@@ -33,7 +36,9 @@ pub(crate) struct UserTokenOpt {
     /// OPERATOR, OWNER. Repeat for several workspaces.
     #[arg(long = "role", value_name = "WORKSPACE=ROLE")]
     roles: Vec<String>,
-    /// How long the token is valid, e.g. 30m, 1h, 7d.
+    /// How long the token is valid, e.g. 30m, 1h, 7d. Servers accept it for
+    /// 30 s more, for clocks that disagree a little; past that they answer
+    /// "token has expired", and a new token is needed.
     #[arg(long, default_value = "1h", value_parser = crate::duration::parse)]
     ttl: std::time::Duration,
     /// Optional issuer (JWT `iss`).

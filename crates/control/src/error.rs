@@ -2,6 +2,7 @@
 
 use switchboard_domain::{DomainError, FieldViolation};
 use switchboard_store::StoreError;
+use switchboard_store::auth::{ERROR_DOMAIN, Refusal};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -29,7 +30,7 @@ pub enum ControlError {
     #[error("{0}")]
     PermissionDenied(String),
     #[error("{0}")]
-    Unauthenticated(String),
+    Unauthenticated(Refusal),
     /// A backend (database, secret store) is unreachable; nothing changed.
     /// The caller exceeded its rate limit.
     #[error("rate limit exceeded")]
@@ -114,7 +115,7 @@ impl From<ControlError> for Status {
             }
             ControlError::Aborted(message) => Status::aborted(truncate(message)),
             ControlError::PermissionDenied(message) => Status::permission_denied(truncate(message)),
-            ControlError::Unauthenticated(message) => Status::unauthenticated(truncate(message)),
+            ControlError::Unauthenticated(refusal) => unauthenticated(refusal),
             ControlError::RateLimited => {
                 Status::resource_exhausted("rate limit exceeded; slow down and retry")
             }
@@ -128,6 +129,18 @@ impl From<ControlError> for Status {
             }
         }
     }
+}
+
+/// UNAUTHENTICATED with the refusal's words and, for programs, its reason as
+/// a `google.rpc.ErrorInfo`.
+pub(crate) fn unauthenticated(refusal: Refusal) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info(
+        refusal.reason.as_str(),
+        ERROR_DOMAIN,
+        std::collections::HashMap::new(),
+    );
+    Status::with_error_details(Code::Unauthenticated, truncate(refusal.message), details)
 }
 
 fn truncate(mut message: String) -> String {

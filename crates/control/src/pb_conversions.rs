@@ -2,6 +2,7 @@
 
 use prost_types::value::Kind;
 use serde_json::Value;
+use switchboard_domain::catalog;
 use switchboard_domain::deployment::{DeploymentKind, SecretDelivery, UnknownValue};
 use switchboard_domain::names::{ConnectionName, DeploymentName, LinkName, TokenName};
 use switchboard_domain::{ConnectionSpec, Extra, Overrides};
@@ -143,14 +144,8 @@ pub(crate) fn connection_to_pb(
 ) -> pb::Connection {
     // The stored public part holds no secret; splitting again keeps it so
     // even for a row no start-up has cleaned yet (see plaintext_secrets).
-    let masked;
-    let spec = match revealed {
-        Some(spec) => spec,
-        None => {
-            masked = snapshot.spec.split_secrets().0;
-            &masked
-        }
-    };
+    let public = snapshot.spec.split_secrets().0;
+    let spec = revealed.unwrap_or(&public);
     pb::Connection {
         name: name.to_string(),
         r#type: spec.type_key.clone(),
@@ -175,6 +170,11 @@ pub(crate) fn connection_to_pb(
             })
             .collect(),
         secret_fields_set: snapshot.secret_fields.clone(),
+        unknown_extra_keys: catalog::unknown_extra_keys(
+            &spec.type_key,
+            &public.extra,
+            &snapshot.secret_fields,
+        ),
         etag: row.map(|row| etag(row.version)).unwrap_or_default(),
         create_time: row.map(|row| timestamp(row.create_time)),
         update_time: row.map(|row| timestamp(row.update_time)),
@@ -219,6 +219,11 @@ pub(crate) fn link_to_pb(conn: &connection::Model, row: &link::Model) -> Control
         }
         .to_string(),
         overrides: Some(overrides_to_pb(&overrides)),
+        unknown_extra_keys: catalog::unknown_extra_keys(
+            &conn.type_key,
+            &overrides.extra,
+            &secret_fields,
+        ),
         secret_fields_set: secret_fields,
         etag: etag(row.version),
         create_time: Some(timestamp(row.create_time)),

@@ -10,7 +10,7 @@ use switchboard_store::sea_orm::{ConnectionTrait, EntityTrait};
 use switchboard_store::{Clock, Store, StoreError};
 use tonic::Request;
 
-use crate::error::ControlResult;
+use crate::error::{ControlError, ControlResult};
 use crate::kube_sync::AllowedNamespaces;
 use crate::page_token::PageTokenKey;
 
@@ -81,7 +81,18 @@ impl Control {
         // The rate limit is charged once the caller is known (or known to
         // have failed authentication), before any work.
         Admission::check(request.extensions().get(), outcome.as_ref().ok())?;
-        Ok(outcome?)
+        let principal = outcome?;
+        if let Principal::Deployment { .. } = principal {
+            // Valid, but for the resolver: PERMISSION_DENIED, as the
+            // permission table's ✗ for deployment tokens says, with words
+            // that don't read as a missing role.
+            return Err(ControlError::PermissionDenied(format!(
+                "this is a deployment token; control needs a user token \
+                 (deployment tokens are for Airflow's calls to the resolver): {}",
+                self.auth.user_token_advice()
+            )));
+        }
+        Ok(principal)
     }
 
     /// The policy switches of `workspace` (all off when never set).

@@ -596,6 +596,59 @@ pub fn is_secret(type_key: &str, path: &str) -> bool {
         .is_some_and(crate::sensitive::is_sensitive_name)
 }
 
+/// The top-level extra keys of a `type_key` connection that its catalog
+/// entry does not list, as `extra.<key>` paths, sorted. They are stored and
+/// delivered like any other (providers read more keys than the catalog
+/// lists), but a near miss such as `warehose` is most often a typo, so the
+/// API reports them for clients to warn about. `generic` and unknown types
+/// list no parameters to compare with and report none.
+///
+/// `public_extra` is the extra without its secrets; `secret_fields` the
+/// `secret_fields_set` paths, whose top-level secret keys count too.
+pub fn unknown_extra_keys(
+    type_key: &str,
+    public_extra: &crate::Extra,
+    secret_fields: &[String],
+) -> Vec<String> {
+    let Some(entry) = get(type_key).filter(|entry| !entry.parameters.is_empty()) else {
+        return Vec::new();
+    };
+    let listed = |key: &str| {
+        entry
+            .parameters
+            .iter()
+            .any(|parameter| parameter_key(parameter) == Some(key))
+    };
+    // A secret below the top level keeps its parent key in the public part,
+    // so a secret path whose head is no public key is a top-level key itself.
+    let secret_keys = secret_fields
+        .iter()
+        .filter_map(|path| path.strip_prefix("extra."))
+        .filter(|rest| {
+            !public_extra.keys().any(|key| {
+                rest.strip_prefix(key.as_str())
+                    .is_some_and(|tail| tail.is_empty() || tail.starts_with(['.', '[']))
+            })
+        });
+    let mut unknown: Vec<String> = public_extra
+        .keys()
+        .map(String::as_str)
+        .chain(secret_keys)
+        .filter(|key| !listed(key))
+        .map(|key| format!("extra.{key}"))
+        .collect();
+    unknown.sort();
+    unknown.dedup();
+    unknown
+}
+
+fn parameter_key(parameter: &Parameter) -> Option<&'static str> {
+    match parameter.field {
+        Field::Extra(key) => Some(key),
+        _ => None,
+    }
+}
+
 /// The provider package that supplies a hook for Airflow `conn_type`, if known.
 pub fn provider_for_conn_type(conn_type: &str) -> Option<&'static str> {
     CATALOG
@@ -624,6 +677,34 @@ mod tests {
                 "generic"
             ]
         );
+    }
+
+    #[test]
+    fn unknown_extra_keys_are_top_level_keys_the_type_does_not_list() {
+        let extra: crate::Extra = serde_json::from_value(serde_json::json!({
+            "account": "xy12345",
+            "warehose": "WH",
+            "session_kwargs": {"token": "masked away"},
+        }))
+        .unwrap();
+        let secrets = [
+            "extra.private_key_contnet".to_owned(),
+            "extra.session_kwargs.token".to_owned(),
+            "password".to_owned(),
+        ];
+        assert_eq!(
+            unknown_extra_keys("snowflake_private_key", &extra, &secrets),
+            [
+                "extra.private_key_contnet",
+                "extra.session_kwargs",
+                "extra.warehose"
+            ]
+        );
+        assert!(unknown_extra_keys("generic", &extra, &secrets).is_empty());
+        assert!(unknown_extra_keys("no_such_type", &extra, &secrets).is_empty());
+        let listed: crate::Extra =
+            serde_json::from_value(serde_json::json!({"account": "a", "warehouse": "w"})).unwrap();
+        assert!(unknown_extra_keys("snowflake_password", &listed, &[]).is_empty());
     }
 
     #[test]

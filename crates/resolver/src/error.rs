@@ -2,6 +2,7 @@
 
 use switchboard_domain::DomainError;
 use switchboard_store::StoreError;
+use switchboard_store::auth::{ERROR_DOMAIN, Refusal};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -15,7 +16,7 @@ pub enum ResolverError {
     #[error("{0}")]
     PermissionDenied(String),
     #[error("{0}")]
-    Unauthenticated(String),
+    Unauthenticated(Refusal),
     /// The caller exceeded its rate limit.
     #[error("rate limit exceeded")]
     RateLimited,
@@ -68,7 +69,15 @@ impl From<ResolverError> for Status {
             }
             ResolverError::NotFound(message) => Status::not_found(message),
             ResolverError::PermissionDenied(message) => Status::permission_denied(message),
-            ResolverError::Unauthenticated(message) => Status::unauthenticated(message),
+            ResolverError::Unauthenticated(refusal) => {
+                let mut details = ErrorDetails::new();
+                details.set_error_info(
+                    refusal.reason.as_str(),
+                    ERROR_DOMAIN,
+                    std::collections::HashMap::new(),
+                );
+                Status::with_error_details(Code::Unauthenticated, refusal.message, details)
+            }
             ResolverError::RateLimited => {
                 Status::resource_exhausted("rate limit exceeded; slow down and retry")
             }

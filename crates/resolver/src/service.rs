@@ -239,9 +239,8 @@ impl Resolver {
             }))
             .await;
         };
-        let token_id = auth::parse_token_id(token).ok_or_else(|| {
-            ResolverError::Unauthenticated("invalid or revoked deployment token".into())
-        })?;
+        let token_id = auth::parse_token_id(token)
+            .ok_or_else(|| ResolverError::Unauthenticated(auth::deployment_token_refusal()))?;
         let presented = auth::hash_token(token);
         let outage = self.caches.outage();
         if self.caches.trusted(outage)
@@ -250,7 +249,7 @@ impl Resolver {
             let matches: bool = presented.as_bytes().ct_eq(entry.hash.as_bytes()).into();
             if !matches {
                 return Err(ResolverError::Unauthenticated(
-                    "invalid or revoked deployment token".into(),
+                    auth::deployment_token_refusal(),
                 ));
             }
             Self::note_hit(&self.token_counters, outage);

@@ -27,6 +27,92 @@ pub const DEV_KEY_LEN: usize = 32;
 /// Prefix of deployment tokens, so they are recognizable in secret scanners.
 pub const DEPLOYMENT_TOKEN_PREFIX: &str = "sbdt_";
 
+/// Seconds a user JWT is still accepted past its `exp` (and before its
+/// `nbf`), for clocks that disagree a little.
+pub const CLOCK_SKEW_LEEWAY_SECONDS: u64 = 30;
+/// The `domain` of the `google.rpc.ErrorInfo` sent with a refusal.
+pub const ERROR_DOMAIN: &str = "switchboard";
+
+/// Why a credential was refused, for programs: sent as the `reason` of a
+/// `google.rpc.ErrorInfo` beside the words, so that a client can give advice
+/// without reading the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// No credentials, or not `Bearer <token>`.
+    Missing,
+    /// A user token past its `exp` (and the leeway).
+    Expired,
+    /// A user token whose signature the server's keys do not verify: minted
+    /// with another key, or altered.
+    BadSignature,
+    /// A deployment token where a user token is needed (control's services).
+    UserTokenRequired,
+    /// A deployment token that is malformed, unknown or revoked.
+    DeploymentTokenInvalid,
+    /// Anything else wrong with a user token.
+    Invalid,
+}
+
+impl RefusalReason {
+    const ALL: [RefusalReason; 6] = [
+        Self::Missing,
+        Self::Expired,
+        Self::BadSignature,
+        Self::UserTokenRequired,
+        Self::DeploymentTokenInvalid,
+        Self::Invalid,
+    ];
+
+    /// The `ErrorInfo.reason` text, UPPER_SNAKE_CASE as AIP-193 asks.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Missing => "TOKEN_MISSING",
+            Self::Expired => "TOKEN_EXPIRED",
+            Self::BadSignature => "TOKEN_SIGNATURE_INVALID",
+            Self::UserTokenRequired => "USER_TOKEN_REQUIRED",
+            Self::DeploymentTokenInvalid => "DEPLOYMENT_TOKEN_INVALID",
+            Self::Invalid => "TOKEN_INVALID",
+        }
+    }
+
+    /// The reason an `ErrorInfo.reason` text names, if it is one of ours.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|reason| reason.as_str() == text)
+    }
+}
+
+/// A refused credential: why, for programs, and in words, for people. The
+/// words never hold the token or a library's own error text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    pub reason: RefusalReason,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(reason: RefusalReason, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// A refusal of reason [`RefusalReason::Invalid`] with these words.
+impl From<&str> for Refusal {
+    fn from(message: &str) -> Self {
+        Self::new(RefusalReason::Invalid, message)
+    }
+}
+
+/// A refusal of reason [`RefusalReason::Invalid`] with these words.
+impl From<String> for Refusal {
+    fn from(message: String) -> Self {
+        Self::new(RefusalReason::Invalid, message)
+    }
+}
+
 /// Claims of a user JWT.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserClaims {
@@ -109,13 +195,24 @@ impl Authenticator {
         }
     }
 
+    /// How a person gets a user token this server accepts, for refusals.
+    pub fn user_token_advice(&self) -> &'static str {
+        match self.keys {
+            UserKeys::Hs256(_) => {
+                "mint one with `switchboard token user --data-dir DIR --subject NAME \
+                 --role WORKSPACE=ROLE`, DIR being this server's data dir"
+            }
+            UserKeys::Jwks(_) => "sign in to the identity provider this server trusts for one",
+        }
+    }
+
     fn validation(&self, algorithm: Algorithm) -> Validation {
         let mut validation = Validation::new(algorithm);
         // `aud` may be a string or an array (RFC 7519 4.1.3); either must
         // name us.
         validation.set_audience(&[AUDIENCE]);
         validation.validate_nbf = true;
-        validation.leeway = 30;
+        validation.leeway = CLOCK_SKEW_LEEWAY_SECONDS;
         match &self.issuer {
             // A configured issuer is required, not only checked when present.
             Some(issuer) => {
@@ -133,16 +230,16 @@ impl Authenticator {
         db: &C,
         authorization: Option<&str>,
     ) -> StoreResult<Principal> {
-        let header = authorization
-            .ok_or_else(|| StoreError::Unauthenticated("missing authorization metadata".into()))?;
+        let missing = |message: &str| {
+            StoreError::Unauthenticated(Refusal::new(RefusalReason::Missing, message))
+        };
+        let header = authorization.ok_or_else(|| missing("missing authorization metadata"))?;
         let token = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
             .map(str::trim)
             .filter(|token| !token.is_empty())
-            .ok_or_else(|| {
-                StoreError::Unauthenticated("authorization must be 'Bearer <token>'".into())
-            })?;
+            .ok_or_else(|| missing("authorization must be 'Bearer <token>'"))?;
         if token.starts_with(DEPLOYMENT_TOKEN_PREFIX) {
             self.deployment(db, token).await
         } else {
@@ -203,7 +300,7 @@ impl Authenticator {
     }
 
     async fn deployment<C: ConnectionTrait>(&self, db: &C, token: &str) -> StoreResult<Principal> {
-        let invalid = || StoreError::Unauthenticated("invalid or revoked deployment token".into());
+        let invalid = || StoreError::Unauthenticated(deployment_token_refusal());
         let token_id = parse_token_id(token).ok_or_else(invalid)?;
         let row = deployment_token::Entity::find()
             .filter(deployment_token::Column::TokenId.eq(token_id))
@@ -331,9 +428,22 @@ fn refuse_critical_headers(token: &str) -> StoreResult<()> {
 fn invalid_user_token(err: &jsonwebtoken::errors::Error) -> StoreError {
     use jsonwebtoken::errors::ErrorKind;
     let reason = match err.kind() {
-        ErrorKind::ExpiredSignature => "token has expired",
+        ErrorKind::ExpiredSignature => {
+            return StoreError::Unauthenticated(Refusal::new(
+                RefusalReason::Expired,
+                format!(
+                    "token has expired (its exp is more than the {CLOCK_SKEW_LEEWAY_SECONDS} s \
+                     allowed for clock skew in the past)"
+                ),
+            ));
+        }
+        ErrorKind::InvalidSignature => {
+            return StoreError::Unauthenticated(Refusal::new(
+                RefusalReason::BadSignature,
+                "token signature does not verify with this server's keys",
+            ));
+        }
         ErrorKind::ImmatureSignature => "token is not valid yet (its nbf is in the future)",
-        ErrorKind::InvalidSignature => "token signature does not verify",
         ErrorKind::InvalidAudience => "token audience must include 'switchboard'",
         ErrorKind::InvalidIssuer => "token issuer is not the configured issuer",
         ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
@@ -351,7 +461,15 @@ fn invalid_user_token(err: &jsonwebtoken::errors::Error) -> StoreError {
         }
         _ => "user token is malformed",
     };
-    StoreError::Unauthenticated(reason.to_owned())
+    StoreError::Unauthenticated(reason.into())
+}
+
+/// The refusal of a deployment token that is malformed, unknown or revoked.
+pub fn deployment_token_refusal() -> Refusal {
+    Refusal::new(
+        RefusalReason::DeploymentTokenInvalid,
+        "invalid or revoked deployment token",
+    )
 }
 
 /// A freshly issued deployment token.
@@ -507,12 +625,18 @@ mod tests {
         })
     }
 
+    fn expired_claims() -> serde_json::Value {
+        let mut claims = base_claims();
+        claims["exp"] = serde_json::json!(now() - 31);
+        claims
+    }
+
     async fn refusal(auth: &Authenticator, token: &str) -> String {
         match auth.user(token).await {
             Ok(principal) => panic!("accepted: {principal:?}"),
-            Err(StoreError::Unauthenticated(message)) => {
-                assert!(!message.contains(token), "{message}");
-                message
+            Err(StoreError::Unauthenticated(refusal)) => {
+                assert!(!refusal.message.contains(token), "{refusal}");
+                refusal.message
             }
             Err(other) => panic!("{other}"),
         }
@@ -608,8 +732,14 @@ mod tests {
         let mut bad_roles = claims;
         bad_roles["roles"] = serde_json::json!({"acme": ["OWNER", "sb-marker-claims"]});
         let cases = [
-            (forged, "token signature does not verify"),
-            (raw_token(hs256_header(), expired), "token has expired"),
+            (
+                forged,
+                "token signature does not verify with this server's keys",
+            ),
+            (
+                raw_token(hs256_header(), expired),
+                "token has expired (its exp is more than the 30 s allowed for clock skew in the past)",
+            ),
             (
                 raw_token(hs256_header(), no_subject),
                 "token has no subject (sub)",
@@ -618,6 +748,22 @@ mod tests {
         ];
         for (token, expected) in cases {
             assert_eq!(refusal(&auth, &token).await, expected);
+        }
+        for (claims, reason) in [
+            (expired_claims(), RefusalReason::Expired),
+            (base_claims(), RefusalReason::BadSignature),
+        ] {
+            let token = raw_token(hs256_header(), claims);
+            let (unsigned, signature) = token.rsplit_once('.').unwrap();
+            let token = if reason == RefusalReason::BadSignature {
+                format!("{unsigned}.{}", URL_SAFE_NO_PAD.encode([1u8; 32]))
+            } else {
+                format!("{unsigned}.{signature}")
+            };
+            match auth.user(&token).await {
+                Err(StoreError::Unauthenticated(refusal)) => assert_eq!(refusal.reason, reason),
+                other => panic!("{other:?}"),
+            }
         }
         let message = refusal(&auth, &raw_token(hs256_header(), bad_roles)).await;
         assert!(

@@ -17,7 +17,7 @@ pub enum StoreError {
     KeyFile { path: String, reason: String },
     /// The caller's credentials are missing, malformed, expired or revoked.
     #[error("unauthenticated: {0}")]
-    Unauthenticated(String),
+    Unauthenticated(crate::auth::Refusal),
     /// The caller made more calls than its rate limit allows.
     #[error("rate limit exceeded; slow down and retry")]
     RateLimited,

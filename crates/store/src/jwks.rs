@@ -81,7 +81,7 @@ impl Jwks {
             .timeout(FETCH_TIMEOUT)
             .build()
             .map_err(|err| {
-                StoreError::Unauthenticated(format!("cannot build the JWKS client: {err}"))
+                StoreError::Unauthenticated(format!("cannot build the JWKS client: {err}").into())
             })?;
         let keys = fetch(&source, &http).await?;
         let now = Instant::now();
@@ -224,12 +224,14 @@ async fn fetch(source: &JwksSource, http: &reqwest::Client) -> StoreResult<JwkSe
                 .await
                 .and_then(reqwest::Response::error_for_status)
                 .map_err(|err| {
-                    StoreError::Unauthenticated(format!("cannot fetch the JWKS: {err}"))
+                    StoreError::Unauthenticated(format!("cannot fetch the JWKS: {err}").into())
                 })?;
             response
                 .bytes()
                 .await
-                .map_err(|err| StoreError::Unauthenticated(format!("cannot read the JWKS: {err}")))?
+                .map_err(|err| {
+                    StoreError::Unauthenticated(format!("cannot read the JWKS: {err}").into())
+                })?
                 .to_vec()
         }
     };

@@ -67,6 +67,11 @@ fn time_bound(flag: &str, value: &str) -> anyhow::Result<String> {
 /// `switchboard audit`.
 pub(crate) async fn run(args: AuditArgs) -> anyhow::Result<()> {
     let session = Session::open(&args.connect).await?;
+    let result = run_with(&session, args).await;
+    session.diagnose(result).await
+}
+
+async fn run_with(session: &Session, args: AuditArgs) -> anyhow::Result<()> {
     let parent = session.workspace_name()?;
     let mut terms = Vec::new();
     if let Some(resource) = &args.resource {

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use switchboard_control::struct_to_json;
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::connection_service_client::ConnectionServiceClient;
-use tonic::Code;
+use tonic::{Code, Status};
 
 use super::pages::{PAGE_SIZE, all_pages};
 use crate::client::error::{ApiError, CallResult, usage};
@@ -17,6 +17,7 @@ use crate::client::output::{OutputOpt, Table};
 use crate::client::render;
 use crate::client::session::{ConnectOpt, Session, last_segment};
 use crate::client::types;
+use crate::client::unknown_keys;
 
 /// Arguments of `switchboard connections`.
 #[derive(Debug, Args)]
@@ -198,7 +199,7 @@ struct RollbackOpt {
 pub(crate) async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
     let session = Session::open(&args.connect).await?;
     let output = &args.output;
-    match args.command {
+    let result = match args.command {
         ConnectionsCommand::List(opt) => list(&session, output, &opt).await,
         ConnectionsCommand::Get(opt) => get(&session, output, &opt).await,
         ConnectionsCommand::Create(opt) => create(&session, output, *opt).await,
@@ -206,7 +207,8 @@ pub(crate) async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
         ConnectionsCommand::Delete(opt) => delete(&session, &opt).await,
         ConnectionsCommand::Versions(opt) => versions(&session, output, &opt).await,
         ConnectionsCommand::Rollback(opt) => rollback(&session, output, &opt).await,
-    }
+    };
+    session.diagnose(result).await
 }
 
 fn client(session: &Session) -> ConnectionServiceClient<tonic::transport::Channel> {
@@ -389,6 +391,8 @@ const ID_KEYS: &[&str] = &["connection_id", "connectionId", "id", "name"];
 const OUTPUT_ONLY_KEYS: &[&str] = &[
     "secret_fields_set",
     "secretFieldsSet",
+    "unknown_extra_keys",
+    "unknownExtraKeys",
     "etag",
     "create_time",
     "createTime",
@@ -585,6 +589,7 @@ async fn create(session: &Session, output: &OutputOpt, opt: CreateOpt) -> anyhow
             connection_type.provider_package
         );
     }
+    unknown_keys::warn(connection_type, &connection.unknown_extra_keys, |_| true);
     print_connection(output, &connection)
 }
 
@@ -653,8 +658,13 @@ fn link_from_document(session: &Session, link: &Value) -> anyhow::Result<pb::Lin
     }
 }
 
-/// Reads a connection (secrets masked).
-pub(crate) async fn fetch(session: &Session, id: &str) -> anyhow::Result<pb::Connection> {
+/// Reads a connection (secrets masked) that `action` (e.g. `cannot update
+/// connection "pg"`) needs; a missing one is reported as what stops it.
+pub(crate) async fn fetch(
+    session: &Session,
+    id: &str,
+    action: impl FnOnce() -> String,
+) -> anyhow::Result<pb::Connection> {
     let name = session.connection_name(id)?;
     client(session)
         .get_connection(session.request(pb::GetConnectionRequest {
@@ -662,7 +672,20 @@ pub(crate) async fn fetch(session: &Session, id: &str) -> anyhow::Result<pb::Con
             view: pb::ConnectionView::Basic.into(),
         }))
         .await
-        .or_refused(|| format!("cannot get connection \"{id}\""))
+        .map(tonic::Response::into_inner)
+        .map_err(|status| {
+            if status.code() != Code::NotFound {
+                return anyhow::Error::new(ApiError::new(action(), status));
+            }
+            let workspace = session.workspace().unwrap_or_default();
+            let missing = Status::not_found(format!(
+                "connection \"{id}\" does not exist in workspace {workspace}"
+            ));
+            anyhow::Error::new(ApiError::new(action(), missing).with_hint(format!(
+                "create it first (`switchboard connections create {id} --type TYPE …`), \
+                 or see `switchboard connections list`"
+            )))
+        })
 }
 
 /// The catalog entry of a connection's type, if the catalog has it.
@@ -684,7 +707,10 @@ async fn update(session: &Session, output: &OutputOpt, opt: UpdateOpt) -> anyhow
     {
         usage!("update does not change links; use `switchboard links`");
     }
-    let current = fetch(session, &opt.id).await?;
+    let current = fetch(session, &opt.id, || {
+        format!("cannot update connection \"{}\"", opt.id)
+    })
+    .await?;
     let connection_type = type_of(session, &current).await?;
 
     let mut draft = Draft::default();
@@ -712,6 +738,11 @@ async fn update(session: &Session, output: &OutputOpt, opt: UpdateOpt) -> anyhow
         .await
         .or_refused(|| format!("cannot update connection \"{}\"", opt.id))?;
     eprintln!("Updated connection \"{}\": {}.", opt.id, mask.join(", "));
+    if let Some(connection_type) = &connection_type {
+        unknown_keys::warn(connection_type, &updated.unknown_extra_keys, |path| {
+            unknown_keys::masked(&mask, path)
+        });
+    }
     print_connection(output, &updated)
 }
 

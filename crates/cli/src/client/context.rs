@@ -203,6 +203,13 @@ struct ShownClaims {
     roles: BTreeMap<String, String>,
 }
 
+/// When a stored token expires, read from its claims (unverified).
+fn expiry(token: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    peek_claims(token)?
+        .exp
+        .and_then(|exp| chrono::DateTime::from_timestamp(exp, 0))
+}
+
 fn peek_claims(token: &str) -> Option<ShownClaims> {
     let payload = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -292,13 +299,14 @@ pub(crate) async fn login(opt: LoginOpt) -> anyhow::Result<()> {
 async fn verify(context: &StoredContext) -> anyhow::Result<()> {
     let target = Target::from_context(context)?;
     let session = target.connect().await?;
-    ConnectionServiceClient::new(session.channel())
+    let result = ConnectionServiceClient::new(session.channel())
         .list_connection_types(session.request(pb::ListConnectionTypesRequest {
             page_size: 1,
             page_token: String::new(),
         }))
         .await
-        .or_refused(|| format!("cannot log in to {}", context.endpoint))?;
+        .or_refused(|| format!("cannot log in to {}", context.endpoint));
+    session.diagnose(result).await?;
     Ok(())
 }
 
@@ -322,23 +330,36 @@ pub(crate) fn run_contexts(command: ContextsCommand) -> anyhow::Result<()> {
     let mut config = ConfigFile::load()?;
     match command {
         ContextsCommand::List => {
+            let now = chrono::Utc::now().timestamp();
             let mut table = Table::new(["CURRENT", "NAME", "ENDPOINT", "WORKSPACE", "TOKEN"]);
+            let mut expired = Vec::new();
             for (name, context) in &config.contexts {
                 let current = config.current_context.as_deref() == Some(name.as_str());
+                let token = match &context.token {
+                    None => "none".to_owned(),
+                    Some(token) => match expiry(token).filter(|exp| exp.timestamp() <= now) {
+                        Some(exp) => {
+                            expired.push(name.as_str());
+                            format!("expired {}", exp.to_rfc3339())
+                        }
+                        None => "stored".to_owned(),
+                    },
+                };
                 table.row([
                     if current { "*" } else { "" }.to_owned(),
                     name.clone(),
                     context.endpoint.clone(),
                     context.workspace.clone().unwrap_or_default(),
-                    if context.token.is_some() {
-                        "stored"
-                    } else {
-                        "none"
-                    }
-                    .to_owned(),
+                    token,
                 ]);
             }
             table.print()?;
+            for name in expired {
+                eprintln!(
+                    "warning: the token of context '{name}' has expired; \
+                     run `switchboard login --context {name}` with a new one"
+                );
+            }
         }
         ContextsCommand::Use { name } => {
             if !config.contexts.contains_key(&name) {

@@ -11,6 +11,7 @@ use super::pages::{PAGE_SIZE, all_pages};
 use crate::client::connections::quote;
 use crate::client::context::write_private_file;
 use crate::client::error::{CallResult, usage};
+use crate::client::git_ignore;
 use crate::client::input;
 use crate::client::output::{OutputFormat, OutputOpt, Table, print_stdout};
 use crate::client::render;
@@ -196,7 +197,7 @@ struct RevokeOpt {
 pub(crate) async fn run(args: DeploymentsArgs) -> anyhow::Result<()> {
     let session = Session::open(&args.connect).await?;
     let output = &args.output;
-    match args.command {
+    let result = match args.command {
         DeploymentsCommand::List(opt) => list(&session, output, &opt).await,
         DeploymentsCommand::Get(opt) => get(&session, output, &opt).await,
         DeploymentsCommand::Create(opt) => create(&session, output, &opt).await,
@@ -205,7 +206,8 @@ pub(crate) async fn run(args: DeploymentsArgs) -> anyhow::Result<()> {
         DeploymentsCommand::Token(opt) => token(&session, output, &opt).await,
         DeploymentsCommand::Tokens(opt) => tokens(&session, output, &opt).await,
         DeploymentsCommand::RevokeToken(opt) => revoke(&session, output, &opt).await,
-    }
+    };
+    session.diagnose(result).await
 }
 
 fn client(session: &Session) -> DeploymentServiceClient<tonic::transport::Channel> {
@@ -318,7 +320,10 @@ async fn create(session: &Session, output: &OutputOpt, opt: &CreateOpt) -> anyho
     let parent_deployment = match (&opt.parent, opt.kind) {
         (Some(parent), _) => session.deployment_name(parent)?,
         (None, Kind::Branch | Kind::Preview) => {
-            usage!("--parent is required for a {:?} deployment", opt.kind)
+            usage!(
+                "--parent is required for a {} deployment",
+                render::kind_text(opt.kind.into())
+            )
         }
         (None, Kind::Standard) => String::new(),
     };
@@ -404,6 +409,7 @@ async fn token(session: &Session, output: &OutputOpt, opt: &TokenOpt) -> anyhow:
         .or_refused(|| format!("cannot create a token for deployment \"{}\"", opt.id))?;
     if let Some(path) = &opt.output_file {
         write_private_file(path, format!("{}\n", token.token).as_bytes())?;
+        git_ignore::warn_if_not_ignored(path);
         eprintln!(
             "Wrote token {} to {} (mode 0600); it is not shown again.",
             last_segment(&token.name),

@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use switchboard_store::auth::{ERROR_DOMAIN, RefusalReason};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
@@ -39,13 +40,30 @@ macro_rules! usage {
 }
 pub(crate) use usage;
 
-/// The server could not be reached at all.
+/// The server could not be reached, or the connection broke before it
+/// answered: what happened, in words, and what to change.
 #[derive(Debug)]
-pub(crate) struct UnreachableError(pub(crate) String);
+pub(crate) struct UnreachableError {
+    message: String,
+    hint: Option<String>,
+}
+
+impl UnreachableError {
+    pub(crate) fn new(message: impl Into<String>, hint: Option<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint,
+        }
+    }
+}
 
 impl fmt::Display for UnreachableError {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(&self.0)
+        formatter.write_str(&self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(formatter, "\n  hint: {hint}")?;
+        }
+        Ok(())
     }
 }
 
@@ -78,6 +96,18 @@ impl ApiError {
         self.status.code()
     }
 
+    /// What was attempted, e.g. `cannot list the connections of workspaces/acme`.
+    pub(crate) fn action(&self) -> &str {
+        &self.action
+    }
+
+    /// The local error when the call failed in this client's transport (the
+    /// connection broke, a deadline passed) rather than with a status the
+    /// server sent: tonic keeps the cause only for the former.
+    pub(crate) fn transport_failure(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.status)
+    }
+
     /// The `(field, description)` pairs of the status's `BadRequest` detail.
     pub(crate) fn field_violations(&self) -> Vec<(String, String)> {
         self.status
@@ -92,11 +122,36 @@ impl ApiError {
             .unwrap_or_default()
     }
 
+    /// Why the server refused the credentials, from its `google.rpc.ErrorInfo`.
+    fn refusal(&self) -> Option<RefusalReason> {
+        let info = self.status.get_details_error_info()?;
+        (info.domain == ERROR_DOMAIN)
+            .then(|| RefusalReason::parse(&info.reason))
+            .flatten()
+    }
+
     fn default_hint(&self) -> Option<&'static str> {
         match self.status.code() {
-            Code::Unauthenticated => Some(
-                "the token was refused: run `switchboard login` again or set SWITCHBOARD_TOKEN",
-            ),
+            Code::Unauthenticated => Some(match self.refusal() {
+                Some(RefusalReason::Expired) => {
+                    "the token has expired: get a new one (`switchboard token user --data-dir DIR \
+                     --subject NAME --role WORKSPACE=ROLE --ttl 8h` for a development server) and \
+                     run `switchboard login` again"
+                }
+                Some(RefusalReason::BadSignature) => {
+                    "the token was likely minted for another data dir or key than this server's: \
+                     mint one with `switchboard token user --data-dir DIR --subject NAME --role \
+                     WORKSPACE=ROLE`, DIR being the data dir the server runs with, then run \
+                     `switchboard login` again"
+                }
+                Some(RefusalReason::UserTokenRequired) => {
+                    "pass a user token (`switchboard login`, --token-file or SWITCHBOARD_TOKEN); \
+                     a deployment token only serves Airflow's calls to the resolver"
+                }
+                _ => {
+                    "the token was refused: run `switchboard login` again or set SWITCHBOARD_TOKEN"
+                }
+            }),
             Code::Aborted => Some(
                 "the resource changed since it was read: read it again and retry with its new etag",
             ),

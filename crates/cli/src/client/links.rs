@@ -14,6 +14,7 @@ use crate::client::input;
 use crate::client::output::{OutputOpt, Table};
 use crate::client::render;
 use crate::client::session::{ConnectOpt, Session, last_segment};
+use crate::client::unknown_keys;
 
 /// Arguments of `switchboard links`.
 #[derive(Debug, Args)]
@@ -124,13 +125,14 @@ struct DeleteOpt {
 pub(crate) async fn run(args: LinksArgs) -> anyhow::Result<()> {
     let session = Session::open(&args.connect).await?;
     let output = &args.output;
-    match args.command {
+    let result = match args.command {
         LinksCommand::List(opt) => list(&session, output, &opt).await,
         LinksCommand::Get(opt) => get(&session, output, &opt).await,
         LinksCommand::Create(opt) => create(&session, output, &opt).await,
         LinksCommand::Update(opt) => update(&session, output, &opt).await,
         LinksCommand::Delete(opt) => delete(&session, &opt).await,
-    }
+    };
+    session.diagnose(result).await
 }
 
 fn client(session: &Session) -> ConnectionServiceClient<tonic::transport::Channel> {
@@ -214,18 +216,21 @@ async fn get(session: &Session, output: &OutputOpt, opt: &LinkId) -> anyhow::Res
     print_link(output, &link)
 }
 
-/// The override draft of `flags` (and `unset`), typed by the connection's type.
+/// The override draft of `flags` (and `unset`), typed by the connection's
+/// type, which is returned too; `action` says what fails if the connection
+/// can't be read.
 async fn override_draft(
     session: &Session,
     link: &LinkId,
     flags: &OverrideFlags,
     unset: &[String],
-) -> anyhow::Result<Draft> {
+    action: impl FnOnce() -> String,
+) -> anyhow::Result<(Draft, Option<pb::ConnectionType>)> {
     input::check_single_stdin_reader(&[(
         "--password-stdin / --set-secret FIELD=-",
         flags.secrets.reads_stdin(),
     )])?;
-    let connection = connections::fetch(session, &link.connection).await?;
+    let connection = connections::fetch(session, &link.connection, action).await?;
     let connection_type = connections::type_of(session, &connection).await?;
     let mut draft = Draft::default();
     draft.apply_sets(Target::LinkOverrides, connection_type.as_ref(), &flags.set)?;
@@ -238,11 +243,14 @@ async fn override_draft(
     }
     draft.apply_unsets(Target::LinkOverrides, unset)?;
     draft.apply_secrets(Target::LinkOverrides, &flags.secrets)?;
-    Ok(draft)
+    Ok((draft, connection_type))
 }
 
 async fn create(session: &Session, output: &OutputOpt, opt: &CreateOpt) -> anyhow::Result<()> {
-    let draft = override_draft(session, &opt.link, &opt.overrides, &[]).await?;
+    let (draft, connection_type) = override_draft(session, &opt.link, &opt.overrides, &[], || {
+        format!("cannot create {}", describe(&opt.link))
+    })
+    .await?;
     let link = pb::Link {
         deployment: session.deployment_name(&opt.link.deployment)?,
         overrides: (!draft.is_empty())
@@ -262,11 +270,18 @@ async fn create(session: &Session, output: &OutputOpt, opt: &CreateOpt) -> anyho
         "Linked connection \"{}\" to deployment \"{}\".",
         opt.link.connection, opt.link.deployment
     );
+    if let Some(connection_type) = &connection_type {
+        unknown_keys::warn(connection_type, &created.unknown_extra_keys, |_| true);
+    }
     print_link(output, &created)
 }
 
 async fn update(session: &Session, output: &OutputOpt, opt: &UpdateOpt) -> anyhow::Result<()> {
-    let draft = override_draft(session, &opt.link, &opt.overrides, &opt.unset).await?;
+    let (draft, connection_type) =
+        override_draft(session, &opt.link, &opt.overrides, &opt.unset, || {
+            format!("cannot update {}", describe(&opt.link))
+        })
+        .await?;
     if draft.is_empty() {
         usage!("nothing to update: pass --set, --unset, --remove or a secret option");
     }
@@ -290,6 +305,12 @@ async fn update(session: &Session, output: &OutputOpt, opt: &UpdateOpt) -> anyho
         "Updated the link of connection \"{}\" to deployment \"{}\".",
         opt.link.connection, opt.link.deployment
     );
+    if let Some(connection_type) = &connection_type {
+        let written = draft.mask_paths("");
+        unknown_keys::warn(connection_type, &updated.unknown_extra_keys, |path| {
+            unknown_keys::masked(&written, path)
+        });
+    }
     print_link(output, &updated)
 }
 

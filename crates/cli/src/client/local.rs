@@ -18,6 +18,7 @@ use tonic::Code;
 
 use crate::client::context::write_private_file;
 use crate::client::error::ApiError;
+use crate::client::git_ignore;
 use crate::client::output::print_stdout;
 use crate::client::session::{ConnectOpt, Session, Target};
 
@@ -43,7 +44,8 @@ enum LocalCommand {
         switchboard local env --deployment dev --format airflow-settings --output-file airflow_settings.yaml\n  \
         switchboard local env --deployment dev --output-file .env --watch\n\n\
         The .env lines are AIRFLOW_CONN_<CONN_ID>='<json>', which Airflow reads as connections. \
-        The file holds secrets: it is written with mode 0600; keep it out of version control.")]
+        The file holds secrets: it is written with mode 0600; keep it out of version control \
+        (inside a git work tree that does not ignore it, a warning says so).")]
     Env(EnvOpt),
 }
 
@@ -92,8 +94,13 @@ async fn env(connect: &ConnectOpt, opt: &EnvOpt) -> anyhow::Result<()> {
     let session = target.connect().await?;
     let deployment = session.deployment_name(&opt.deployment)?;
     let mut client = ResolverServiceClient::new(session.channel());
-    let response = fetch(&session, &mut client, &deployment, &opt.deployment).await?;
+    let response = session
+        .diagnose(fetch(&session, &mut client, &deployment, &opt.deployment).await)
+        .await?;
     let mut written = write(opt, &deployment, &response)?;
+    if let Some(path) = &opt.output_file {
+        git_ignore::warn_if_not_ignored(path);
+    }
     if !opt.watch {
         return Ok(());
     }
@@ -149,19 +156,22 @@ async fn fetch(
         .await
         .map(tonic::Response::into_inner)
         .map_err(|status| {
-            let denied = status.code() == Code::PermissionDenied;
+            let code = status.code();
             let error = ApiError::new(
                 format!("cannot export the connections of deployment \"{deployment_id}\""),
                 status,
             );
-            anyhow::Error::new(if denied {
-                error.with_hint(
+            anyhow::Error::new(match code {
+                Code::PermissionDenied => error.with_hint(
                     "local export needs the workspace policy allow_local_export and the AUTHOR, \
                      OPERATOR or OWNER role; an OWNER can enable it with \
                      `switchboard policy set --allow-local-export`",
-                )
-            } else {
-                error
+                ),
+                Code::Unimplemented => error.with_hint(
+                    "this address does not serve the resolver: pass --resolver-endpoint \
+                     HOST:PORT, or store it with `switchboard login --resolver-endpoint HOST:PORT`",
+                ),
+                _ => error,
             })
         })
 }

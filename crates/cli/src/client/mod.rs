@@ -10,6 +10,7 @@ mod context;
 mod deployments;
 mod error;
 mod fields;
+mod git_ignore;
 mod input;
 mod links;
 mod local;
@@ -18,7 +19,9 @@ mod pages;
 mod policy;
 mod render;
 mod session;
+mod transport;
 mod types;
+mod unknown_keys;
 
 use std::process::ExitCode;
 

@@ -55,6 +55,11 @@ struct SetOpt {
 /// `switchboard policy …`.
 pub(crate) async fn run(args: PolicyArgs) -> anyhow::Result<()> {
     let session = Session::open(&args.connect).await?;
+    let result = run_with(&session, args).await;
+    session.diagnose(result).await
+}
+
+async fn run_with(session: &Session, args: PolicyArgs) -> anyhow::Result<()> {
     let name = format!("{}/policy", session.workspace_name()?);
     let mut client = WorkspaceServiceClient::new(session.channel());
     let policy = match args.command {

@@ -46,8 +46,12 @@ pub(crate) fn or_dash(text: impl Into<String>) -> String {
     }
 }
 
+/// A connection as JSON. `password` is present only when the answer holds
+/// its value (`--show-secrets`), as in the table: a masked read leaves it
+/// empty, which must not read as "no password" (`secretFieldsSet` says it
+/// is set).
 pub(crate) fn connection_json(connection: &pb::Connection) -> Value {
-    json!({
+    let mut value = json!({
         "name": connection.name,
         "type": connection.r#type,
         "connType": connection.conn_type,
@@ -61,10 +65,17 @@ pub(crate) fn connection_json(connection: &pb::Connection) -> Value {
         "linkToAllDeployments": connection.link_to_all_deployments,
         "excludedDeployments": connection.excluded_deployments,
         "secretFieldsSet": connection.secret_fields_set,
+        "unknownExtraKeys": connection.unknown_extra_keys,
         "etag": connection.etag,
         "createTime": time_json(connection.create_time.as_ref()),
         "updateTime": time_json(connection.update_time.as_ref()),
-    })
+    });
+    if connection.password.is_empty()
+        && let Some(object) = value.as_object_mut()
+    {
+        object.remove("password");
+    }
+    value
 }
 
 /// What a link overrides, as JSON; unset overrides are absent.
@@ -127,6 +138,7 @@ pub(crate) fn link_json(link: &pb::Link) -> Value {
         "deployment": link.deployment,
         "overrides": overrides_json(link.overrides.as_ref()),
         "secretFieldsSet": link.secret_fields_set,
+        "unknownExtraKeys": link.unknown_extra_keys,
         "etag": link.etag,
         "createTime": time_json(link.create_time.as_ref()),
         "updateTime": time_json(link.update_time.as_ref()),
@@ -272,6 +284,22 @@ mod tests {
             overrides_json(link.overrides.as_ref()),
             json!({"schema": "PROD", "port": 443, "extra": {"role": null, "warehouse": "WH"}})
         );
+    }
+
+    #[test]
+    fn a_masked_password_is_left_out_and_a_revealed_one_shown() {
+        let masked = pb::Connection {
+            secret_fields_set: vec!["password".into()],
+            ..Default::default()
+        };
+        let json = connection_json(&masked);
+        assert!(json.get("password").is_none(), "{json}");
+        assert_eq!(json["secretFieldsSet"][0], "password");
+        let revealed = pb::Connection {
+            password: "shown".into(),
+            ..masked
+        };
+        assert_eq!(connection_json(&revealed)["password"], "shown");
     }
 
     #[test]

@@ -12,8 +12,8 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::client::context::{ConfigFile, StoredContext};
-use crate::client::error::{UnreachableError, usage};
-use crate::client::input;
+use crate::client::error::{ApiError, UnreachableError, usage};
+use crate::client::{input, transport};
 
 /// Environment variable holding a token; there is deliberately no flag for
 /// it, so tokens never appear in argv.
@@ -194,18 +194,16 @@ impl Target {
                 self.endpoint
             );
         }
-        let channel = endpoint.connect().await.map_err(|err| {
-            let mut message = format!("cannot reach {}", self.endpoint);
-            let mut source: Option<&dyn std::error::Error> = Some(&err);
-            while let Some(cause) = source {
-                let text = cause.to_string();
-                if !message.contains(&text) {
-                    message.push_str(&format!(": {text}"));
-                }
-                source = cause.source();
+        let channel = match endpoint.connect().await {
+            Ok(channel) => channel,
+            Err(err) => {
+                let diagnosis = transport::diagnose(&self.endpoint, &err).await;
+                return Err(anyhow::Error::new(UnreachableError::new(
+                    format!("cannot reach {}: {}", self.endpoint, diagnosis.cause),
+                    diagnosis.hint,
+                )));
             }
-            anyhow::Error::new(UnreachableError(message))
-        })?;
+        };
         let authorization: MetadataValue<Ascii> =
             format!("Bearer {}", self.token).parse().map_err(|_| {
                 anyhow::Error::new(crate::client::error::UsageError(
@@ -214,6 +212,7 @@ impl Target {
             })?;
         Ok(Session {
             channel,
+            endpoint: self.endpoint.clone(),
             authorization,
             workspace: self.workspace.clone(),
         })
@@ -224,6 +223,8 @@ impl Target {
 #[derive(Debug, Clone)]
 pub(crate) struct Session {
     channel: Channel,
+    /// The normalized endpoint URL the channel connects to.
+    endpoint: String,
     authorization: MetadataValue<Ascii>,
     workspace: Option<String>,
 }
@@ -236,6 +237,33 @@ impl Session {
 
     pub(crate) fn channel(&self) -> Channel {
         self.channel.clone()
+    }
+
+    /// Passes `result` through, except a call that failed below gRPC (the
+    /// connection broke, no answer in time), which becomes an
+    /// [`UnreachableError`] saying what happened and what to change, e.g.
+    /// `https://` for a server that speaks TLS.
+    pub(crate) async fn diagnose<T>(&self, result: anyhow::Result<T>) -> anyhow::Result<T> {
+        let err = match result {
+            Ok(value) => return Ok(value),
+            Err(err) => err,
+        };
+        let Some(api) = err.downcast_ref::<ApiError>() else {
+            return Err(err);
+        };
+        let Some(failure) = api.transport_failure() else {
+            return Err(err);
+        };
+        let diagnosis = transport::diagnose(&self.endpoint, failure).await;
+        Err(anyhow::Error::new(UnreachableError::new(
+            format!(
+                "{}: the connection to {} failed: {}",
+                api.action(),
+                self.endpoint,
+                diagnosis.cause
+            ),
+            diagnosis.hint,
+        )))
     }
 
     /// Wraps `message` with `authorization: Bearer <token>`.

@@ -73,7 +73,12 @@ pub(crate) fn find<'a>(
 /// `switchboard types`.
 pub(crate) async fn run(args: TypesArgs) -> anyhow::Result<()> {
     let session = Session::open(&args.connect).await?;
-    let catalog = fetch_catalog(&session).await?;
+    let result = run_with(&session, args).await;
+    session.diagnose(result).await
+}
+
+async fn run_with(session: &Session, args: TypesArgs) -> anyhow::Result<()> {
+    let catalog = fetch_catalog(session).await?;
     match &args.type_key {
         None => args.output.emit(
             &Value::Array(catalog.iter().map(render::connection_type_json).collect()),
