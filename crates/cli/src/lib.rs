@@ -1,17 +1,8 @@
-//! The `switchboard` command line: the servers (`dev`, `control`,
-//! `resolver`) and development tokens (`token user`).
+//! The `switchboard` command line: the clap tree over the servers
+//! (`switchboard-server`), the client commands, `token user` and `bench`.
 
 mod client;
-mod config;
-mod duration;
-mod metrics_layer;
-mod rate_limit;
-mod retention;
-mod server;
-mod start_summary;
-mod tls;
 mod token;
-mod unimplemented_layer;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -34,19 +25,19 @@ enum Command {
     /// encrypted secrets in the data dir).
     ///
     /// Example: switchboard dev --data-dir ./.switchboard --listen 127.0.0.1:50051
-    Dev(config::ServeOpt),
+    Dev(switchboard_server::ServeOpt),
     /// Serves the control services (connections, deployments, policy, audit).
     ///
     /// Example: switchboard control --database-url postgres://… --listen 0.0.0.0:50051
-    Control(config::ServeOpt),
+    Control(switchboard_server::ServeOpt),
     /// Serves the resolver that Airflow deployments call.
     ///
     /// Example: switchboard resolver --database-url sqlite://./.switchboard/switchboard.db --listen 127.0.0.1:50052
-    Resolver(config::ServeOpt),
+    Resolver(switchboard_server::ServeOpt),
     /// Applies pending database migrations and exits (servers also do this at start-up).
     ///
     /// Example: switchboard migrate --database-url postgres://switchboard@db/switchboard
-    Migrate(config::ServeOpt),
+    Migrate(switchboard_server::ServeOpt),
     /// Mints tokens for development.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -63,10 +54,10 @@ enum Command {
 pub fn startup(args: Vec<OsString>) -> ExitCode {
     let cli = Cli::parse_from(args);
     let result = match cli.command {
-        Command::Dev(opt) => server::run(server::Role::Dev, opt),
-        Command::Control(opt) => server::run(server::Role::Control, opt),
-        Command::Resolver(opt) => server::run(server::Role::Resolver, opt),
-        Command::Migrate(opt) => server::migrate(opt),
+        Command::Dev(opt) => switchboard_server::run(switchboard_server::Role::Dev, opt),
+        Command::Control(opt) => switchboard_server::run(switchboard_server::Role::Control, opt),
+        Command::Resolver(opt) => switchboard_server::run(switchboard_server::Role::Resolver, opt),
+        Command::Migrate(opt) => switchboard_server::migrate(opt),
         Command::Token(command) => token::run(command),
         Command::Bench(opt) => switchboard_bench::run(opt),
         Command::Client(command) => return client::run(command),

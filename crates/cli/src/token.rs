@@ -10,7 +10,7 @@ use switchboard_domain::permission::Role;
 use switchboard_store::auth::{AUDIENCE, DEV_KEY_LEN, JwtSigner, UserClaims};
 use switchboard_store::keyfile;
 
-use crate::server::DEV_JWT_KEY_FILE;
+use switchboard_server::DEV_JWT_KEY_FILE;
 
 // `--ttl`'s help states the leeway in words.
 const _: () = assert!(switchboard_store::auth::CLOCK_SKEW_LEEWAY_SECONDS == 30);
@@ -39,7 +39,7 @@ pub(crate) struct UserTokenOpt {
     /// How long the token is valid, e.g. 30m, 1h, 7d. Servers accept it for
     /// 30 s more, for clocks that disagree a little; past that they answer
     /// "token has expired", and a new token is needed.
-    #[arg(long, default_value = "1h", value_parser = crate::duration::parse)]
+    #[arg(long, default_value = "1h", value_parser = switchboard_domain::duration::parse)]
     ttl: std::time::Duration,
     /// Optional issuer (JWT `iss`).
     #[arg(long)]

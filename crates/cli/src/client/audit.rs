@@ -53,7 +53,7 @@ fn time_bound(flag: &str, value: &str) -> anyhow::Result<String> {
             .to_utc()
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     }
-    match crate::duration::parse(value) {
+    match switchboard_domain::duration::parse(value) {
         Ok(ago) => {
             let ago = chrono::Duration::from_std(ago)?;
             Ok((chrono::Utc::now() - ago).to_rfc3339_opts(chrono::SecondsFormat::Secs, true))

@@ -74,7 +74,7 @@ struct EnvOpt {
     #[arg(long, requires = "output_file")]
     watch: bool,
     /// How often --watch asks the resolver, e.g. 30s. Each poll is an audited export.
-    #[arg(long, default_value = "10s", value_parser = crate::duration::parse)]
+    #[arg(long, default_value = "10s", value_parser = switchboard_domain::duration::parse)]
     interval: Duration,
     /// The resolver's address when it is served apart from control (default:
     /// the context's resolver endpoint, else the endpoint).

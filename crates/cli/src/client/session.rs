@@ -47,7 +47,7 @@ pub(crate) struct ConnectOpt {
     tls_server_name: Option<String>,
     /// Deadline of each call, e.g. 10s or 1m.
     #[arg(long, global = true, env = "SWITCHBOARD_TIMEOUT", default_value = "30s",
-          value_parser = crate::duration::parse)]
+          value_parser = switchboard_domain::duration::parse)]
     timeout: Duration,
 }
 

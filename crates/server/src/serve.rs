@@ -29,19 +29,23 @@ const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 const DRAIN_DEADLINE: std::time::Duration = REQUEST_TIMEOUT;
 
 /// File in the data dir holding the development HS256 key.
-pub(crate) const DEV_JWT_KEY_FILE: &str = "jwt-hs256.key";
+pub const DEV_JWT_KEY_FILE: &str = "jwt-hs256.key";
 /// File in the data dir holding the embedded secret store's key.
 pub(crate) const SECRETS_KEY_FILE: &str = "secrets.key";
 
 /// Which services a process serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
+pub enum Role {
+    /// Every service on one address (`switchboard dev`).
     Dev,
+    /// Connections, deployments, policy and audit (`switchboard control`).
     Control,
+    /// The resolver Airflow calls (`switchboard resolver`).
     Resolver,
 }
 
-pub(crate) fn run(role: Role, opt: ServeOpt) -> anyhow::Result<()> {
+/// Serves `role` with the settings `opt` gives until SIGTERM or Ctrl-C.
+pub fn run(role: Role, opt: ServeOpt) -> anyhow::Result<()> {
     init_tracing();
     let opt = opt.settings()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -51,7 +55,8 @@ pub(crate) fn run(role: Role, opt: ServeOpt) -> anyhow::Result<()> {
     runtime.block_on(serve(role, opt))
 }
 
-pub(crate) fn migrate(opt: ServeOpt) -> anyhow::Result<()> {
+/// Applies pending database migrations and returns.
+pub fn migrate(opt: ServeOpt) -> anyhow::Result<()> {
     init_tracing();
     let settings = opt.settings()?;
     if settings.database_url.starts_with("sqlite:") {

@@ -19,17 +19,17 @@ const DEFAULT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 pub(crate) struct RetentionOpt {
     /// Control: how long change feed rows are kept, e.g. 7d; a resolver
     /// further behind reloads everything [default: 7d].
-    #[arg(long, env = "SWITCHBOARD_FEED_RETENTION", value_parser = crate::duration::parse)]
+    #[arg(long, env = "SWITCHBOARD_FEED_RETENTION", value_parser = switchboard_domain::duration::parse)]
     feed_retention: Option<Duration>,
     /// Control: how long request_id records are kept, so retries of a create
     /// return its first result, e.g. 7d [default: 7d].
-    #[arg(long, env = "SWITCHBOARD_REQUEST_LOG_RETENTION", value_parser = crate::duration::parse)]
+    #[arg(long, env = "SWITCHBOARD_REQUEST_LOG_RETENTION", value_parser = switchboard_domain::duration::parse)]
     request_log_retention: Option<Duration>,
     /// Control: how long audit events are kept, e.g. 400d [default: 400d].
-    #[arg(long, env = "SWITCHBOARD_AUDIT_RETENTION", value_parser = crate::duration::parse)]
+    #[arg(long, env = "SWITCHBOARD_AUDIT_RETENTION", value_parser = switchboard_domain::duration::parse)]
     audit_retention: Option<Duration>,
     /// Control: how often expired rows are pruned, e.g. 1h [default: 1h].
-    #[arg(long, env = "SWITCHBOARD_PRUNE_INTERVAL", value_parser = crate::duration::parse)]
+    #[arg(long, env = "SWITCHBOARD_PRUNE_INTERVAL", value_parser = switchboard_domain::duration::parse)]
     prune_interval: Option<Duration>,
 }
 
@@ -58,7 +58,7 @@ impl RetentionOpt {
                 flag, text,
             ) {
                 (Some(flag), _) => Ok(flag),
-                (None, Some(text)) => crate::duration::parse(&text).map_err(|why| {
+                (None, Some(text)) => switchboard_domain::duration::parse(&text).map_err(|why| {
                     anyhow::anyhow!("invalid retention.{key} in the config file: {why}")
                 }),
                 (None, None) => Ok(default),

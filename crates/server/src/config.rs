@@ -16,7 +16,7 @@ use serde::Deserialize;
 /// environment variable it names; unset ones fall back to the config file,
 /// then to the default shown.
 #[derive(Debug, Default, Args)]
-pub(crate) struct ServeOpt {
+pub struct ServeOpt {
     /// TOML configuration file (see README for an example).
     #[arg(long, env = "SWITCHBOARD_CONFIG")]
     config: Option<PathBuf>,
@@ -46,7 +46,7 @@ pub(crate) struct ServeOpt {
     vault_ca_cert: Option<PathBuf>,
     /// Longest one Vault request may take before the call answers UNAVAILABLE
     /// with nothing changed, e.g. 5s [default: 5s].
-    #[arg(long, env = "SWITCHBOARD_VAULT_TIMEOUT", value_parser = crate::duration::parse)]
+    #[arg(long, env = "SWITCHBOARD_VAULT_TIMEOUT", value_parser = switchboard_domain::duration::parse)]
     vault_timeout: Option<Duration>,
     /// Log in to Vault with this AppRole role id instead of a token.
     #[arg(
@@ -71,7 +71,7 @@ pub(crate) struct ServeOpt {
     /// How often the JWKS is re-read, e.g. 5m; a token naming an unknown key
     /// triggers at most one extra read per 30 s (or per this interval, if
     /// shorter), and failed reads back off [default: 5m].
-    #[arg(long, env = "SWITCHBOARD_JWKS_REFRESH", value_parser = crate::duration::parse)]
+    #[arg(long, env = "SWITCHBOARD_JWKS_REFRESH", value_parser = switchboard_domain::duration::parse)]
     jwks_refresh: Option<Duration>,
     /// Required `iss` of user tokens.
     #[arg(long, env = "SWITCHBOARD_JWT_ISSUER")]
@@ -81,7 +81,7 @@ pub(crate) struct ServeOpt {
     metrics_listen: Option<SocketAddr>,
     /// Resolver: how long cached values are served while the database or
     /// secret store is unreachable, e.g. 15m [default: 15m].
-    #[arg(long, env = "SWITCHBOARD_MAX_STALE", value_parser = crate::duration::parse)]
+    #[arg(long, env = "SWITCHBOARD_MAX_STALE", value_parser = switchboard_domain::duration::parse)]
     max_stale: Option<Duration>,
     /// Resolver: answer every call from the database and secret store, with
     /// no cache (for measuring the cold path; nothing is held for an outage).
@@ -108,10 +108,10 @@ pub(crate) struct ServeOpt {
     #[arg(long, env = "SWITCHBOARD_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
     /// Control: how long a replaced Secret token stays valid, e.g. 10m [default: 10m].
-    #[arg(long, env = "SWITCHBOARD_KUBE_TOKEN_GRACE", value_parser = crate::duration::parse)]
+    #[arg(long, env = "SWITCHBOARD_KUBE_TOKEN_GRACE", value_parser = switchboard_domain::duration::parse)]
     kube_token_grace: Option<Duration>,
     /// Control: how often every Secret is checked and repaired, e.g. 5m [default: 5m].
-    #[arg(long, env = "SWITCHBOARD_KUBE_RESYNC", value_parser = crate::duration::parse)]
+    #[arg(long, env = "SWITCHBOARD_KUBE_RESYNC", value_parser = switchboard_domain::duration::parse)]
     kube_resync: Option<Duration>,
     #[command(flatten)]
     tls: crate::tls::TlsOpt,
@@ -342,7 +342,7 @@ impl ServeOpt {
         }
         let vault_timeout = match (self.vault_timeout, file.vault.timeout) {
             (Some(flag), _) => flag,
-            (None, Some(text)) => crate::duration::parse(&text).map_err(|why| {
+            (None, Some(text)) => switchboard_domain::duration::parse(&text).map_err(|why| {
                 anyhow::anyhow!("invalid vault.timeout in the config file: {why}")
             })?,
             (None, None) => switchboard_store::vault::DEFAULT_TIMEOUT,
@@ -393,7 +393,7 @@ impl ServeOpt {
         }
         let jwks_refresh = match (self.jwks_refresh, file.auth.jwks_refresh) {
             (Some(flag), _) => flag,
-            (None, Some(text)) => crate::duration::parse(&text).map_err(|why| {
+            (None, Some(text)) => switchboard_domain::duration::parse(&text).map_err(|why| {
                 anyhow::anyhow!("invalid auth.jwks_refresh in the config file: {why}")
             })?,
             (None, None) => switchboard_store::jwks::DEFAULT_REFRESH_EVERY,
@@ -403,7 +403,7 @@ impl ServeOpt {
         }
         let max_stale = match (self.max_stale, file.max_stale) {
             (Some(flag), _) => flag,
-            (None, Some(text)) => crate::duration::parse(&text)
+            (None, Some(text)) => switchboard_domain::duration::parse(&text)
                 .map_err(|why| anyhow::anyhow!("invalid max_stale in the config file: {why}"))?,
             (None, None) => Duration::from_secs(15 * 60),
         };
@@ -414,7 +414,7 @@ impl ServeOpt {
                 flag, text,
             ) {
                 (Some(flag), _) => Ok(flag),
-                (None, Some(text)) => crate::duration::parse(&text).map_err(|why| {
+                (None, Some(text)) => switchboard_domain::duration::parse(&text).map_err(|why| {
                     anyhow::anyhow!("invalid kubernetes.{key} in the config file: {why}")
                 }),
                 (None, None) => Ok(default),

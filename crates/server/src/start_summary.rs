@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::server::DEV_JWT_KEY_FILE;
+use crate::serve::DEV_JWT_KEY_FILE;
 
 /// What a server started with, as far as its first lines tell.
 #[derive(Debug)]
@@ -58,7 +58,7 @@ impl StartSummary<'_> {
         if self.embedded_secrets {
             uses.push(format!(
                 "{} encrypts secrets",
-                crate::server::SECRETS_KEY_FILE
+                crate::serve::SECRETS_KEY_FILE
             ));
         }
         if !uses.is_empty() {

@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use http::HeaderValue;
 use switchboard_proto::SERVICE_NAMES;
 
-use crate::server::Role;
+use crate::serve::Role;
 
 /// gRPC's code for UNIMPLEMENTED, as it appears in `grpc-status`.
 const UNIMPLEMENTED: &str = "12";
