@@ -1,11 +1,10 @@
 //! Every conversion between protobuf messages and domain/store values.
 
-use prost_types::value::Kind;
-use serde_json::Value;
 use switchboard_domain::catalog;
 use switchboard_domain::deployment::{DeploymentKind, SecretDelivery, UnknownValue};
 use switchboard_domain::names::{ConnectionName, DeploymentName, LinkName, TokenName};
-use switchboard_domain::{ConnectionSpec, Extra, Overrides};
+use switchboard_domain::{ConnectionSpec, Overrides};
+pub use switchboard_proto::convert::{json_to_struct, struct_to_json, timestamp};
 use switchboard_proto::v1 as pb;
 use switchboard_store::StoreError;
 use switchboard_store::entity::{
@@ -14,73 +13,6 @@ use switchboard_store::entity::{
 use switchboard_store::records::{self, ConnectionSnapshot};
 
 use crate::error::{ControlError, ControlResult};
-
-/// Largest integer a JSON double holds exactly.
-const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
-
-/// Converts a protobuf `Struct` to a JSON object; whole numbers become integers.
-pub fn struct_to_json(value: Option<&prost_types::Struct>) -> Extra {
-    value
-        .map(|object| {
-            object
-                .fields
-                .iter()
-                .map(|(key, value)| (key.clone(), value_to_json(value)))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn value_to_json(value: &prost_types::Value) -> Value {
-    match &value.kind {
-        None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::BoolValue(flag)) => Value::Bool(*flag),
-        Some(Kind::StringValue(text)) => Value::String(text.clone()),
-        Some(Kind::NumberValue(number)) => {
-            if number.fract() == 0.0 && number.abs() <= MAX_SAFE_INTEGER {
-                Value::from(*number as i64)
-            } else {
-                serde_json::Number::from_f64(*number).map_or(Value::Null, Value::Number)
-            }
-        }
-        Some(Kind::StructValue(object)) => Value::Object(struct_to_json(Some(object))),
-        Some(Kind::ListValue(list)) => {
-            Value::Array(list.values.iter().map(value_to_json).collect())
-        }
-    }
-}
-
-/// Converts a JSON object to a protobuf `Struct`.
-pub fn json_to_struct(object: &Extra) -> prost_types::Struct {
-    prost_types::Struct {
-        fields: object
-            .iter()
-            .map(|(key, value)| (key.clone(), json_to_value(value)))
-            .collect(),
-    }
-}
-
-fn json_to_value(value: &Value) -> prost_types::Value {
-    let kind = match value {
-        Value::Null => Kind::NullValue(0),
-        Value::Bool(flag) => Kind::BoolValue(*flag),
-        Value::Number(number) => Kind::NumberValue(number.as_f64().unwrap_or_default()),
-        Value::String(text) => Kind::StringValue(text.clone()),
-        Value::Array(items) => Kind::ListValue(prost_types::ListValue {
-            values: items.iter().map(json_to_value).collect(),
-        }),
-        Value::Object(object) => Kind::StructValue(json_to_struct(object)),
-    };
-    prost_types::Value { kind: Some(kind) }
-}
-
-/// Converts Unix microseconds to a protobuf timestamp.
-pub fn timestamp(micros: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: micros.div_euclid(1_000_000),
-        nanos: (micros.rem_euclid(1_000_000) * 1000) as i32,
-    }
-}
 
 /// The etag of a row version.
 pub(crate) fn etag(version: i64) -> String {

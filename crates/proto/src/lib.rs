@@ -20,6 +20,8 @@ pub mod switchboard {
 
 pub use switchboard::v1;
 
+pub mod convert;
+
 /// Encoded `FileDescriptorSet` of every proto in the contract, imports included.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     tonic::include_file_descriptor_set!("switchboard_descriptor");

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value};
-use switchboard_control::struct_to_json;
+use switchboard_proto::convert::struct_to_json;
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::connection_service_client::ConnectionServiceClient;
 use tonic::{Code, Status};

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
-use switchboard_control::json_to_struct;
+use switchboard_proto::convert::json_to_struct;
 use switchboard_proto::v1 as pb;
 
 use crate::client::error::usage;
@@ -509,7 +509,7 @@ mod tests {
             .expect("unsets");
         let overrides = draft.to_overrides().expect("overrides");
         assert_eq!(overrides.schema.as_deref(), Some("PROD"));
-        let extra = switchboard_control::struct_to_json(overrides.extra.as_ref());
+        let extra = switchboard_proto::convert::struct_to_json(overrides.extra.as_ref());
         assert_eq!(extra.get("warehouse"), Some(&Value::from("WH")));
         assert!(!extra.contains_key("role"));
         assert_eq!(

@@ -10,8 +10,8 @@ use std::time::Duration;
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 use serde_json::Value;
-use switchboard_control::struct_to_json;
 use switchboard_domain::airflow::env_var_name;
+use switchboard_proto::convert::struct_to_json;
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::resolver_service_client::ResolverServiceClient;
 use tonic::Code;
@@ -332,7 +332,7 @@ mod tests {
             login: "svc".into(),
             password: "p'w\\d".into(),
             port: 443,
-            extra: Some(switchboard_control::json_to_struct(&extra)),
+            extra: Some(switchboard_proto::convert::json_to_struct(&extra)),
             airflow_json: json.into(),
             ..Default::default()
         }

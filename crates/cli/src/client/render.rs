@@ -2,7 +2,7 @@
 //! every field present) and as short table text.
 
 use serde_json::{Map, Value, json};
-use switchboard_control::struct_to_json;
+use switchboard_proto::convert::struct_to_json;
 use switchboard_proto::v1 as pb;
 
 /// A timestamp as RFC 3339 text; empty when unset.
@@ -271,7 +271,7 @@ mod tests {
             overrides: Some(pb::LinkOverrides {
                 schema: Some("PROD".into()),
                 port: Some(443),
-                extra: Some(switchboard_control::json_to_struct(&extra)),
+                extra: Some(switchboard_proto::convert::json_to_struct(&extra)),
                 ..Default::default()
             }),
             ..Default::default()
