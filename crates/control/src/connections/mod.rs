@@ -1,0 +1,634 @@
+//! ConnectionService: connections, their versions, and the catalog. Links
+//! live in `links.rs`.
+
+mod create;
+mod delete;
+mod read;
+mod update;
+mod versions;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+use switchboard_domain::catalog;
+use switchboard_domain::conn_id;
+use switchboard_domain::names::{ConnectionName, DeploymentName, WorkspaceName};
+use switchboard_domain::permission::{self, Action, Principal};
+use switchboard_domain::validate::{validate_connection, validate_overrides};
+use switchboard_domain::{ConnectionSpec, FieldViolation, Overrides, SecretValues};
+use switchboard_proto::v1 as pb;
+use switchboard_store::entity::{connection, connection_version, deployment, link};
+use switchboard_store::records::{self, ConnectionSnapshot, to_json_text};
+use switchboard_store::sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use switchboard_store::visibility;
+use switchboard_store::{StagedSecrets, StoreError, WriteTxn};
+use tonic::{Request, Response, Status};
+
+use crate::audit::{self, AuditRecord};
+use crate::error::{ControlError, ControlResult};
+use crate::field_mask;
+use crate::idempotency;
+use crate::links;
+use crate::page_token;
+use crate::pb_conversions::{
+    self, connection_name, connection_to_pb, masked_connection, overrides_from_pb, required,
+    spec_from_pb,
+};
+use crate::service::Control;
+
+pub(crate) const KIND_CONNECTION: &str = "connection";
+
+/// Maps a database error into control's error.
+pub(crate) fn db<T>(result: Result<T, switchboard_store::sea_orm::DbErr>) -> ControlResult<T> {
+    result.map_err(|err| ControlError::from(StoreError::from(err)))
+}
+
+/// Finds a connection by name (conn_ids match ignoring case).
+pub(crate) async fn find_connection<C: ConnectionTrait>(
+    db_conn: &C,
+    name: &ConnectionName,
+) -> ControlResult<connection::Model> {
+    db(connection::Entity::find()
+        .filter(connection::Column::Workspace.eq(&name.workspace))
+        .filter(connection::Column::ConnIdFolded.eq(conn_id::fold(&name.conn_id)))
+        .one(db_conn)
+        .await)?
+    .ok_or_else(|| ControlError::NotFound(format!("connection {name} not found")))
+}
+
+/// A version's action as ConnectionVersion documents it (create, update or
+/// rollback); rows record the method that made the version.
+fn version_action(method: &str) -> &str {
+    match method {
+        "CreateConnection" => "create",
+        "UpdateConnection" => "update",
+        "RollbackConnection" => "rollback",
+        other => other,
+    }
+}
+
+/// Checks a caller-supplied etag against the current version.
+pub(crate) fn check_etag(given: &str, version: i64, what: &str) -> ControlResult<()> {
+    if !given.is_empty() && given != pb_conversions::etag(version) {
+        return Err(ControlError::Aborted(format!(
+            "the {what} changed since it was read (etag mismatch); read it again and retry"
+        )));
+    }
+    Ok(())
+}
+
+/// Parses a deployment reference (resource name, or bare id) in `workspace`.
+pub(crate) fn deployment_ref(
+    field: &str,
+    workspace: &str,
+    value: &str,
+) -> Result<String, FieldViolation> {
+    let name = if value.contains('/') {
+        DeploymentName::parse(field, value)
+    } else {
+        DeploymentName::parse(
+            field,
+            &format!("workspaces/{workspace}/deployments/{value}"),
+        )
+    };
+    match name {
+        Ok(name) if name.workspace == workspace => Ok(name.deployment),
+        Ok(_) => Err(FieldViolation::new(
+            field,
+            "must name a deployment of the same workspace",
+        )),
+        Err(switchboard_domain::DomainError::InvalidArgument(mut violations)) => {
+            Err(violations.remove(0))
+        }
+        Err(other) => Err(FieldViolation::new(field, other.to_string())),
+    }
+}
+
+/// Fills conn_type from the catalog for non-generic types when left empty.
+pub(crate) fn with_derived_conn_type(mut spec: ConnectionSpec) -> ConnectionSpec {
+    if spec.conn_type.is_empty()
+        && let Some(entry) = catalog::get(&spec.type_key)
+    {
+        spec.conn_type = entry.conn_type.to_owned();
+    }
+    spec
+}
+
+/// Every field path of a spec with its value, for diffs (names only leave this module).
+fn field_values(spec: &ConnectionSpec) -> BTreeMap<String, Value> {
+    let mut values = BTreeMap::new();
+    let mut put = |path: &str, value: Option<Value>| {
+        if let Some(value) = value {
+            values.insert(path.to_owned(), value);
+        }
+    };
+    put("type", Some(Value::from(spec.type_key.clone())));
+    put("conn_type", Some(Value::from(spec.conn_type.clone())));
+    put("description", spec.description.clone().map(Value::from));
+    put("host", spec.host.clone().map(Value::from));
+    put("schema", spec.schema.clone().map(Value::from));
+    put("login", spec.login.clone().map(Value::from));
+    put("password", spec.password.clone().map(Value::from));
+    put("port", spec.port.map(Value::from));
+    for (key, value) in &spec.extra {
+        values.insert(format!("extra.{key}"), value.clone());
+    }
+    values
+}
+
+/// Names of the fields whose value differs between `before` and `after`.
+pub(crate) fn changed_fields(before: &ConnectionSpec, after: &ConnectionSpec) -> Vec<String> {
+    let before = field_values(before);
+    let after = field_values(after);
+    let keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    keys.into_iter()
+        .filter(|key| before.get(*key) != after.get(*key))
+        .cloned()
+        .collect()
+}
+
+/// Validates the merge of `base` with `overrides`, reporting under `scope`.
+pub(crate) fn validate_merged(
+    base: &ConnectionSpec,
+    overrides: &Overrides,
+    scope: &str,
+) -> Vec<FieldViolation> {
+    let merged = switchboard_domain::connection::merge(base, &[overrides]);
+    match validate_connection(&merged) {
+        Ok(()) => Vec::new(),
+        Err(violations) => violations
+            .into_iter()
+            .map(|violation| {
+                let description = format!(
+                    "the merged connection is invalid: {}",
+                    violation.description
+                );
+                FieldViolation::new(violation.field, description).scope(scope)
+            })
+            .collect(),
+    }
+}
+
+/// Writes a connection's row state, its secrets when they changed, and a version.
+pub(crate) struct ConnectionWrite<'a> {
+    pub principal: &'a Principal,
+    pub action: &'a str,
+    pub request_id: &'a str,
+    pub changed: Vec<String>,
+}
+
+/// The state a connection is saved with: its spec (secrets included) and sharing.
+pub(crate) struct ConnectionState<'a> {
+    pub spec: &'a ConnectionSpec,
+    pub link_to_all: bool,
+    pub excluded: Vec<String>,
+}
+
+/// How often a write whose secret-store step ran before the write lock starts
+/// over when what it read changed before it got the lock.
+pub(crate) const WRITE_ATTEMPTS: usize = 10;
+
+/// The answer when every attempt found its rows changed by concurrent writes.
+pub(crate) fn contended(what: &str) -> ControlError {
+    ControlError::Aborted(format!(
+        "the {what} kept changing while this write ran; read it again and retry"
+    ))
+}
+
+/// Stages the secrets of `spec` as the next version of connection `pk`'s
+/// secrets (with Vault: written now, before any write lock). `previous` is
+/// what the row holds now, `None` for a new row.
+pub(crate) async fn stage_connection_secrets(
+    control: &Control,
+    workspace: &str,
+    pk: i64,
+    spec: &ConnectionSpec,
+    previous: Option<&SecretValues>,
+) -> ControlResult<StagedSecrets> {
+    let (_, secrets) = spec.split_secrets();
+    if previous == Some(&secrets) {
+        return Ok(StagedSecrets::Unchanged);
+    }
+    Ok(control
+        .store
+        .secrets()
+        .stage(workspace, &records::connection_owner(pk), secrets)
+        .await?)
+}
+
+/// Validates `base_row` merged with a link's `overrides` without reading the
+/// base's secrets, so a link without secret overrides never waits for the
+/// secret store: each secret field the base holds counts as set, and its
+/// value, checked against the same type when it was stored, is not checked
+/// again.
+pub(crate) fn validate_link_merge(
+    base_row: &connection::Model,
+    overrides: &Overrides,
+    scope: &str,
+) -> ControlResult<Vec<FieldViolation>> {
+    const PLACEHOLDER: &str = "(secret)";
+    let snapshot = records::snapshot_from_row(base_row)?;
+    let placeholders: SecretValues = snapshot
+        .secret_fields
+        .iter()
+        .map(|path| (path.clone(), Value::String(PLACEHOLDER.to_owned())))
+        .collect();
+    let base = snapshot.spec.clone().with_secrets(&placeholders);
+    let mut overridden: Vec<String> = overrides
+        .extra
+        .keys()
+        .map(|key| format!("extra.{key}"))
+        .collect();
+    if overrides.password.is_some() {
+        overridden.push("password".to_owned());
+    }
+    let from_base_secret = |field: &str| {
+        snapshot.secret_fields.iter().any(|path| path == field)
+            && !overridden
+                .iter()
+                .any(|path| field == path || field.starts_with(&format!("{path}.")))
+    };
+    let merged = switchboard_domain::connection::merge(&base, &[overrides]);
+    Ok(match validate_connection(&merged) {
+        Ok(()) => Vec::new(),
+        Err(violations) => violations
+            .into_iter()
+            .filter(|violation| !from_base_secret(&violation.field))
+            .map(|violation| {
+                let description = format!(
+                    "the merged connection is invalid: {}",
+                    violation.description
+                );
+                FieldViolation::new(violation.field, description).scope(scope)
+            })
+            .collect(),
+    })
+}
+
+/// Stores `state` as the new state of `row`, bumping its version; `secrets`
+/// were staged from `state.spec` (see [`stage_connection_secrets`]).
+pub(crate) async fn save_connection(
+    control: &Control,
+    write: &WriteTxn,
+    mut row: connection::Model,
+    state: ConnectionState<'_>,
+    secrets: StagedSecrets,
+    how: ConnectionWrite<'_>,
+) -> ControlResult<connection::Model> {
+    let now = control.now();
+    let ConnectionState {
+        spec,
+        link_to_all,
+        excluded,
+    } = state;
+    let (public, _) = spec.split_secrets();
+    row.secret_version = control
+        .store
+        .secrets()
+        .record(
+            &write.txn,
+            &row.workspace,
+            &records::connection_owner(row.id),
+            secrets,
+            row.secret_version,
+            now,
+        )
+        .await?;
+    let is_new = row.version == 0;
+    let mut active = row.clone().into_active_model();
+    active.type_key = Set(public.type_key.clone());
+    active.conn_type = Set(public.conn_type.clone());
+    active.description = Set(public.description.clone());
+    active.host = Set(public.host.clone());
+    active.schema = Set(public.schema.clone());
+    active.login = Set(public.login.clone());
+    active.port = Set(public.port);
+    active.extra = Set(to_json_text(&public.extra));
+    active.link_to_all = Set(link_to_all);
+    active.excluded_deployments = Set(to_json_text(&excluded));
+    active.secret_version = Set(row.secret_version);
+    active.secret_fields = Set(to_json_text(&spec.secret_fields_set()));
+    active.version = Set(row.version + 1);
+    active.update_time = Set(now);
+    if is_new {
+        active.create_time = Set(now);
+    }
+    let saved = db(active.update(&write.txn).await)?;
+    let snapshot = records::snapshot_from_row(&saved)?;
+    db(
+        connection_version::Entity::insert(connection_version::ActiveModel {
+            connection_pk: Set(saved.id),
+            version: Set(saved.version),
+            snapshot: Set(to_json_text(&snapshot)),
+            secret_version: Set(saved.secret_version),
+            actor: Set(how.principal.actor()),
+            action: Set(how.action.to_owned()),
+            changed_fields: Set(to_json_text(&how.changed)),
+            create_time: Set(now),
+            ..Default::default()
+        })
+        .exec(&write.txn)
+        .await,
+    )?;
+    audit::record(
+        write,
+        AuditRecord {
+            workspace: &saved.workspace,
+            actor: how.principal.actor(),
+            action: how.action,
+            resource: connection_name(&saved).to_string(),
+            request_id: how.request_id,
+            changed_fields: how.changed,
+        },
+        Some(KIND_CONNECTION),
+        now,
+    )
+    .await?;
+    Ok(saved)
+}
+
+/// The rows a write read before taking the write lock.
+pub(crate) struct ReadState {
+    pub row: connection::Model,
+    /// The connection's links, by id, when what was computed depends on them.
+    pub link_rows: Option<Vec<link::Model>>,
+}
+
+impl ReadState {
+    /// Whether the rows are as read, checked under the write lock: if they
+    /// are, what was computed from them (and staged in Vault) still holds.
+    pub(crate) async fn still_current<C: ConnectionTrait>(&self, txn: &C) -> ControlResult<bool> {
+        let row = db(connection::Entity::find_by_id(self.row.id).one(txn).await)?;
+        if row.as_ref() != Some(&self.row) {
+            return Ok(false);
+        }
+        let Some(expected) = &self.link_rows else {
+            return Ok(true);
+        };
+        let link_rows = db(link::Entity::find()
+            .filter(link::Column::ConnectionPk.eq(self.row.id))
+            .order_by_asc(link::Column::Id)
+            .all(txn)
+            .await)?;
+        Ok(&link_rows == expected)
+    }
+}
+
+/// Checks that each deployment id exists in `workspace`.
+pub(crate) async fn require_deployments<C: ConnectionTrait>(
+    db_conn: &C,
+    workspace: &str,
+    ids: impl IntoIterator<Item = &String>,
+) -> ControlResult<Vec<deployment::Model>> {
+    let mut found = Vec::new();
+    for id in ids {
+        let row = visibility::find_deployment(db_conn, workspace, id)
+            .await?
+            .ok_or_else(|| {
+                ControlError::NotFound(format!(
+                    "deployment workspaces/{workspace}/deployments/{id} not found"
+                ))
+            })?;
+        found.push(row);
+    }
+    Ok(found)
+}
+
+fn parse_excluded(
+    workspace: &str,
+    values: &[String],
+    scope: &str,
+    violations: &mut Vec<FieldViolation>,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    for (index, value) in values.iter().enumerate() {
+        match deployment_ref(
+            &format!("{scope}.excluded_deployments[{index}]"),
+            workspace,
+            value,
+        ) {
+            Ok(id) if !ids.contains(&id) => ids.push(id),
+            Ok(_) => {}
+            Err(violation) => violations.push(violation),
+        }
+    }
+    ids
+}
+
+fn catalog_to_pb(entry: &catalog::ConnectionType) -> pb::ConnectionType {
+    pb::ConnectionType {
+        r#type: entry.key.to_owned(),
+        display_name: entry.display_name.to_owned(),
+        conn_type: entry.conn_type.to_owned(),
+        provider_package: entry.provider_package.to_owned(),
+        default_port: entry.default_port.map_or(0, i32::from),
+        parameters: entry
+            .parameters
+            .iter()
+            .map(|parameter| pb::ConnectionTypeParameter {
+                name: parameter.name.to_owned(),
+                field: parameter.field.path(),
+                required: parameter.required,
+                secret: parameter.secret,
+                pattern: parameter.pattern.unwrap_or_default().to_owned(),
+                data_type: match parameter.data_type {
+                    catalog::DataType::String => pb::ParameterDataType::String,
+                    catalog::DataType::Integer => pb::ParameterDataType::Integer,
+                    catalog::DataType::Boolean => pb::ParameterDataType::Boolean,
+                    catalog::DataType::Json => pb::ParameterDataType::Json,
+                } as i32,
+                description: parameter.description.to_owned(),
+            })
+            .collect(),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::connection_service_server::ConnectionService for Control {
+    async fn list_connection_types(
+        &self,
+        request: Request<pb::ListConnectionTypesRequest>,
+    ) -> Result<Response<pb::ListConnectionTypesResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        permission::authorize_catalog(&principal).map_err(ControlError::from)?;
+        let message = request.into_inner();
+        let page_size = page_token::page_size(message.page_size)?;
+        let fingerprint = "connection_types";
+        let mut entries: Vec<_> = catalog::all().iter().collect();
+        if let Some(after) = page_token::decode(&self.page_key, fingerprint, &message.page_token)? {
+            let position = entries
+                .iter()
+                .position(|entry| entry.key == after)
+                .ok_or_else(|| {
+                    ControlError::invalid("page_token", "is not a page token of this request")
+                })?;
+            entries.drain(..=position);
+        }
+        let next_page_token = page_token::next_page(
+            &self.page_key,
+            fingerprint,
+            &mut entries,
+            page_size,
+            |entry| entry.key.to_owned(),
+        );
+        Ok(Response::new(pb::ListConnectionTypesResponse {
+            connection_types: entries.into_iter().map(catalog_to_pb).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn create_connection(
+        &self,
+        request: Request<pb::CreateConnectionRequest>,
+    ) -> Result<Response<pb::Connection>, Status> {
+        Ok(Response::new(self.create_connection_inner(request).await?))
+    }
+
+    async fn get_connection(
+        &self,
+        request: Request<pb::GetConnectionRequest>,
+    ) -> Result<Response<pb::Connection>, Status> {
+        Ok(Response::new(self.get_connection_inner(request).await?))
+    }
+
+    async fn list_connections(
+        &self,
+        request: Request<pb::ListConnectionsRequest>,
+    ) -> Result<Response<pb::ListConnectionsResponse>, Status> {
+        Ok(Response::new(self.list_connections_inner(request).await?))
+    }
+
+    async fn update_connection(
+        &self,
+        request: Request<pb::UpdateConnectionRequest>,
+    ) -> Result<Response<pb::Connection>, Status> {
+        Ok(Response::new(self.update_connection_inner(request).await?))
+    }
+
+    async fn delete_connection(
+        &self,
+        request: Request<pb::DeleteConnectionRequest>,
+    ) -> Result<Response<()>, Status> {
+        self.delete_connection_inner(request).await?;
+        Ok(Response::new(()))
+    }
+
+    async fn create_link(
+        &self,
+        request: Request<pb::CreateLinkRequest>,
+    ) -> Result<Response<pb::Link>, Status> {
+        Ok(Response::new(self.create_link_inner(request).await?))
+    }
+
+    async fn get_link(
+        &self,
+        request: Request<pb::GetLinkRequest>,
+    ) -> Result<Response<pb::Link>, Status> {
+        Ok(Response::new(self.get_link_inner(request).await?))
+    }
+
+    async fn list_links(
+        &self,
+        request: Request<pb::ListLinksRequest>,
+    ) -> Result<Response<pb::ListLinksResponse>, Status> {
+        Ok(Response::new(self.list_links_inner(request).await?))
+    }
+
+    async fn update_link(
+        &self,
+        request: Request<pb::UpdateLinkRequest>,
+    ) -> Result<Response<pb::Link>, Status> {
+        Ok(Response::new(self.update_link_inner(request).await?))
+    }
+
+    async fn delete_link(
+        &self,
+        request: Request<pb::DeleteLinkRequest>,
+    ) -> Result<Response<()>, Status> {
+        self.delete_link_inner(request).await?;
+        Ok(Response::new(()))
+    }
+
+    async fn list_connection_versions(
+        &self,
+        request: Request<pb::ListConnectionVersionsRequest>,
+    ) -> Result<Response<pb::ListConnectionVersionsResponse>, Status> {
+        Ok(Response::new(self.list_versions_inner(request).await?))
+    }
+
+    async fn rollback_connection(
+        &self,
+        request: Request<pb::RollbackConnectionRequest>,
+    ) -> Result<Response<pb::Connection>, Status> {
+        Ok(Response::new(self.rollback_inner(request).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snowflake_row(secret_fields: &str) -> connection::Model {
+        connection::Model {
+            id: 7,
+            workspace: "ws".to_owned(),
+            conn_id: "warehouse".to_owned(),
+            conn_id_folded: "WAREHOUSE".to_owned(),
+            type_key: "snowflake_password".to_owned(),
+            conn_type: "snowflake".to_owned(),
+            description: None,
+            host: None,
+            schema: Some("PUBLIC".to_owned()),
+            login: Some("airflow".to_owned()),
+            port: None,
+            extra: r#"{"account":"xy12345"}"#.to_owned(),
+            link_to_all: false,
+            excluded_deployments: "[]".to_owned(),
+            secret_version: Some(3),
+            secret_fields: secret_fields.to_owned(),
+            version: 1,
+            create_time: 0,
+            update_time: 0,
+        }
+    }
+
+    fn fields(violations: &[FieldViolation]) -> Vec<&str> {
+        violations
+            .iter()
+            .map(|violation| violation.field.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn a_link_merge_counts_the_base_secrets_as_set_without_reading_them() {
+        let schema_only = Overrides {
+            schema: Some("STAGING".to_owned()),
+            ..Default::default()
+        };
+        let with_password = snowflake_row(r#"["password"]"#);
+        let violations = validate_link_merge(&with_password, &schema_only, "link.overrides")
+            .expect("a readable row");
+        assert!(violations.is_empty(), "{violations:?}");
+        // Only secrets the row records count: a base without its required
+        // password still fails the merge.
+        let without_password = snowflake_row("[]");
+        let violations = validate_link_merge(&without_password, &schema_only, "link.overrides")
+            .expect("a readable row");
+        assert_eq!(fields(&violations), ["link.overrides.password"]);
+        // The link's own values are checked as before.
+        let bad_warehouse = Overrides {
+            extra: [("warehouse".to_owned(), Value::from("no such wh!"))]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        let violations = validate_link_merge(&with_password, &bad_warehouse, "link.overrides")
+            .expect("a readable row");
+        assert_eq!(fields(&violations), ["link.overrides.extra.warehouse"]);
+    }
+}
