@@ -11,7 +11,8 @@ use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::connection_service_client::ConnectionServiceClient;
 use tonic::transport::Channel;
 
-use super::{bearer, millis, quantile, with_auth};
+use super::seed::with_auth;
+use super::{bearer, millis, quantile};
 
 /// Full walks of the list; each page's latency is the median over them.
 const WALKS: usize = 3;
