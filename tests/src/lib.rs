@@ -283,7 +283,7 @@ impl TestServerConfig {
         command
             .env(
                 "SWITCHBOARD_LOG",
-                "info,switchboard_cli=debug,switchboard_control=debug,\
+                "info,switchboard_cli=debug,switchboard_server=debug,switchboard_control=debug,\
                  switchboard_resolver=debug,switchboard_store=debug,switchboard_domain=debug",
             )
             .env("NO_COLOR", "1")

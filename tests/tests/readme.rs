@@ -405,7 +405,7 @@ async fn readme_production_shape_runs_as_pasted() {
     );
     assert_eq!(
         stderr
-            .matches("INFO switchboard_cli::server: stopped")
+            .matches("INFO switchboard_server::serve: stopped")
             .count(),
         2,
         "{stderr}"
