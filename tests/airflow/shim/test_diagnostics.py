@@ -216,7 +216,8 @@ def test_check_against_a_control_only_process(airflow, tmp_path):
 
 
 def test_check_plaintext_against_a_tls_resolver(airflow, tmp_path):
-    """The shim set to plaintext, the resolver serving TLS, and the other way round."""
+    """The shim set to plaintext, the resolver serving TLS, and the other way round; a
+    certificate the shim does not trust; and TLS that works."""
     if not shutil.which("openssl"):
         pytest.fail("openssl is needed to make the test certificate")
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
@@ -238,6 +239,12 @@ def test_check_plaintext_against_a_tls_resolver(airflow, tmp_path):
         assert line(lines, "FAIL", "answers").startswith(
             f"FAIL  answers: {plaintext.address} answers in plaintext, but the shim connects with TLS (tls_ca is "
             "set). To fix: drop the https:// prefix")
+        # TLS both ways, but the system's CAs do not know the test CA.
+        code, lines, output = check(airflow, airflow.env(f"https://{tls.address}", "sbdt_0123456789abcdef_any"))
+        assert code == 1, output
+        untrusted = line(lines, "FAIL", "resolver")
+        assert untrusted.startswith("FAIL  resolver: the resolver's TLS certificate is not trusted (UNAVAILABLE: ")
+        assert 'To fix: set backend_kwargs "tls_ca" to the PEM file of the CA' in untrusted
         # Matching TLS gets as far as the token.
         trusted = f"localhost:{tls.port}"
         code, lines, output = check(airflow, airflow.env(trusted, "sbdt_0123456789abcdef_any", tls_ca=str(cert)))

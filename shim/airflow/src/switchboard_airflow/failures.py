@@ -105,7 +105,7 @@ def explain(code: str, details: str, address: str, timeout: float, tls: bool) ->
             )
         if _has(details, "wrong_version_number"):
             return Explained(f"the shim speaks TLS but {address} answers in plaintext ({said})", PLAINTEXT_SERVER)
-        if _has(details, "certificate_verify_failed", "certificate verify failed"):
+        if _has(details, "certificate_verify_failed", "certificate verify failed", "verification check failed"):
             return Explained(f"the resolver's TLS certificate is not trusted ({said})", UNTRUSTED_CERTIFICATE)
         if _has(details, "socket closed") and not tls:
             return Explained(
