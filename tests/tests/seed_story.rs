@@ -297,9 +297,9 @@ async fn snowflake_connection_linked_to_two_deployments_resolves_per_deployment(
     );
     assert_effective(&upper, &seeded.password, "PROD", "PROD_WH");
 
-    for (token, schema, warehouse) in [
-        (&seeded.prod_token, "PROD", "PROD_WH"),
-        (&seeded.staging_token, "STAGING", "STAGING_WH"),
+    for (token, deployment_id, schema, warehouse) in [
+        (&seeded.prod_token, "prod", "PROD", "PROD_WH"),
+        (&seeded.staging_token, "staging", "STAGING", "STAGING_WH"),
     ] {
         let listed = ok(
             clients
@@ -320,6 +320,12 @@ async fn snowflake_connection_linked_to_two_deployments_resolves_per_deployment(
         );
         assert_effective(&listed.connections[0], &seeded.password, schema, warehouse);
         assert!(listed.revision > 0, "the list names its revision");
+        // The token names no deployment; the answer says which one it is.
+        assert_eq!(
+            listed.deployment,
+            crate::support::deployment_name(WORKSPACE, deployment_id),
+            "the list names the token's deployment"
+        );
     }
 
     // Control never returns the secret: the connection, listed or fetched,

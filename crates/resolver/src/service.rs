@@ -455,6 +455,7 @@ impl pb::resolver_service_server::ResolverService for Resolver {
                 .map(|(_, connection)| connection.clone())
                 .collect(),
             revision: view.revision,
+            deployment: name.to_string(),
         }))
     }
 }

@@ -78,7 +78,7 @@ def scenario_lookup():
                  "extra": conn.extra_dejson},
         "redacted_password": redacted(f"pw={conn.password}"),
         "hints": capture.lines("add apache-airflow-providers-"),
-        "errors": capture.lines("", "ERROR"),
+        "errors": capture.lines("", "ERROR") + capture.lines(OUTAGE),
     }
 
 
@@ -138,14 +138,14 @@ def scenario_token_file():
         handle.write("sbdt_not_a_real_token\n")
     b = backend(token_file=path, cache_ttl=0, retry_interval=0)
     bad = [b.get_conn_value("pg_main") for _ in range(3)]
-    bad_errors = len(capture.lines(OUTAGE, "ERROR"))
+    bad_warnings = capture.lines(OUTAGE, "WARNING")
     time.sleep(0.01)
     with open(path + ".new", "w") as handle:
         handle.write(TOKEN + "\n")
     os.replace(path + ".new", path)  # as a Kubernetes Secret update swaps the file
     good = b.get_conn_value("pg_main")
-    return {"bad": bad, "bad_errors": bad_errors, "good": good,
-            "recovered": capture.lines("is reachable again", "WARNING")}
+    return {"bad": bad, "bad_warnings": bad_warnings, "good": good,
+            "recovered": capture.lines("answers again", "INFO")}
 
 
 def scenario_outage():
@@ -160,13 +160,16 @@ def scenario_outage():
         time.sleep(0.05)
     time.sleep(1.2)  # let the cache go stale
     during = [b.get_conn_value("pg_main") for _ in range(5)]
-    fresh = backend(cache_ttl=1, timeout=2)  # a process that never reached the resolver
+    # A second backend in the same process, as Airflow 3 workers before 3.3 built one per lookup:
+    # the same outage, so no second line.
+    fresh = backend(cache_ttl=1, timeout=2)
     fresh_values = [fresh.get_conn_value("pg_main") for _ in range(5)]
     return {
         "fetched": fetched,
         "stale_served": all(v == fetched for v in during),
         "fresh_values": fresh_values,
-        "errors": capture.lines(OUTAGE, "ERROR"),
+        "warnings": capture.lines(OUTAGE, "WARNING"),
+        "errors": capture.lines("", "ERROR"),
     }
 
 

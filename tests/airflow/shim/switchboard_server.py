@@ -42,10 +42,13 @@ def free_port() -> int:
 
 
 class Server:
-    """`switchboard dev` on a free loopback port with its own data dir."""
+    """`switchboard dev` (or `ROLE`: `control`, `resolver`) on a free loopback port with its own
+    data dir; `extra_args` go on its command line (e.g. `--tls-cert`)."""
 
-    def __init__(self, data_dir: Path, port: int | None = None):
+    def __init__(self, data_dir: Path, port: int | None = None, role: str = "dev", extra_args: tuple = ()):
         self.data_dir = Path(data_dir)
+        self.role = role
+        self.extra_args = tuple(extra_args)
         self.port = port or free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -55,22 +58,23 @@ class Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [binary(), "dev", "--data-dir", str(self.data_dir), "--listen", self.address],
+            [binary(), self.role, "--data-dir", str(self.data_dir), "--listen", self.address, *self.extra_args],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"switchboard dev exited: {self.log_path.read_text()[-2000:]}")
+                raise RuntimeError(f"switchboard {self.role} exited: {self.log_path.read_text()[-2000:]}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     break
             except OSError:
                 time.sleep(0.05)
         else:
-            raise RuntimeError("switchboard dev did not listen within 30 s")
-        grpc.channel_ready_future(grpc.insecure_channel(self.address)).result(timeout=10)
+            raise RuntimeError(f"switchboard {self.role} did not listen within 30 s")
+        if "--tls-cert" not in self.extra_args:
+            grpc.channel_ready_future(grpc.insecure_channel(self.address)).result(timeout=10)
         return self
 
     def stop(self) -> None:
@@ -118,10 +122,13 @@ class Control:
         return created.name
 
     def deployment_token(self, deployment: str) -> str:
-        response = self.deployments.CreateDeploymentToken(
+        return self.issue_token(deployment).token
+
+    def issue_token(self, deployment: str) -> deployment_pb2.DeploymentToken:
+        """The token (its secret in `.token`, its resource name in `.name`)."""
+        return self.deployments.CreateDeploymentToken(
             deployment_pb2.CreateDeploymentTokenRequest(parent=deployment), metadata=self.metadata, timeout=10
         )
-        return response.token
 
     def revoke_token(self, name: str) -> None:
         self.deployments.RevokeDeploymentToken(

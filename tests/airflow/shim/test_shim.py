@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -92,40 +93,68 @@ def test_unknown_id_falls_through_to_environment_variable(airflow, switchboard):
     assert missing is None and "not found" in (result.stdout + result.stderr).lower()
 
 
-def dags_test(airflow, env, tmp_path, conn_ids):
-    result_file = tmp_path / "seen.json"
-    env = {**env, "SHIM_CHECK_CONN_IDS": ",".join(conn_ids), "SHIM_CHECK_RESULT": str(result_file),
-           "AIRFLOW_CONN_ENV_ONLY": json.dumps(ENV_CONN)}
+def executor_env(airflow, env):
     # With --use-executor the task runs as in production, in its own process with
     # its own task log file (the console of a plain `dags test` is not masked by
     # Airflow 2.10 or 3.3): Airflow 2 `tasks run --local` through the
     # SequentialExecutor, Airflow 3 the Task SDK supervisor through the LocalExecutor.
-    env["AIRFLOW__CORE__EXECUTOR"] = "LocalExecutor" if airflow.major == "3" else "SequentialExecutor"
-    env["AIRFLOW__CORE__PARALLELISM"] = "2"
-    # Airflow 3's LocalExecutor sometimes leaves an idle worker waiting for a
-    # shutdown message after the run finished (apache/airflow#45329), and
-    # `dags test` never exits. A normal run takes well under a minute here, so a
-    # run that hangs is given up after 90 s and tried once more from scratch.
-    for attempt in (1, 2):
+    return {**env, "AIRFLOW__CORE__EXECUTOR": "LocalExecutor" if airflow.major == "3" else "SequentialExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "2"}
+
+
+def run_dag(airflow, env, dag_id, finished, tmp_path, while_running=None, timeout=180):
+    """`airflow dags test --use-executor DAG_ID` until its task has written `finished`,
+    calling `while_running()` every 50 ms meanwhile. Returns a CompletedProcess with
+    the console output.
+
+    Airflow 3's LocalExecutor sometimes leaves an idle worker waiting for a shutdown
+    message after the run finished (apache/airflow#45329), and `dags test` never
+    exits. Once the task is done, `dags test` gets 30 s to exit; if it has not, it is
+    ended, and the returncode is None: the run finished, its exit code is unknown."""
+    console_path = tmp_path / f"{dag_id}-console.log"
+    command = [airflow.python, "-m", "airflow", "dags", "test", "--use-executor", dag_id]
+    with open(console_path, "w") as console:
+        process = subprocess.Popen(command, env=executor_env(airflow, env), stdout=console,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            run = airflow.run("dags", "test", "--use-executor", "switchboard_shim_check", env=env, check=False,
-                              timeout=90)
-            break
-        except AssertionError as hung:
-            if attempt == 2 or "timed out" not in str(hung):
-                raise
-            print(f"airflow dags test hung after the run (LocalExecutor shutdown); trying again: {hung}")
-            clear_task_logs(airflow)
-            result_file.unlink(missing_ok=True)
-    task_logs = "".join(p.read_text() for p in sorted((airflow.home / "logs").rglob("*.log"))
-                        if "switchboard_shim_check" in str(p))
+            deadline = time.monotonic() + timeout
+            while not finished.exists() and process.poll() is None:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"airflow dags test {dag_id}: the task did not finish within {timeout}s:\n"
+                                         f"{console_path.read_text()[-4000:]}\n{task_logs(airflow, dag_id)[-4000:]}")
+                if while_running:
+                    while_running()
+                time.sleep(0.05)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                print(f"airflow dags test {dag_id} did not exit after the run (LocalExecutor shutdown); ending it")
+        finally:
+            hung = process.poll() is None
+            try:
+                os.killpg(process.pid, signal.SIGKILL)  # and leftovers such as idle executor workers
+            except ProcessLookupError:
+                pass
+            process.wait()
+    return subprocess.CompletedProcess(command, None if hung else process.returncode, console_path.read_text(), "")
+
+
+def dags_test(airflow, env, tmp_path, conn_ids):
+    result_file = tmp_path / "seen.json"
+    env = {**env, "SHIM_CHECK_CONN_IDS": ",".join(conn_ids), "SHIM_CHECK_RESULT": str(result_file),
+           "AIRFLOW_CONN_ENV_ONLY": json.dumps(ENV_CONN)}
+    run = run_dag(airflow, env, "switchboard_shim_check", result_file, tmp_path)
     seen = json.loads(result_file.read_text()) if result_file.exists() else None
-    return run, seen, task_logs
+    return run, seen, task_logs(airflow)
 
 
-def clear_task_logs(airflow):
+def task_logs(airflow, dag_id="switchboard_shim_check"):
+    return "".join(p.read_text() for p in sorted((airflow.home / "logs").rglob("*.log")) if dag_id in str(p))
+
+
+def clear_task_logs(airflow, dag_id="switchboard_shim_check"):
     for path in (airflow.home / "logs").rglob("*.log"):
-        if "switchboard_shim_check" in str(path):
+        if dag_id in str(path):
             path.unlink()
 
 
@@ -133,7 +162,7 @@ def test_dags_test_task_sees_override_and_log_masks_password(airflow, switchboar
     clear_task_logs(airflow)
     env = airflow.env(switchboard.address, switchboard.tokens["prod"])
     run, seen, log = dags_test(airflow, env, tmp_path, ["pg_main", "sf_main", "env_only"])
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    assert run.returncode in (0, None), run.stdout[-4000:]  # None: ended after the run (see run_dag)
     assert seen is not None, log[-4000:]
     assert seen["pg_main"]["schema"] == "proddb"
     assert seen["pg_main"]["password"] == PASSWORDS["pg_main"]  # the task itself gets the real value
@@ -156,7 +185,7 @@ def test_stopped_resolver_does_not_crash_the_task(airflow, tmp_path):
     clear_task_logs(airflow)
     env = airflow.env(seeded.address, seeded.tokens["prod"], timeout=2)
     run, seen, log = dags_test(airflow, env, tmp_path, ["env_only"])
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    assert run.returncode in (0, None), run.stdout[-4000:]  # None: ended after the run (see run_dag)
     assert seen == {"env_only": {**{k: ENV_CONN.get(k) for k in ("conn_type", "host", "login", "password")},
                                  "schema": None, "port": None, "extra": {}}}
     outage_lines = [line for line in log.splitlines() if OUTAGE in line]
@@ -190,7 +219,8 @@ def test_rotated_token_file_is_reread(airflow, switchboard, tmp_path):
                                           "SHIM_PROBE_TOKEN": switchboard.tokens["prod"],
                                           "SHIM_PROBE_TOKEN_FILE": str(tmp_path / "token")})
     assert result["bad"] == [None, None, None]
-    assert result["bad_errors"] == 1  # one line for the failure, not one per call
+    assert len(result["bad_warnings"]) == 1, result["bad_warnings"]  # one line for the failure, not one per call
+    assert "the resolver refused the token (UNAUTHENTICATED" in result["bad_warnings"][0]
     assert result["good"] and json.loads(result["good"])["schema"] == "proddb"
     assert len(result["recovered"]) == 1, result["recovered"]
 
@@ -217,8 +247,11 @@ def test_outage_logs_once_and_serves_prefetched_values(airflow, tmp_path):
     result = json.loads(out.strip().splitlines()[-1])
     assert result["fetched"] and result["stale_served"]
     assert result["fresh_values"] == [None] * 5
-    assert len(result["errors"]) == 2, result["errors"]  # one per backend instance, not one per call
-    assert all(seeded.address in line and "UNAVAILABLE" in line for line in result["errors"])
+    # One line per outage in the process, however many backends and lookups met it.
+    assert len(result["warnings"]) == 1, result["warnings"]
+    assert f"nothing accepts connections at {seeded.address} (UNAVAILABLE" in result["warnings"][0]
+    assert "the connections fetched before are served for up to max_stale" in result["warnings"][0]
+    assert result["errors"] == []
 
 
 def test_benchmark_smoke():

@@ -356,6 +356,7 @@ mod tests {
         let response = pb::ListResolvedConnectionsResponse {
             connections: vec![first, second],
             revision: 7,
+            deployment: "workspaces/acme/deployments/dev".to_owned(),
         };
         let text =
             render(Format::Dotenv, "workspaces/acme/deployments/dev", &response).expect("render");
@@ -375,6 +376,7 @@ mod tests {
         let response = pb::ListResolvedConnectionsResponse {
             connections: vec![resolved("warehouse", "{}")],
             revision: 3,
+            deployment: "workspaces/acme/deployments/d".to_owned(),
         };
         let text = render(Format::AirflowSettings, "d", &response).expect("render");
         let parsed: Value = serde_yaml::from_str(&text).expect("yaml");

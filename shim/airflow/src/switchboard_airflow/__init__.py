@@ -4,6 +4,9 @@
     backend = switchboard_airflow.SwitchboardBackend
     backend_kwargs = {"address": "switchboard-resolver:50051", "token_file": "/var/run/switchboard/token"}
 
+``python -m switchboard_airflow check`` says, a line each, whether the settings
+Airflow gives the backend reach a resolver that accepts the token.
+
 The backend module (which imports Airflow) is loaded on first use, so the
 generated stubs in ``switchboard_airflow.proto`` can be used without Airflow.
 """

@@ -6,7 +6,8 @@ in-process cache that is refreshed after ``cache_ttl`` seconds, and
 ``get_conn_value`` answers from it. Anything the resolver does not know, and
 every failure to reach it, returns None so that Airflow goes on to the next
 backend (environment variables, then the metastore): a secrets backend must
-never be the reason a task crashes.
+never be the reason a task crashes. A failure is logged once, at WARNING, with
+its cause and fix (see ``failures``), and the recovery at INFO.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ except ImportError:  # pragma: no cover - a Task SDK-only Airflow 3 worker
 import grpc
 from google.protobuf import json_format
 
+from switchboard_airflow.failures import CHECK_COMMAND, Explained, explain
 from switchboard_airflow.proto.switchboard.v1 import resolver_pb2, resolver_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,26 @@ _TRANSIENT = {
 # Connection values whose secrets were handed to the masker, remembered per process.
 _MAX_ANNOUNCED = 4096
 
+# The failure being reported per (resolver address, deployment), for the whole
+# process: Airflow 3 workers before 3.3 built a new backend for every lookup (3.3's
+# Task SDK keeps one per process), and an outage is still logged once, not once per lookup. Value: the status code of
+# the failure, so that a different failure (the resolver is back but refuses
+# the token) is logged too.
+_OUTAGES: dict[tuple[str, str], str] = {}
+_OUTAGES_LOCK = threading.Lock()
+
+
+def _forget_outages_in_child() -> None:
+    # A forked child (Airflow 2's task runner, Celery prefork) logs to its own task
+    # log, so it reports an outage afresh; the lock may have been held at fork.
+    global _OUTAGES_LOCK
+    _OUTAGES.clear()
+    _OUTAGES_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX, where Airflow runs
+    os.register_at_fork(after_in_child=_forget_outages_in_child)
+
 
 class _Entry(NamedTuple):
     """One prefetched connection. A ``ResolvedConnection`` message has the same
@@ -76,9 +98,13 @@ class _Entry(NamedTuple):
 
 
 class _Failure(Exception):
-    def __init__(self, reason: str, transient: bool):
-        super().__init__(reason)
-        self.reason = reason
+    """A call that did not get an answer: ``code`` names the kind (a gRPC status
+    name, or one of the shim's own for settings), ``explained`` says why and what to do."""
+
+    def __init__(self, code: str, explained: Explained, transient: bool):
+        super().__init__(explained.cause)
+        self.code = code
+        self.explained = explained
         self.transient = transient
 
 
@@ -181,6 +207,8 @@ class SwitchboardBackend(BaseSecretsBackend):
         if kwargs:
             log.warning("switchboard: ignoring unknown backend_kwargs %s", ", ".join(sorted(kwargs)))
 
+        #: Where the address and the token come from, for ``check`` (never the token itself).
+        self.address_source = "backend_kwargs address" if address else "SWITCHBOARD_ADDRESS"
         address = (address or os.environ.get("SWITCHBOARD_ADDRESS") or "").strip()
         self._tls = bool(tls_ca)
         for scheme, tls in (("https://", True), ("http://", False), ("grpc://", False)):
@@ -189,6 +217,11 @@ class SwitchboardBackend(BaseSecretsBackend):
         self.address = address.rstrip("/")
         self._static_token = (token or os.environ.get("SWITCHBOARD_TOKEN") or "").strip()
         self.token_file = token_file or (None if token else os.environ.get("SWITCHBOARD_TOKEN_FILE"))
+        if self.token_file:
+            self.token_source = f"{'backend_kwargs token_file' if token_file else 'SWITCHBOARD_TOKEN_FILE'} " \
+                                f"{self.token_file}"
+        else:
+            self.token_source = "backend_kwargs token" if token else "SWITCHBOARD_TOKEN"
         self.tls_ca = tls_ca
         self.timeout = _number(timeout, "timeout", DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT
         self.cache_ttl = _number(cache_ttl, "cache_ttl", DEFAULT_CACHE_TTL)
@@ -204,7 +237,6 @@ class SwitchboardBackend(BaseSecretsBackend):
         self._expires = 0.0  # monotonic time the entries go stale
         self._fetched = 0.0  # monotonic time of the last successful fetch
         self._retry_at = 0.0  # no call before this while failing
-        self._outage: str | None = None  # reason of the failure being reported, if any
         self._mask: Callable[..., None] | None | bool = False  # False: not looked up yet
         self._hook_types: Any = False
         self._reset_process_state(os.getpid())
@@ -241,7 +273,9 @@ class SwitchboardBackend(BaseSecretsBackend):
                 self._announce(entry, value)
             return value
         except Exception as error:  # never let a lookup crash the caller
-            self._report(f"unexpected {type(error).__name__}: {error}", exc_info=True)
+            cause = f"unexpected {type(error).__name__} in the shim: {error}"
+            self._report(_Failure("UNEXPECTED", Explained(cause, "report it with this traceback"), True),
+                         exc_info=True)
             return None
 
     def get_connection(self, conn_id: str, team_name: str | None = None, **kwargs: Any):
@@ -297,21 +331,21 @@ class SwitchboardBackend(BaseSecretsBackend):
                 resolver_pb2.ResolveConnectionRequest(deployment=self.deployment, conn_id=conn_id),
             )
         except _Failure as failure:
-            if failure.reason == "NOT_FOUND":
-                self._recovered()
-                return None
             with self._lock:
                 self._failed(failure)
             return None
         self._recovered()
-        return resolved  # has the attributes of an _Entry
+        return resolved  # None when not linked; else it has the attributes of an _Entry
 
     def _call(self, method: str, request):
         if not self.address:
-            raise _Failure("no resolver address: set backend_kwargs address or SWITCHBOARD_ADDRESS", False)
+            raise _Failure("NO_ADDRESS", Explained(
+                "no resolver address is set", 'set backend_kwargs "address" or SWITCHBOARD_ADDRESS'), False)
         token = self._token()
         if not token:
-            raise _Failure("no token: set backend_kwargs token or token_file, or SWITCHBOARD_TOKEN", False)
+            raise _Failure("NO_TOKEN", Explained(
+                "no token is set",
+                'set backend_kwargs "token" or "token_file", or SWITCHBOARD_TOKEN or SWITCHBOARD_TOKEN_FILE'), False)
         if token != self._metadata_token:
             self._metadata = (("authorization", f"Bearer {token}"),)
             self._metadata_token = token
@@ -320,10 +354,18 @@ class SwitchboardBackend(BaseSecretsBackend):
             return getattr(stub, method)(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as error:
             code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+            details = (error.details() if hasattr(error, "details") else str(error)) or ""
+            if code == grpc.StatusCode.UNAVAILABLE:
+                # A channel that failed to connect waits out grpc's reconnect backoff (up
+                # to 120 s) and fails every call meanwhile; the next attempt, after
+                # retry_interval, gets a fresh channel that connects at once. Calls still
+                # running on this one keep it alive until they end.
+                self._stub = None
+                self._channel = None
             if code == grpc.StatusCode.NOT_FOUND and method == "ResolveConnection":
-                raise _Failure("NOT_FOUND", False)
-            details = error.details() if hasattr(error, "details") else str(error)
-            raise _Failure(f"{code.name}: {details}", code in _TRANSIENT)
+                return None  # the conn_id is not linked: an answer, not a failure
+            explained = explain(code.name, details, self.address, self.timeout, self._tls)
+            raise _Failure(code.name, explained, code in _TRANSIENT)
 
     def _connect(self) -> resolver_pb2_grpc.ResolverServiceStub:
         if self._tls:
@@ -333,7 +375,9 @@ class SwitchboardBackend(BaseSecretsBackend):
                     with open(self.tls_ca, "rb") as handle:
                         root = handle.read()
                 except OSError as error:
-                    raise _Failure(f"cannot read tls_ca {self.tls_ca}: {error.strerror}", False)
+                    raise _Failure("TLS_CA", Explained(
+                        f"cannot read tls_ca {self.tls_ca}: {error.strerror}",
+                        'set backend_kwargs "tls_ca" to a readable PEM file'), False)
             self._channel = grpc.secure_channel(self.address, grpc.ssl_channel_credentials(root_certificates=root))
         else:
             self._channel = grpc.insecure_channel(self.address)
@@ -351,7 +395,9 @@ class SwitchboardBackend(BaseSecretsBackend):
                     self._file_token = handle.read().strip()
                 self._token_key = key
         except OSError as error:
-            raise _Failure(f"cannot read token_file {self.token_file}: {error.strerror}", True)
+            raise _Failure("TOKEN_FILE", Explained(
+                f"cannot read token_file {self.token_file}: {error.strerror}",
+                "mount the token there, or fix backend_kwargs \"token_file\" (or SWITCHBOARD_TOKEN_FILE)"), True)
         return self._file_token
 
     # ---- reporting -----------------------------------------------------------
@@ -362,31 +408,42 @@ class SwitchboardBackend(BaseSecretsBackend):
         self._expires = 0.0
         if not failure.transient:
             self._entries = None  # a refused token must not keep serving secrets
-        self._report(failure.reason)
+        self._report(failure)
 
-    def _report(self, reason: str, exc_info: bool = False) -> None:
-        if self._outage is None:
-            if self._entries is not None and time.monotonic() - self._fetched < self.max_stale:
-                then = "serving the connections fetched before for up to max_stale, other lookups fall through"
-            else:
-                then = "lookups fall through"
-            log.error(
-                "switchboard: cannot get connections from the resolver at %s (%s); %s to the next "
-                "secrets backend (environment variables, metastore) until it is back",
-                self.address or "<unset>",
-                reason,
-                then,
-                exc_info=exc_info,
-            )
-            self._outage = reason
+    def _report(self, failure: _Failure, exc_info: bool = False) -> None:
+        """Logs a failure once per outage at WARNING, where Airflow shows its loggers'
+        records (the task log, the console of Airflow's commands)."""
+        key = (self.address, self.deployment)
+        with _OUTAGES_LOCK:
+            known = _OUTAGES.get(key) == failure.code
+            _OUTAGES[key] = failure.code
+        if known:
+            log.debug("switchboard: resolver still failing: %s", failure.explained.cause)
+            return
+        if self._entries is not None and time.monotonic() - self._fetched < self.max_stale:
+            meanwhile = "the connections fetched before are served for up to max_stale, other lookups fall through"
         else:
-            log.debug("switchboard: resolver still failing: %s", reason)
+            meanwhile = "lookups fall through"
+        log.warning(
+            "switchboard: cannot get connections from the resolver at %s: %s. To fix: %s. Until then %s to the "
+            "next secrets backend (environment variables, metastore); `%s` diagnoses the settings",
+            self.address or "<unset>",
+            failure.explained.cause,
+            failure.explained.fix,
+            meanwhile,
+            CHECK_COMMAND,
+            exc_info=exc_info,
+        )
 
     def _recovered(self) -> None:
         self._retry_at = 0.0
-        if self._outage is not None:
-            self._outage = None
-            log.warning("switchboard: the resolver at %s is reachable again", self.address)
+        key = (self.address, self.deployment)
+        if key in _OUTAGES:  # a dict lookup on every successful call; the lock only on recovery
+            with _OUTAGES_LOCK:
+                recovered = _OUTAGES.pop(key, None) is not None
+            if recovered:
+                log.info("switchboard: the resolver at %s answers again; connections come from Switchboard",
+                         self.address)
 
     def _announce(self, entry: _Entry, value: str) -> None:
         """Once per connection value and process: register its secrets with Airflow's masker
