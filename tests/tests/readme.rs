@@ -419,3 +419,44 @@ async fn readme_production_shape_runs_as_pasted() {
     );
     drop(backends);
 }
+
+/// README's test commands: `scripts/test.sh --help` explains and lists the
+/// sections without running any, and an unknown section is refused before
+/// anything runs.
+#[test]
+fn test_sh_help_lists_its_sections_and_refuses_unknown_ones() {
+    let script = workspace_root().join("scripts/test.sh");
+    let help = Command::new(&script)
+        .arg("--help")
+        .output()
+        .expect("run scripts/test.sh --help");
+    assert!(help.status.success(), "{help:?}");
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        text.contains("Usage: scripts/test.sh [SECTION...]"),
+        "{text}"
+    );
+    for section in [
+        "tools", "buf", "fmt", "clippy", "doc", "build", "deploy", "services", "venv", "test",
+        "leaks", "airflow", "shim", "release",
+    ] {
+        assert!(
+            text.lines()
+                .any(|line| line.trim_start().starts_with(&format!("{section} "))),
+            "--help lists section {section}:\n{text}"
+        );
+    }
+    assert!(!text.contains("=== "), "--help ran a section:\n{text}");
+
+    let unknown = Command::new(&script)
+        .arg("lint")
+        .output()
+        .expect("run scripts/test.sh lint");
+    assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        stderr.contains("unknown section 'lint'") && stderr.contains("clippy"),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&unknown.stdout).contains("=== tools"));
+}
