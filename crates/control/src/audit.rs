@@ -4,10 +4,8 @@ use switchboard_domain::names::WorkspaceName;
 use switchboard_domain::permission::Action;
 use switchboard_proto::v1 as pb;
 use switchboard_store::entity::audit_event;
-use switchboard_store::records::to_json_text;
 use switchboard_store::sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use switchboard_store::{StoreError, WriteTxn};
 use tonic::{Request, Response, Status};
@@ -16,16 +14,7 @@ use crate::error::{ControlError, ControlResult};
 use crate::page_token;
 use crate::service::Control;
 
-/// What one audit event records. Field names only, never values.
-#[derive(Debug)]
-pub(crate) struct AuditRecord<'a> {
-    pub workspace: &'a str,
-    pub actor: String,
-    pub action: &'a str,
-    pub resource: String,
-    pub request_id: &'a str,
-    pub changed_fields: Vec<String>,
-}
+pub(crate) use switchboard_store::audit::AuditRecord;
 
 /// Writes an audit event and a change-feed entry inside `write`.
 pub(crate) async fn record(
@@ -74,22 +63,7 @@ async fn insert_event<C: ConnectionTrait>(
     secret_grant: Option<String>,
     now: i64,
 ) -> ControlResult<()> {
-    audit_event::Entity::insert(audit_event::ActiveModel {
-        grants_secret_access: Set(secret_grant.is_some()),
-        detail: Set(secret_grant.unwrap_or_default()),
-        workspace: Set(record.workspace.to_owned()),
-        actor: Set(record.actor),
-        action: Set(record.action.to_owned()),
-        resource: Set(record.resource),
-        request_id: Set(record.request_id.to_owned()),
-        changed_fields: Set(to_json_text(&record.changed_fields)),
-        create_time: Set(now),
-        ..Default::default()
-    })
-    .exec(db)
-    .await
-    .map_err(StoreError::from)?;
-    Ok(())
+    Ok(switchboard_store::audit::insert(db, record, secret_grant, now).await?)
 }
 
 /// Filters ListAuditEvents understands.

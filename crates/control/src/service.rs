@@ -5,9 +5,8 @@ use std::sync::Arc;
 use switchboard_domain::permission::{self, Action, PolicyFlags, Principal};
 use switchboard_proto::v1 as pb;
 use switchboard_store::auth::{Admission, Authenticator};
-use switchboard_store::entity::policy;
-use switchboard_store::sea_orm::{ConnectionTrait, EntityTrait};
-use switchboard_store::{Clock, Store, StoreError};
+use switchboard_store::sea_orm::ConnectionTrait;
+use switchboard_store::{Clock, Store};
 use tonic::Request;
 
 use crate::error::{ControlError, ControlResult};
@@ -101,14 +100,7 @@ impl Control {
         db: &C,
         workspace: &str,
     ) -> ControlResult<PolicyFlags> {
-        let row = policy::Entity::find_by_id(workspace.to_owned())
-            .one(db)
-            .await
-            .map_err(StoreError::from)?;
-        Ok(row.map_or_else(PolicyFlags::default, |row| PolicyFlags {
-            allow_secret_reveal: row.allow_secret_reveal,
-            allow_local_export: row.allow_local_export,
-        }))
+        Ok(switchboard_store::policy::flags(db, workspace).await?)
     }
 
     /// Checks that `principal` may perform `action` in `workspace`, reading

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_store::feed::{self, HeadReader};
-use switchboard_store::sea_orm::sqlx::postgres::PgListener;
-use switchboard_store::sea_orm::{ConnectionTrait, DbBackend, DbErr};
 use switchboard_store::{Store, StoreError, StoreResult};
 use tokio::sync::Notify;
 use tonic_health::ServingStatus;
@@ -32,11 +30,7 @@ const RESOLVER_SERVICE: &str = "switchboard.v1.ResolverService";
 async fn timed<T>(read: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
     tokio::time::timeout(READ_TIMEOUT, read)
         .await
-        .unwrap_or_else(|_| {
-            Err(StoreError::Database(DbErr::Custom(format!(
-                "no answer within {READ_TIMEOUT:?}"
-            ))))
-        })
+        .unwrap_or_else(|_| Err(StoreError::database_timeout(READ_TIMEOUT)))
 }
 
 /// Brings the caches up to the feed head as read now: one read of the
@@ -102,8 +96,9 @@ pub(crate) async fn run(
     health: Option<HealthReporter>,
 ) {
     let wake = Arc::new(Notify::new());
-    if store.db().get_database_backend() == DbBackend::Postgres {
-        tokio::spawn(listen(store.clone(), wake.clone()));
+    if store.is_postgres() {
+        let (store, wake) = (store.clone(), wake.clone());
+        tokio::spawn(async move { feed::on_notifications(store, move || wake.notify_one()).await });
     }
     let mut down = false;
     loop {
@@ -144,25 +139,5 @@ pub(crate) async fn run(
                 }
             }
         }
-    }
-}
-
-/// Wakes the follower on every PostgreSQL notification; reconnects on errors.
-async fn listen(store: Store, wake: Arc<Notify>) {
-    loop {
-        let pool = store.db().get_postgres_connection_pool().clone();
-        match PgListener::connect_with(&pool).await {
-            Ok(mut listener) => {
-                if listener.listen(feed::NOTIFY_CHANNEL).await.is_ok() {
-                    while listener.recv().await.is_ok() {
-                        wake.notify_one();
-                    }
-                }
-            }
-            Err(err) => {
-                tracing::debug!(error = %err, "cannot LISTEN for feed notifications; polling only")
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

@@ -13,11 +13,10 @@ use switchboard_domain::conn_id;
 use switchboard_domain::names::DeploymentName;
 use switchboard_domain::permission::{self, Action, PolicyFlags, Principal};
 use switchboard_proto::v1 as pb;
+use switchboard_store::audit::AuditRecord;
 use switchboard_store::auth::{self, Admission, Authenticator, DEPLOYMENT_TOKEN_PREFIX};
-use switchboard_store::entity::{audit_event, policy};
 use switchboard_store::feed::{self, HeadReader};
-use switchboard_store::sea_orm::{ActiveValue::Set, EntityTrait};
-use switchboard_store::{Clock, Store, StoreError, visibility};
+use switchboard_store::{Clock, Store, visibility};
 use tonic::{Request, Response, Status};
 use tonic_health::server::HealthReporter;
 
@@ -148,14 +147,7 @@ impl Resolver {
     }
 
     async fn policy_flags(&self, workspace: &str) -> ResolverResult<PolicyFlags> {
-        let row = policy::Entity::find_by_id(workspace.to_owned())
-            .one(self.store.db())
-            .await
-            .map_err(StoreError::from)?;
-        Ok(row.map_or_else(PolicyFlags::default, |row| PolicyFlags {
-            allow_secret_reveal: row.allow_secret_reveal,
-            allow_local_export: row.allow_local_export,
-        }))
+        Ok(switchboard_store::policy::flags(self.store.db(), workspace).await?)
     }
 
     /// Read your writes: catches the caches up with every write committed
@@ -199,20 +191,22 @@ impl Resolver {
             name.to_string(),
             now.div_euclid(LOCAL_EXPORT_AUDIT_MICROS),
         );
-        let insert = audit_event::Entity::insert(audit_event::ActiveModel {
-            workspace: Set(name.workspace.clone()),
-            actor: Set(principal.actor()),
-            action: Set("ResolveConnections".to_owned()),
-            resource: Set(name.to_string()),
-            request_id: Set(String::new()),
-            changed_fields: Set("[]".to_owned()),
-            create_time: Set(now),
-            ..Default::default()
-        })
-        .exec(self.store.db());
+        let insert = switchboard_store::audit::insert(
+            self.store.db(),
+            AuditRecord {
+                workspace: &name.workspace,
+                actor: principal.actor(),
+                action: "ResolveConnections",
+                resource: name.to_string(),
+                request_id: "",
+                changed_fields: Vec::new(),
+            },
+            None,
+            now,
+        );
         Box::pin(self.local_export_audits.try_get_with(key, async {
             bounded(async {
-                insert.await.map_err(StoreError::from)?;
+                insert.await?;
                 Ok(())
             })
             .await

@@ -27,6 +27,13 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A database read that gave no answer within `limit`.
+    pub fn database_timeout(limit: std::time::Duration) -> Self {
+        Self::Database(sea_orm::DbErr::Custom(format!(
+            "no answer within {limit:?}"
+        )))
+    }
+
     /// Whether the error means a backend is unreachable (so the caller may retry).
     pub fn is_unavailable(&self) -> bool {
         match self {

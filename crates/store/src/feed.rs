@@ -193,3 +193,26 @@ pub async fn pruned_through<C: ConnectionTrait>(db: &C) -> StoreResult<i64> {
         None => 0,
     })
 }
+
+/// Calls `wake` on every notification of a feed write until the process
+/// ends; reconnects a second after errors. PostgreSQL only (see
+/// [`crate::Store::is_postgres`]): SQLite has no notifications, and its
+/// followers poll.
+pub async fn on_notifications(store: crate::Store, wake: impl Fn()) {
+    loop {
+        let pool = store.db().get_postgres_connection_pool().clone();
+        match sea_orm::sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(mut listener) => {
+                if listener.listen(NOTIFY_CHANNEL).await.is_ok() {
+                    while listener.recv().await.is_ok() {
+                        wake();
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "cannot LISTEN for feed notifications; polling only")
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}

@@ -3,6 +3,7 @@
 //! embedded encrypted secret store, and the queries control and the resolver
 //! share (what a deployment sees).
 
+pub mod audit;
 pub mod auth;
 pub mod entity;
 pub mod feed;
@@ -10,6 +11,7 @@ pub mod jwks;
 pub mod keyfile;
 pub mod migration;
 pub mod plaintext_secrets;
+pub mod policy;
 pub mod private_file;
 pub mod records;
 pub mod retention;

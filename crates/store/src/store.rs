@@ -75,6 +75,11 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the database is PostgreSQL (which can notify of feed writes).
+    pub fn is_postgres(&self) -> bool {
+        self.db.get_database_backend() == sea_orm::DbBackend::Postgres
+    }
+
     /// The database connection pool.
     pub fn db(&self) -> &DatabaseConnection {
         &self.db

@@ -1,0 +1,50 @@
+//! The audit log's writes: one row per event, field names only, never values.
+
+use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
+
+use crate::entity::audit_event;
+use crate::error::StoreResult;
+use crate::records::to_json_text;
+
+/// What one audit event records. Field names only, never values.
+#[derive(Debug)]
+pub struct AuditRecord<'a> {
+    /// The workspace the event belongs to.
+    pub workspace: &'a str,
+    /// Who acted (`user:…`, `deployment:…`, `system:…`).
+    pub actor: String,
+    /// The RPC or system action, e.g. `CreateConnection`.
+    pub action: &'a str,
+    /// The resource name acted on.
+    pub resource: String,
+    /// The request's `request_id`, empty when it had none.
+    pub request_id: &'a str,
+    /// The fields that changed (names only).
+    pub changed_fields: Vec<String>,
+}
+
+/// Inserts `record` at `now` (Unix microseconds) through `db`, a write
+/// transaction or the pool. `secret_grant`, when given, marks an action that
+/// gives read access to secret values and says which, in `detail`.
+pub async fn insert<C: ConnectionTrait>(
+    db: &C,
+    record: AuditRecord<'_>,
+    secret_grant: Option<String>,
+    now: i64,
+) -> StoreResult<()> {
+    audit_event::Entity::insert(audit_event::ActiveModel {
+        grants_secret_access: Set(secret_grant.is_some()),
+        detail: Set(secret_grant.unwrap_or_default()),
+        workspace: Set(record.workspace.to_owned()),
+        actor: Set(record.actor),
+        action: Set(record.action.to_owned()),
+        resource: Set(record.resource),
+        request_id: Set(record.request_id.to_owned()),
+        changed_fields: Set(to_json_text(&record.changed_fields)),
+        create_time: Set(now),
+        ..Default::default()
+    })
+    .exec(db)
+    .await?;
+    Ok(())
+}
