@@ -6,7 +6,6 @@ use switchboard_domain::names::{self, DeploymentName, TokenName, WorkspaceName};
 use switchboard_domain::permission::{Action, Principal};
 use switchboard_proto::v1 as pb;
 use switchboard_store::WriteTxn;
-use switchboard_store::auth;
 use switchboard_store::entity::{connection, deployment, deployment_token, link};
 use switchboard_store::records::{self, to_json_text};
 use switchboard_store::sea_orm::{
@@ -509,18 +508,15 @@ impl Control {
             return Ok(first);
         }
         find_deployment(&write.txn, &name).await?;
-        let issued = auth::new_deployment_token();
-        let row = db(deployment_token::ActiveModel {
-            token_id: Set(issued.token_id.clone()),
-            workspace: Set(name.workspace.clone()),
-            deployment_id: Set(name.deployment.clone()),
-            token_hash: Set(issued.hash.clone()),
-            description: Set(message.description.clone()),
-            create_time: Set(now),
-            ..Default::default()
-        }
-        .insert(&write.txn)
-        .await)?;
+        let issued = switchboard_store::tokens::issue(
+            &write.txn,
+            &name.workspace,
+            &name.deployment,
+            &message.description,
+            now,
+        )
+        .await?;
+        let row = issued.row;
         let mut token = token_to_pb(&row);
         // Whoever holds the token reads what the deployment reads, secrets
         // included; the event says so plainly.

@@ -16,6 +16,7 @@ pub mod private_file;
 pub mod records;
 pub mod retention;
 pub mod secrets;
+pub mod tokens;
 pub mod vault;
 pub mod visibility;
 

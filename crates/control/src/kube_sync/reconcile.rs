@@ -652,18 +652,15 @@ impl KubeSync {
                 row.deployment_id
             )));
         }
-        let issued = auth::new_deployment_token();
-        let token_row = db(deployment_token::ActiveModel {
-            token_id: Set(issued.token_id.clone()),
-            workspace: Set(row.workspace.clone()),
-            deployment_id: Set(row.deployment_id.clone()),
-            token_hash: Set(issued.hash.clone()),
-            description: Set(KUBE_TOKEN_DESCRIPTION.to_owned()),
-            create_time: Set(now),
-            ..Default::default()
-        }
-        .insert(&write.txn)
-        .await)?;
+        let issued = switchboard_store::tokens::issue(
+            &write.txn,
+            &row.workspace,
+            &row.deployment_id,
+            KUBE_TOKEN_DESCRIPTION,
+            now,
+        )
+        .await?;
+        let token_row = issued.row;
         audit::record(
             &write,
             AuditRecord {
