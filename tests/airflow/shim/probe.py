@@ -117,7 +117,8 @@ def scenario_fork():
     if pid == 0:
         try:
             child = [backend_value for backend_value in (b.get_conn_value("pg_main"), b.get_conn_value("sf_main"))]
-            os.write(write, json.dumps({"child": child, "pid_tracked": b._pid == os.getpid()}).encode())
+            os.write(write, json.dumps({"child": child, "pid_tracked": b._pid == os.getpid(),
+                                        "child_warnings": capture.lines("", "WARNING")}).encode())
         finally:
             os._exit(0)
     os.close(write)

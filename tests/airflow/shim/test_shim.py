@@ -209,8 +209,8 @@ def test_cache_prefetch_and_ttl(airflow, switchboard):
 def test_fork_gets_its_own_channel(airflow, switchboard):
     result = airflow.probe("fork", {"SHIM_PROBE_ADDRESS": switchboard.address,
                                     "SHIM_PROBE_TOKEN": switchboard.tokens["prod"]})
-    assert result["parent"] and result["child"][0] == result["parent"]
-    assert result["child"][1] and result["pid_tracked"]
+    assert result["parent"] and result["child"][0] == result["parent"], result["child_warnings"]
+    assert result["child"][1] and result["pid_tracked"], result["child_warnings"]
     assert result["parent_after"] == result["parent"]
 
 

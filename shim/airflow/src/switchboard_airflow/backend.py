@@ -62,6 +62,12 @@ _TRANSIENT = {
 }
 
 
+# grpc shares connections (subchannels) between the channels of a process to the
+# same address. A child forked after the parent connected would find the parent's
+# connection and fail on its socket ("Wrong file descriptor generation"); a pool
+# of its own per channel makes the child's channel connect afresh.
+_CHANNEL_OPTIONS = (("grpc.use_local_subchannel_pool", 1),)
+
 # Connection values whose secrets were handed to the masker, remembered per process.
 _MAX_ANNOUNCED = 4096
 
@@ -378,9 +384,10 @@ class SwitchboardBackend(BaseSecretsBackend):
                     raise _Failure("TLS_CA", Explained(
                         f"cannot read tls_ca {self.tls_ca}: {error.strerror}",
                         'set backend_kwargs "tls_ca" to a readable PEM file'), False)
-            self._channel = grpc.secure_channel(self.address, grpc.ssl_channel_credentials(root_certificates=root))
+            credentials = grpc.ssl_channel_credentials(root_certificates=root)
+            self._channel = grpc.secure_channel(self.address, credentials, options=_CHANNEL_OPTIONS)
         else:
-            self._channel = grpc.insecure_channel(self.address)
+            self._channel = grpc.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
         self._stub = resolver_pb2_grpc.ResolverServiceStub(self._channel)
         return self._stub
 
