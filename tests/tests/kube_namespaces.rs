@@ -3,7 +3,7 @@
 //! the Secret sync writing workspace-named Secrets into the in-process fake
 //! Kubernetes API server, with per-deployment problems in /metrics.
 
-#[path = "../../crates/control/tests/fake_kube/mod.rs"]
+#[path = "../../crates/kube-sync/tests/fake_kube/mod.rs"]
 mod fake_kube;
 
 use std::time::Duration;

@@ -4,9 +4,7 @@ use switchboard_domain::names::WorkspaceName;
 use switchboard_domain::permission::Action;
 use switchboard_proto::v1 as pb;
 use switchboard_store::entity::audit_event;
-use switchboard_store::sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use switchboard_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use switchboard_store::{StoreError, WriteTxn};
 use tonic::{Request, Response, Status};
 
@@ -23,12 +21,7 @@ pub(crate) async fn record(
     feed_kind: Option<&str>,
     now: i64,
 ) -> ControlResult<()> {
-    if let Some(kind) = feed_kind {
-        write
-            .record_change(record.workspace, kind, &record.resource, now)
-            .await?;
-    }
-    insert(&write.txn, record, now).await
+    Ok(switchboard_store::audit::record(write, record, None, feed_kind, now).await?)
 }
 
 /// Like [`record`], for an action that gives read access to secret values:
@@ -40,30 +33,7 @@ pub(crate) async fn record_secret_grant(
     feed_kind: Option<&str>,
     now: i64,
 ) -> ControlResult<()> {
-    if let Some(kind) = feed_kind {
-        write
-            .record_change(record.workspace, kind, &record.resource, now)
-            .await?;
-    }
-    insert_event(&write.txn, record, Some(detail), now).await
-}
-
-/// Writes an audit event with no feed entry (for reads such as reveals).
-pub(crate) async fn insert<C: ConnectionTrait>(
-    db: &C,
-    record: AuditRecord<'_>,
-    now: i64,
-) -> ControlResult<()> {
-    insert_event(db, record, None, now).await
-}
-
-async fn insert_event<C: ConnectionTrait>(
-    db: &C,
-    record: AuditRecord<'_>,
-    secret_grant: Option<String>,
-    now: i64,
-) -> ControlResult<()> {
-    Ok(switchboard_store::audit::insert(db, record, secret_grant, now).await?)
+    Ok(switchboard_store::audit::record(write, record, Some(detail), feed_kind, now).await?)
 }
 
 /// Filters ListAuditEvents understands.

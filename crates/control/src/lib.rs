@@ -10,7 +10,6 @@ mod deployments;
 mod error;
 mod field_mask;
 mod idempotency;
-pub mod kube_sync;
 mod links;
 mod page_token;
 mod pb_conversions;

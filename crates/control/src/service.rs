@@ -10,8 +10,8 @@ use switchboard_store::{Clock, Store};
 use tonic::Request;
 
 use crate::error::{ControlError, ControlResult};
-use crate::kube_sync::AllowedNamespaces;
 use crate::page_token::PageTokenKey;
+use switchboard_domain::namespaces::AllowedNamespaces;
 
 /// Control's state; cheap to clone. One value serves every control service.
 #[derive(Debug, Clone)]

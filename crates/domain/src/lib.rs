@@ -12,6 +12,7 @@ pub mod deployment;
 pub mod duration;
 pub mod error;
 pub mod names;
+pub mod namespaces;
 pub mod permission;
 pub mod sensitive;
 pub mod validate;

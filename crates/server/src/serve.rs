@@ -177,7 +177,7 @@ async fn serve(role: Role, opt: Settings) -> anyhow::Result<()> {
             clock.clone(),
             PageTokenKey::new(page_key),
         )
-        .with_kube_namespaces(switchboard_control::kube_sync::AllowedNamespaces::new(
+        .with_kube_namespaces(switchboard_domain::namespaces::AllowedNamespaces::new(
             opt.kube_namespaces.clone(),
         ));
         let (connections, deployments, workspaces, audit) = control.services();
@@ -296,7 +296,7 @@ async fn start_kube_sync(
     store: &Store,
     clock: &Arc<dyn Clock>,
 ) -> anyhow::Result<()> {
-    use switchboard_control::kube_sync::{self, KubeSync, KubeSyncOptions};
+    use switchboard_kube_sync::{self as kube_sync, KubeSync, KubeSyncOptions};
 
     let client = kube_sync::connect(settings.kubeconfig.as_deref())
         .await

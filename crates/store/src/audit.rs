@@ -5,6 +5,7 @@ use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
 use crate::entity::audit_event;
 use crate::error::StoreResult;
 use crate::records::to_json_text;
+use crate::store::WriteTxn;
 
 /// What one audit event records. Field names only, never values.
 #[derive(Debug)]
@@ -47,4 +48,22 @@ pub async fn insert<C: ConnectionTrait>(
     .exec(db)
     .await?;
     Ok(())
+}
+
+/// Writes `record` inside `write` (with `secret_grant` as in [`insert`])
+/// and, with `feed_kind`, a change-feed entry for its resource, so followers
+/// of that kind see the change.
+pub async fn record(
+    write: &WriteTxn,
+    record: AuditRecord<'_>,
+    secret_grant: Option<String>,
+    feed_kind: Option<&str>,
+    now: i64,
+) -> StoreResult<()> {
+    if let Some(kind) = feed_kind {
+        write
+            .record_change(record.workspace, kind, &record.resource, now)
+            .await?;
+    }
+    insert(&write.txn, record, secret_grant, now).await
 }

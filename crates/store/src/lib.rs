@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod deployments;
 pub mod entity;
 pub mod feed;
 pub mod jwks;

@@ -1,7 +1,10 @@
 //! Deployment tokens as rows: only the hash is stored; the token itself is
 //! returned once, to whoever issued it.
 
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
+    QueryFilter,
+};
 
 use crate::auth;
 use crate::entity::deployment_token;
@@ -41,4 +44,50 @@ pub async fn issue<C: ConnectionTrait>(
         token: issued.token,
         row,
     })
+}
+
+/// The row of token `token_id` of `deployment_id` in `workspace`, revoked or not.
+pub async fn find<C: ConnectionTrait>(
+    db: &C,
+    workspace: &str,
+    deployment_id: &str,
+    token_id: &str,
+) -> StoreResult<Option<deployment_token::Model>> {
+    Ok(deployment_token::Entity::find()
+        .filter(deployment_token::Column::Workspace.eq(workspace))
+        .filter(deployment_token::Column::DeploymentId.eq(deployment_id))
+        .filter(deployment_token::Column::TokenId.eq(token_id))
+        .one(db)
+        .await?)
+}
+
+/// The deployment's tokens with `description` that are not revoked, less
+/// `except` (a token id).
+pub async fn unrevoked_with_description<C: ConnectionTrait>(
+    db: &C,
+    workspace: &str,
+    deployment_id: &str,
+    description: &str,
+    except: Option<&str>,
+) -> StoreResult<Vec<deployment_token::Model>> {
+    let mut query = deployment_token::Entity::find()
+        .filter(deployment_token::Column::Workspace.eq(workspace))
+        .filter(deployment_token::Column::DeploymentId.eq(deployment_id))
+        .filter(deployment_token::Column::Description.eq(description))
+        .filter(deployment_token::Column::RevokeTime.is_null());
+    if let Some(except) = except {
+        query = query.filter(deployment_token::Column::TokenId.ne(except));
+    }
+    Ok(query.all(db).await?)
+}
+
+/// Marks `row` revoked at `now` through `txn`; returns the updated row.
+pub async fn revoke<C: ConnectionTrait>(
+    txn: &C,
+    row: deployment_token::Model,
+    now: i64,
+) -> StoreResult<deployment_token::Model> {
+    let mut active = row.into_active_model();
+    active.revoke_time = Set(Some(now));
+    Ok(active.update(txn).await?)
 }

@@ -14,10 +14,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use fake_kube::{FakeApi, Request, data, data_keys, query_param, secret_path};
 use serde_json::{Value, json};
-use switchboard_control::kube_sync::{
-    self, AllowedNamespaces, KUBE_TOKEN_DESCRIPTION, KubeSync, KubeSyncOptions, SyncReport,
-};
 use switchboard_control::{Control, PageTokenKey};
+use switchboard_kube_sync::{
+    self as kube_sync, AllowedNamespaces, KUBE_TOKEN_DESCRIPTION, KubeSync, KubeSyncOptions,
+    SyncReport,
+};
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::connection_service_server::ConnectionService;
 use switchboard_proto::v1::deployment_service_server::DeploymentService;

@@ -6,22 +6,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::Secret;
 use switchboard_domain::airflow;
 use switchboard_domain::names::TokenName;
-use switchboard_store::auth;
+use switchboard_store::audit::{self, AuditRecord};
 use switchboard_store::entity::{deployment, deployment_token};
-use switchboard_store::sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter,
-};
-use switchboard_store::visibility;
+use switchboard_store::{auth, deployments, tokens, visibility};
 
-use super::client::is_retryable;
-use super::desired::{
+use crate::desired::{
     self, ADDRESS_KEY, DEPLOYMENT_LABEL, DesiredSecret, MAX_SECRET_BYTES, TOKEN_KEY,
     WORKSPACE_LABEL, secret_name,
 };
-use super::metric_definitions::{DEPLOYMENT_PROBLEMS, RECONCILE_FAILURES_TOTAL, SKIPPED_TOTAL};
-use super::{KubeSync, SyncProblem, SyncReport};
-use crate::audit::{self, AuditRecord};
-use crate::error::{ControlError, ControlResult};
+use crate::error::{KubeSyncError, KubeSyncResult};
+use crate::metric_definitions::{DEPLOYMENT_PROBLEMS, RECONCILE_FAILURES_TOTAL, SKIPPED_TOTAL};
+use crate::{KubeSync, SyncProblem, SyncReport};
 
 /// Description of the deployment tokens the sync issues; only these are
 /// revoked when replaced.
@@ -70,14 +65,10 @@ fn token_resource(row: &deployment_token::Model) -> String {
     .to_string()
 }
 
-fn db<T>(result: Result<T, switchboard_store::sea_orm::DbErr>) -> ControlResult<T> {
-    result.map_err(|err| ControlError::from(switchboard_store::StoreError::from(err)))
-}
-
 impl KubeSync {
     /// This installation's id: 16 hex digits from a key in the database, so
     /// every replica of control labels Secrets alike.
-    pub async fn instance(&mut self) -> ControlResult<String> {
+    pub async fn instance(&mut self) -> KubeSyncResult<String> {
         if let Some(instance) = &self.instance {
             return Ok(instance.clone());
         }
@@ -89,8 +80,8 @@ impl KubeSync {
 
     /// Reconciles every deployment's Secret, then deletes managed Secrets no
     /// deployment wants in the namespaces deployments use.
-    pub async fn reconcile_all(&mut self) -> ControlResult<SyncReport> {
-        let rows = db(deployment::Entity::find().all(self.store.db()).await)?;
+    pub async fn reconcile_all(&mut self) -> KubeSyncResult<SyncReport> {
+        let rows = deployments::all(self.store.db()).await?;
         let mut workspaces: BTreeSet<String> =
             rows.iter().map(|row| row.workspace.clone()).collect();
         workspaces.extend(self.known.keys().map(|(workspace, _)| workspace.clone()));
@@ -104,11 +95,8 @@ impl KubeSync {
 
     /// Reconciles the Secrets of `workspace`'s deployments, and deletes those
     /// of its deployments that are gone.
-    pub async fn reconcile_workspace(&mut self, workspace: &str) -> ControlResult<SyncReport> {
-        let rows = db(deployment::Entity::find()
-            .filter(deployment::Column::Workspace.eq(workspace))
-            .all(self.store.db())
-            .await)?;
+    pub async fn reconcile_workspace(&mut self, workspace: &str) -> KubeSyncResult<SyncReport> {
+        let rows = deployments::of_workspace(self.store.db(), workspace).await?;
         let instance = self.instance().await?;
         let mut report = SyncReport::default();
         for row in &rows {
@@ -188,7 +176,7 @@ impl KubeSync {
         row: &deployment::Model,
         report: &mut SyncReport,
         problems: &mut Vec<SyncProblem>,
-    ) -> ControlResult<()> {
+    ) -> KubeSyncResult<()> {
         let mut failures = 0;
         loop {
             problems.clear();
@@ -197,7 +185,7 @@ impl KubeSync {
                 .await
             {
                 Ok(()) => return Ok(()),
-                Err(err) if is_retryable(&err) && failures + 1 < self.options.retry_attempts => {
+                Err(err) if err.is_retryable() && failures + 1 < self.options.retry_attempts => {
                     failures += 1;
                     let delay = self.options.backoff(failures);
                     tracing::debug!(
@@ -261,7 +249,7 @@ impl KubeSync {
         row: &deployment::Model,
         report: &mut SyncReport,
         problems: &mut Vec<SyncProblem>,
-    ) -> ControlResult<()> {
+    ) -> KubeSyncResult<()> {
         let key = key(row);
         let name = secret_name(&row.workspace, &row.deployment_id);
         let allowed = self
@@ -412,7 +400,7 @@ impl KubeSync {
     /// Audits an ENV-mode Secret write: the Secret holds the deployment's
     /// connections, secrets included, for whoever can read its namespace.
     /// No feed entry, so the write does not trigger another reconcile.
-    async fn audit_env_write(&self, row: &deployment::Model) -> ControlResult<()> {
+    async fn audit_env_write(&self, row: &deployment::Model) -> KubeSyncResult<()> {
         audit::insert(
             self.store.db(),
             AuditRecord {
@@ -423,9 +411,11 @@ impl KubeSync {
                 request_id: "",
                 changed_fields: vec![GRANTS_SECRET_ACCESS.to_owned()],
             },
+            None,
             self.clock.now_micros(),
         )
-        .await
+        .await?;
+        Ok(())
     }
 
     /// Deletes `namespace/name` if it is the managed Secret of
@@ -438,7 +428,7 @@ impl KubeSync {
         workspace: &str,
         deployment_id: &str,
         report: &mut SyncReport,
-    ) -> ControlResult<()> {
+    ) -> KubeSyncResult<()> {
         if let Some(existing) = self.secrets.get(namespace, name).await? {
             self.delete_if_owned(
                 instance,
@@ -464,7 +454,7 @@ impl KubeSync {
         workspace: &str,
         deployment_id: &str,
         report: &mut SyncReport,
-    ) -> ControlResult<()> {
+    ) -> KubeSyncResult<()> {
         if !desired::belongs_to(existing, instance, workspace, deployment_id) {
             skip(existing, namespace, name, report);
             return Ok(());
@@ -479,10 +469,10 @@ impl KubeSync {
 
     /// Deletes this installation's managed Secrets that no deployment
     /// wants, in every namespace a deployment uses or a Secret was seen in.
-    async fn remove_orphans(&mut self) -> ControlResult<SyncReport> {
+    async fn remove_orphans(&mut self) -> KubeSyncResult<SyncReport> {
         let instance = self.instance().await?;
         // Read after the reconciles, so deployments created meanwhile count.
-        let rows = db(deployment::Entity::find().all(self.store.db()).await)?;
+        let rows = deployments::all(self.store.db()).await?;
         let wanted: BTreeSet<(String, String, String, String)> = rows
             .iter()
             .filter(|row| {
@@ -563,7 +553,7 @@ impl KubeSync {
     }
 
     /// ENV mode: `AIRFLOW_CONN_<ID>` = Airflow JSON for each effective connection.
-    async fn env_data(&self, row: &deployment::Model) -> ControlResult<BTreeMap<String, String>> {
+    async fn env_data(&self, row: &deployment::Model) -> KubeSyncResult<BTreeMap<String, String>> {
         let db_conn = self.store.db();
         let mut data = BTreeMap::new();
         let visible = visibility::visible_connections(db_conn, row, None).await?;
@@ -584,7 +574,7 @@ impl KubeSync {
         row: &deployment::Model,
         existing: Option<&Secret>,
         report: &mut SyncReport,
-    ) -> ControlResult<(BTreeMap<String, String>, deployment_token::Model)> {
+    ) -> KubeSyncResult<(BTreeMap<String, String>, deployment_token::Model)> {
         let key = key(row);
         let candidates = [
             existing.and_then(|secret| desired::data_value(secret, TOKEN_KEY)),
@@ -621,16 +611,17 @@ impl KubeSync {
         &self,
         row: &deployment::Model,
         token: &str,
-    ) -> ControlResult<Option<deployment_token::Model>> {
+    ) -> KubeSyncResult<Option<deployment_token::Model>> {
         let Some(token_id) = auth::parse_token_id(token) else {
             return Ok(None);
         };
-        let found = db(deployment_token::Entity::find()
-            .filter(deployment_token::Column::TokenId.eq(token_id))
-            .filter(deployment_token::Column::Workspace.eq(&row.workspace))
-            .filter(deployment_token::Column::DeploymentId.eq(&row.deployment_id))
-            .one(self.store.db())
-            .await)?;
+        let found = tokens::find(
+            self.store.db(),
+            &row.workspace,
+            &row.deployment_id,
+            token_id,
+        )
+        .await?;
         Ok(found.filter(|found| {
             found.revoke_time.is_none() && found.token_hash == auth::hash_token(token)
         }))
@@ -640,19 +631,18 @@ impl KubeSync {
     async fn issue_token(
         &self,
         row: &deployment::Model,
-    ) -> ControlResult<(String, deployment_token::Model)> {
+    ) -> KubeSyncResult<(String, deployment_token::Model)> {
         let now = self.clock.now_micros();
         let write = self.store.begin_write().await?;
         if visibility::find_deployment(&write.txn, &row.workspace, &row.deployment_id)
             .await?
             .is_none()
         {
-            return Err(ControlError::NotFound(format!(
-                "deployment {} was deleted",
-                row.deployment_id
-            )));
+            return Err(KubeSyncError::DeploymentGone {
+                deployment: row.deployment_id.clone(),
+            });
         }
-        let issued = switchboard_store::tokens::issue(
+        let issued = tokens::issue(
             &write.txn,
             &row.workspace,
             &row.deployment_id,
@@ -671,6 +661,7 @@ impl KubeSync {
                 request_id: "",
                 changed_fields: vec![GRANTS_SECRET_ACCESS.to_owned()],
             },
+            None,
             Some(KIND_TOKEN),
             now,
         )
@@ -694,16 +685,15 @@ impl KubeSync {
         row: &deployment::Model,
         current: Option<&deployment_token::Model>,
         report: &mut SyncReport,
-    ) -> ControlResult<()> {
-        let mut query = deployment_token::Entity::find()
-            .filter(deployment_token::Column::Workspace.eq(&row.workspace))
-            .filter(deployment_token::Column::DeploymentId.eq(&row.deployment_id))
-            .filter(deployment_token::Column::Description.eq(KUBE_TOKEN_DESCRIPTION))
-            .filter(deployment_token::Column::RevokeTime.is_null());
-        if let Some(current) = current {
-            query = query.filter(deployment_token::Column::TokenId.ne(&current.token_id));
-        }
-        let replaced = db(query.all(self.store.db()).await)?;
+    ) -> KubeSyncResult<()> {
+        let replaced = tokens::unrevoked_with_description(
+            self.store.db(),
+            &row.workspace,
+            &row.deployment_id,
+            KUBE_TOKEN_DESCRIPTION,
+            current.map(|current| current.token_id.as_str()),
+        )
+        .await?;
         if replaced.is_empty() {
             return Ok(());
         }
@@ -719,9 +709,7 @@ impl KubeSync {
         let write = self.store.begin_write().await?;
         for token_row in replaced {
             let resource = token_resource(&token_row);
-            let mut active = token_row.into_active_model();
-            active.revoke_time = Set(Some(now));
-            db(active.update(&write.txn).await)?;
+            tokens::revoke(&write.txn, token_row, now).await?;
             audit::record(
                 &write,
                 AuditRecord {
@@ -732,6 +720,7 @@ impl KubeSync {
                     request_id: "",
                     changed_fields: vec!["revoke_time".into()],
                 },
+                None,
                 Some(KIND_TOKEN),
                 now,
             )

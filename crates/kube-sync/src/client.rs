@@ -1,6 +1,6 @@
 //! The Kubernetes calls the sync makes, on Secrets only: get, server-side
 //! apply, delete with a uid precondition, and list by the managed label.
-//! Every failed call is counted; errors become [`ControlError`]s that say
+//! Every failed call is counted; errors become [`KubeSyncError`]s that say
 //! whether retrying can help.
 
 use std::path::Path;
@@ -9,61 +9,63 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use super::desired::{self, DesiredSecret, FIELD_MANAGER};
-use super::metric_definitions::{APPLIES_TOTAL, DELETES_TOTAL, ERRORS_TOTAL};
-use crate::error::{ControlError, ControlResult};
+use crate::desired::{self, DesiredSecret, FIELD_MANAGER};
+use crate::error::{KubeSyncError, KubeSyncResult};
+use crate::metric_definitions::{APPLIES_TOTAL, DELETES_TOTAL, ERRORS_TOTAL};
 
 /// Builds a Kubernetes client from `kubeconfig`, or from the Pod's service
 /// account (in-cluster config) when `None`.
-pub async fn connect(kubeconfig: Option<&Path>) -> ControlResult<kube::Client> {
+pub async fn connect(kubeconfig: Option<&Path>) -> KubeSyncResult<kube::Client> {
     // The client's TLS needs a process-wide rustls provider; installing twice is harmless.
     switchboard_store::vault::install_crypto_provider();
     let config = match kubeconfig {
         Some(path) => {
             let file = Kubeconfig::read_from(path).map_err(|err| {
-                ControlError::Internal(format!("cannot read kubeconfig {}: {err}", path.display()))
+                KubeSyncError::Config(format!("cannot read kubeconfig {}: {err}", path.display()))
             })?;
             kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
                 .await
-                .map_err(|err| ControlError::Internal(format!("invalid kubeconfig: {err}")))?
+                .map_err(|err| KubeSyncError::Config(format!("invalid kubeconfig: {err}")))?
         }
         None => kube::Config::incluster().map_err(|err| {
-            ControlError::Internal(format!("no in-cluster Kubernetes configuration: {err}"))
+            KubeSyncError::Config(format!("no in-cluster Kubernetes configuration: {err}"))
         })?,
     };
     kube::Client::try_from(config)
-        .map_err(|err| ControlError::Internal(format!("cannot build the Kubernetes client: {err}")))
+        .map_err(|err| KubeSyncError::Config(format!("cannot build the Kubernetes client: {err}")))
 }
 
-/// Maps a Kubernetes error: conflicts become `Aborted` and outages, throttling
-/// and server errors `Unavailable` (both worth retrying); anything else —
-/// forbidden, invalid — is `Internal`.
-fn classify(operation: &'static str, err: kube::Error) -> ControlError {
+/// Maps a Kubernetes error: conflicts, outages, throttling and server errors
+/// are worth retrying; anything else (forbidden, invalid) is refused.
+fn classify(operation: &'static str, err: kube::Error) -> KubeSyncError {
     let reason = match &err {
         kube::Error::Api(response) => response.code.to_string(),
         _ => "transport".to_owned(),
     };
     metrics::counter!(ERRORS_TOTAL, "operation" => operation, "reason" => reason).increment(1);
     match &err {
-        kube::Error::Api(response) if response.code == 409 => {
-            ControlError::Aborted(format!("kubernetes {operation}: {err}"))
-        }
+        kube::Error::Api(response) if response.code == 409 => KubeSyncError::Conflict {
+            operation,
+            source: err,
+        },
         kube::Error::Api(response) if response.code == 429 || response.code >= 500 => {
-            ControlError::Unavailable(format!("kubernetes {operation}: {err}"))
+            KubeSyncError::Unavailable {
+                operation,
+                source: err,
+            }
         }
         kube::Error::Api(_)
         | kube::Error::SerdeError(_)
         | kube::Error::BuildRequest(_)
-        | kube::Error::InferConfig(_) => {
-            ControlError::Internal(format!("kubernetes {operation}: {err}"))
-        }
-        _ => ControlError::Unavailable(format!("kubernetes {operation}: {err}")),
+        | kube::Error::InferConfig(_) => KubeSyncError::Refused {
+            operation,
+            source: err,
+        },
+        _ => KubeSyncError::Unavailable {
+            operation,
+            source: err,
+        },
     }
-}
-
-/// Whether a failed reconcile is worth another try.
-pub(crate) fn is_retryable(err: &ControlError) -> bool {
-    matches!(err, ControlError::Unavailable(_) | ControlError::Aborted(_))
 }
 
 /// Secrets through one Kubernetes client.
@@ -88,7 +90,7 @@ impl SecretClient {
     }
 
     /// The Secret, or `None` when it does not exist.
-    pub(crate) async fn get(&self, namespace: &str, name: &str) -> ControlResult<Option<Secret>> {
+    pub(crate) async fn get(&self, namespace: &str, name: &str) -> KubeSyncResult<Option<Secret>> {
         self.api(namespace)
             .get_opt(name)
             .await
@@ -100,7 +102,7 @@ impl SecretClient {
         &self,
         desired: &DesiredSecret,
         resource_version: Option<String>,
-    ) -> ControlResult<()> {
+    ) -> KubeSyncResult<()> {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         self.api(&desired.namespace)
             .patch(
@@ -121,7 +123,7 @@ impl SecretClient {
         namespace: &str,
         name: &str,
         uid: Option<String>,
-    ) -> ControlResult<()> {
+    ) -> KubeSyncResult<()> {
         let params = DeleteParams {
             preconditions: Some(Preconditions {
                 uid,
@@ -140,7 +142,7 @@ impl SecretClient {
     }
 
     /// Managed Secrets in `namespace`.
-    pub(crate) async fn list_managed(&self, namespace: &str) -> ControlResult<Vec<Secret>> {
+    pub(crate) async fn list_managed(&self, namespace: &str) -> KubeSyncResult<Vec<Secret>> {
         let params = ListParams::default().labels(&desired::managed_selector());
         Ok(self
             .api(namespace)

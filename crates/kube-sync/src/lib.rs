@@ -24,8 +24,8 @@
 
 mod client;
 mod desired;
+mod error;
 pub mod metric_definitions;
-mod namespaces;
 mod reconcile;
 
 use std::collections::{BTreeSet, HashMap};
@@ -41,9 +41,10 @@ pub use desired::{
     MANAGED_BY_VALUE, MAX_SECRET_BYTES, NOTE_ANNOTATION, SOURCE_ANNOTATION, TOKEN_KEY,
     WORKSPACE_LABEL, legacy_secret_name, managed_selector, secret_name,
 };
+pub use error::{KubeSyncError, KubeSyncResult};
 pub use metric_definitions::describe_metrics;
-pub use namespaces::AllowedNamespaces;
 pub use reconcile::{GRANTS_SECRET_ACCESS, KUBE_TOKEN_DESCRIPTION};
+pub use switchboard_domain::namespaces::AllowedNamespaces;
 
 use client::SecretClient;
 use metric_definitions::FEED_REVISION;
