@@ -5,17 +5,14 @@ use switchboard_domain::deployment::{DeploymentKind, SecretDelivery};
 use switchboard_domain::names::{self, DeploymentName, TokenName, WorkspaceName};
 use switchboard_domain::permission::{Action, Principal};
 use switchboard_proto::v1 as pb;
-use switchboard_store::WriteTxn;
-use switchboard_store::entity::{connection, deployment, deployment_token, link};
-use switchboard_store::records::{self, to_json_text};
-use switchboard_store::sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, QuerySelect,
-};
+use switchboard_store::deployments::{self, DeploymentChanges, DeploymentFilter, NewDeployment};
+use switchboard_store::entity::deployment;
+use switchboard_store::sea_orm::ConnectionTrait;
+use switchboard_store::{WriteTxn, tokens};
 use tonic::{Request, Response, Status};
 
 use crate::audit::{self, AuditRecord};
-use crate::connections::{check_etag, db, deployment_ref};
+use crate::connections::{check_etag, deployment_ref};
 use crate::error::{ControlError, ControlResult};
 use crate::idempotency;
 use crate::page_token;
@@ -89,50 +86,7 @@ async fn delete_deployment_row(
     request_id: &str,
 ) -> ControlResult<()> {
     let now = control.now();
-    let links = db(link::Entity::find()
-        .filter(link::Column::Workspace.eq(&row.workspace))
-        .filter(link::Column::DeploymentId.eq(&row.deployment_id))
-        .all(&write.txn)
-        .await)?;
-    for link_row in &links {
-        control
-            .store
-            .secrets()
-            .delete_owner(
-                &write.txn,
-                &row.workspace,
-                &records::link_owner(link_row.id),
-            )
-            .await?;
-        db(link::Entity::delete_by_id(link_row.id)
-            .exec(&write.txn)
-            .await)?;
-    }
-    // Drop the deployment from exclusion lists, so a later deployment of the
-    // same id starts with a clean slate.
-    let excluding = db(connection::Entity::find()
-        .filter(connection::Column::Workspace.eq(&row.workspace))
-        .filter(
-            connection::Column::ExcludedDeployments.contains(format!("\"{}\"", row.deployment_id)),
-        )
-        .all(&write.txn)
-        .await)?;
-    for conn in excluding {
-        let mut excluded: Vec<String> =
-            records::from_json_text("connection", &conn.excluded_deployments)?;
-        excluded.retain(|id| id != &row.deployment_id);
-        let mut active = conn.into_active_model();
-        active.excluded_deployments = Set(to_json_text(&excluded));
-        db(active.update(&write.txn).await)?;
-    }
-    db(deployment_token::Entity::delete_many()
-        .filter(deployment_token::Column::Workspace.eq(&row.workspace))
-        .filter(deployment_token::Column::DeploymentId.eq(&row.deployment_id))
-        .exec(&write.txn)
-        .await)?;
-    db(deployment::Entity::delete_by_id(row.id)
-        .exec(&write.txn)
-        .await)?;
+    deployments::remove(&write.txn, control.store.secrets(), row).await?;
     audit::record(
         write,
         AuditRecord {
@@ -163,19 +117,15 @@ async fn issued_token<C: ConnectionTrait>(
         return Ok(None);
     };
     let name = TokenName::parse("name", &resource)?;
-    let row = db(deployment_token::Entity::find()
-        .filter(deployment_token::Column::Workspace.eq(&name.workspace))
-        .filter(deployment_token::Column::DeploymentId.eq(&name.deployment))
-        .filter(deployment_token::Column::TokenId.eq(&name.token))
-        .one(db_conn)
-        .await)?
-    .ok_or_else(|| {
-        // The deployment (and its tokens) was deleted since; the request log
-        // outlives it.
-        ControlError::NotFound(format!(
-            "token {name} issued for this request_id no longer exists"
-        ))
-    })?;
+    let row = tokens::find(db_conn, &name.workspace, &name.deployment, &name.token)
+        .await?
+        .ok_or_else(|| {
+            // The deployment (and its tokens) was deleted since; the request log
+            // outlives it.
+            ControlError::NotFound(format!(
+                "token {name} issued for this request_id no longer exists"
+            ))
+        })?;
     Ok(Some(token_to_pb(&row)))
 }
 
@@ -288,21 +238,20 @@ impl Control {
                 )));
             }
         }
-        let row = db(deployment::ActiveModel {
-            workspace: Set(workspace.clone()),
-            deployment_id: Set(name.deployment.clone()),
-            display_name: Set(deployment.display_name.clone()),
-            kind: Set(kind.to_owned()),
-            parent_deployment: Set(parent_id),
-            namespace: Set(deployment.namespace.clone()),
-            secret_delivery: Set(delivery_from_pb(delivery).to_owned()),
-            version: Set(1),
-            create_time: Set(now),
-            update_time: Set(now),
-            ..Default::default()
-        }
-        .insert(&write.txn)
-        .await)?;
+        let row = deployments::insert(
+            &write.txn,
+            NewDeployment {
+                workspace: workspace.clone(),
+                deployment_id: name.deployment.clone(),
+                display_name: deployment.display_name.clone(),
+                kind: kind.to_owned(),
+                parent_deployment: parent_id,
+                namespace: deployment.namespace.clone(),
+                secret_delivery: delivery_from_pb(delivery).to_owned(),
+            },
+            now,
+        )
+        .await?;
         audit::record(
             &write,
             AuditRecord {
@@ -395,16 +344,15 @@ impl Control {
         let write = self.store.begin_write().await?;
         let row = find_deployment(&write.txn, &name).await?;
         check_etag(&deployment.etag, row.version, "deployment")?;
-        let version = row.version;
-        let mut active = row.into_active_model();
+        let mut changes = DeploymentChanges::default();
         for path in &paths {
             match path.as_str() {
-                "display_name" => active.display_name = Set(deployment.display_name.clone()),
-                "namespace" => active.namespace = Set(deployment.namespace.clone()),
+                "display_name" => changes.display_name = Some(deployment.display_name.clone()),
+                "namespace" => changes.namespace = Some(deployment.namespace.clone()),
                 "secret_delivery" => {
                     let delivery = pb::SecretDelivery::try_from(deployment.secret_delivery)
                         .unwrap_or_default();
-                    active.secret_delivery = Set(delivery_from_pb(delivery).to_owned());
+                    changes.secret_delivery = Some(delivery_from_pb(delivery).to_owned());
                 }
                 _ => {}
             }
@@ -416,17 +364,14 @@ impl Control {
             .iter()
             .any(|path| path == "namespace" || path == "secret_delivery")
         {
-            let namespace = active.namespace.try_as_ref().cloned().unwrap_or_default();
-            let delivery = active
+            let namespace = changes.namespace.as_ref().unwrap_or(&row.namespace);
+            let delivery = changes
                 .secret_delivery
-                .try_as_ref()
-                .cloned()
-                .unwrap_or_default();
-            check_delivery_namespace(self, &name.workspace, &namespace, &delivery)?;
+                .as_ref()
+                .unwrap_or(&row.secret_delivery);
+            check_delivery_namespace(self, &name.workspace, namespace, delivery)?;
         }
-        active.version = Set(version + 1);
-        active.update_time = Set(now);
-        let saved = db(active.update(&write.txn).await)?;
+        let saved = deployments::update(&write.txn, row, changes, now).await?;
         audit::record(
             &write,
             AuditRecord {
@@ -457,11 +402,7 @@ impl Control {
         let write = self.store.begin_write().await?;
         let row = find_deployment(&write.txn, &name).await?;
         check_etag(&message.etag, row.version, "deployment")?;
-        let children = db(deployment::Entity::find()
-            .filter(deployment::Column::Workspace.eq(&name.workspace))
-            .filter(deployment::Column::ParentDeployment.eq(&name.deployment))
-            .all(&write.txn)
-            .await)?;
+        let children = deployments::children(&write.txn, &name.workspace, &name.deployment).await?;
         if !children.is_empty() && !message.force {
             let ids: Vec<&str> = children
                 .iter()
@@ -508,7 +449,7 @@ impl Control {
             return Ok(first);
         }
         find_deployment(&write.txn, &name).await?;
-        let issued = switchboard_store::tokens::issue(
+        let issued = tokens::issue(
             &write.txn,
             &name.workspace,
             &name.deployment,
@@ -563,13 +504,14 @@ impl Control {
         find_deployment(self.store.db(), &name).await?;
         let fingerprint = format!("tokens|{name}");
         let after = page_token::decode(&self.page_key, &fingerprint, &message.page_token)?;
-        let mut rows = db(deployment_token::Entity::find()
-            .filter(deployment_token::Column::Workspace.eq(&name.workspace))
-            .filter(deployment_token::Column::DeploymentId.eq(&name.deployment))
-            .order_by_asc(deployment_token::Column::TokenId)
-            .all(self.store.db())
-            .await)?;
-        rows.retain(|row| after.as_ref().is_none_or(|after| &row.token_id > after));
+        let mut rows = tokens::page(
+            self.store.db(),
+            &name.workspace,
+            &name.deployment,
+            after.as_deref(),
+            page_size + 1,
+        )
+        .await?;
         let next_page_token =
             page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| {
                 row.token_id.clone()
@@ -590,19 +532,13 @@ impl Control {
             .await?;
         let now = self.now();
         let write = self.store.begin_write().await?;
-        let row = db(deployment_token::Entity::find()
-            .filter(deployment_token::Column::Workspace.eq(&name.workspace))
-            .filter(deployment_token::Column::DeploymentId.eq(&name.deployment))
-            .filter(deployment_token::Column::TokenId.eq(&name.token))
-            .one(&write.txn)
-            .await)?
-        .ok_or_else(|| ControlError::NotFound(format!("token {name} not found")))?;
+        let row = tokens::find(&write.txn, &name.workspace, &name.deployment, &name.token)
+            .await?
+            .ok_or_else(|| ControlError::NotFound(format!("token {name} not found")))?;
         if row.revoke_time.is_some() {
             return Ok(token_to_pb(&row));
         }
-        let mut active = row.into_active_model();
-        active.revoke_time = Set(Some(now));
-        let saved = db(active.update(&write.txn).await)?;
+        let saved = tokens::revoke(&write.txn, row, now).await?;
         audit::record(
             &write,
             AuditRecord {
@@ -680,21 +616,19 @@ impl pb::deployment_service_server::DeploymentService for Control {
                 }
             }
         }
-        // Keyset paging on the (workspace, deployment_id) index.
-        let mut query = deployment::Entity::find()
-            .filter(deployment::Column::Workspace.eq(&parent.workspace))
-            .order_by_asc(deployment::Column::DeploymentId)
-            .limit(page_size + 1);
-        if let Some(after) = &after {
-            query = query.filter(deployment::Column::DeploymentId.gt(after.as_str()));
-        }
-        if let Some(kind) = kind_filter {
-            query = query.filter(deployment::Column::Kind.eq(kind));
-        }
-        if let Some(parent) = &parent_filter {
-            query = query.filter(deployment::Column::ParentDeployment.eq(parent.as_str()));
-        }
-        let mut rows = db(query.all(self.store.db()).await)?;
+        let filter = DeploymentFilter {
+            kind: kind_filter,
+            parent: parent_filter.as_deref(),
+        };
+        let mut rows = deployments::page(
+            self.store.db(),
+            &parent.workspace,
+            filter,
+            after.as_deref(),
+            page_size + 1,
+        )
+        .await
+        .map_err(ControlError::from)?;
         let next_page_token =
             page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| {
                 row.deployment_id.clone()

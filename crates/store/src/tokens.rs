@@ -3,7 +3,7 @@
 
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
-    QueryFilter,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 
 use crate::auth;
@@ -90,4 +90,23 @@ pub async fn revoke<C: ConnectionTrait>(
     let mut active = row.into_active_model();
     active.revoke_time = Set(Some(now));
     Ok(active.update(txn).await?)
+}
+
+/// Up to `limit` tokens of the deployment with an id after `after`, by id.
+pub async fn page<C: ConnectionTrait>(
+    db: &C,
+    workspace: &str,
+    deployment_id: &str,
+    after: Option<&str>,
+    limit: u64,
+) -> StoreResult<Vec<deployment_token::Model>> {
+    let mut query = deployment_token::Entity::find()
+        .filter(deployment_token::Column::Workspace.eq(workspace))
+        .filter(deployment_token::Column::DeploymentId.eq(deployment_id))
+        .order_by_asc(deployment_token::Column::TokenId)
+        .limit(limit);
+    if let Some(after) = after {
+        query = query.filter(deployment_token::Column::TokenId.gt(after));
+    }
+    Ok(query.all(db).await?)
 }
