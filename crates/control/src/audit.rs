@@ -3,9 +3,8 @@
 use switchboard_domain::names::WorkspaceName;
 use switchboard_domain::permission::Action;
 use switchboard_proto::v1 as pb;
-use switchboard_store::entity::audit_event;
-use switchboard_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use switchboard_store::{StoreError, WriteTxn};
+use switchboard_store::WriteTxn;
+use switchboard_store::audit::{AuditFilter, TimeBound};
 use tonic::{Request, Response, Status};
 
 use crate::error::{ControlError, ControlResult};
@@ -36,16 +35,6 @@ pub(crate) async fn record_secret_grant(
     Ok(switchboard_store::audit::record(write, record, Some(detail), feed_kind, now).await?)
 }
 
-/// Filters ListAuditEvents understands.
-#[derive(Debug, Default)]
-struct AuditFilter {
-    resource: Option<String>,
-    actor: Option<String>,
-    action: Option<String>,
-    /// Bounds on create_time in Unix microseconds: (operator, value).
-    times: Vec<(&'static str, i64)>,
-}
-
 fn parse_filter(filter: &str) -> ControlResult<AuditFilter> {
     let mut parsed = AuditFilter::default();
     for term in crate::page_token::parse_filter_terms(filter)? {
@@ -70,7 +59,14 @@ fn parse_filter(filter: &str) -> ControlResult<AuditFilter> {
                         "create_time must be an RFC 3339 time, e.g. 2026-11-28T00:00:00Z",
                     )
                 })?;
-                parsed.times.push((term.op, time.timestamp_micros()));
+                let bound = match term.op {
+                    ">=" => TimeBound::AtOrAfter,
+                    ">" => TimeBound::After,
+                    "<=" => TimeBound::AtOrBefore,
+                    "<" => TimeBound::Before,
+                    _ => TimeBound::At,
+                };
+                parsed.times.push((bound, time.timestamp_micros()));
             }
             other => {
                 return Err(ControlError::invalid(
@@ -105,37 +101,15 @@ impl pb::audit_service_server::AuditService for Control {
                         .map_err(|_| ControlError::invalid("page_token", "is malformed"))
                 })
                 .transpose()?;
-        let mut query = audit_event::Entity::find()
-            .filter(audit_event::Column::Workspace.eq(&parent.workspace))
-            .order_by_desc(audit_event::Column::Id)
-            .limit(page_size + 1);
-        if let Some(before) = before {
-            query = query.filter(audit_event::Column::Id.lt(before));
-        }
-        if let Some(resource) = filter.resource {
-            query = query.filter(audit_event::Column::Resource.eq(resource));
-        }
-        if let Some(actor) = filter.actor {
-            query = query.filter(audit_event::Column::Actor.eq(actor));
-        }
-        for (op, micros) in filter.times {
-            let column = audit_event::Column::CreateTime;
-            query = query.filter(match op {
-                ">=" => column.gte(micros),
-                ">" => column.gt(micros),
-                "<=" => column.lte(micros),
-                "<" => column.lt(micros),
-                _ => column.eq(micros),
-            });
-        }
-        if let Some(action) = filter.action {
-            query = query.filter(audit_event::Column::Action.eq(action));
-        }
-        let mut rows = query
-            .all(self.store.db())
-            .await
-            .map_err(StoreError::from)
-            .map_err(ControlError::from)?;
+        let mut rows = switchboard_store::audit::page(
+            self.store.db(),
+            &parent.workspace,
+            &filter,
+            before,
+            page_size + 1,
+        )
+        .await
+        .map_err(ControlError::from)?;
         let next_page_token =
             page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| {
                 row.id.to_string()

@@ -5,9 +5,9 @@ use switchboard_domain::deployment::{DeploymentKind, SecretDelivery};
 use switchboard_domain::names::{self, DeploymentName, TokenName, WorkspaceName};
 use switchboard_domain::permission::{Action, Principal};
 use switchboard_proto::v1 as pb;
+use switchboard_store::DbHandle;
 use switchboard_store::deployments::{self, DeploymentChanges, DeploymentFilter, NewDeployment};
 use switchboard_store::entity::deployment;
-use switchboard_store::sea_orm::ConnectionTrait;
 use switchboard_store::{WriteTxn, tokens};
 use tonic::{Request, Response, Status};
 
@@ -25,7 +25,7 @@ const KIND_DEPLOYMENT: &str = "deployment";
 const KIND_TOKEN: &str = "token";
 const MAX_DISPLAY_NAME: usize = 200;
 
-async fn find_deployment<C: ConnectionTrait>(
+async fn find_deployment<C: DbHandle>(
     db_conn: &C,
     name: &DeploymentName,
 ) -> ControlResult<deployment::Model> {
@@ -106,7 +106,7 @@ async fn delete_deployment_row(
 /// The token an earlier CreateDeploymentToken with `request_id` issued, as a
 /// retry answers it: the same resource without its secret, which only the
 /// first answer carries (only its hash is stored).
-async fn issued_token<C: ConnectionTrait>(
+async fn issued_token<C: DbHandle>(
     db_conn: &C,
     workspace: &str,
     request_id: &str,

@@ -1,8 +1,9 @@
 //! Control's one error type and its exhaustive mapping to gRPC statuses.
 
 use switchboard_domain::{DomainError, FieldViolation};
-use switchboard_store::StoreError;
+use switchboard_proto::status::{self, truncate};
 use switchboard_store::auth::{ERROR_DOMAIN, Refusal};
+use switchboard_store::{StoreError, StoreFailure};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -63,17 +64,11 @@ impl From<DomainError> for ControlError {
 
 impl From<StoreError> for ControlError {
     fn from(err: StoreError) -> Self {
-        if err.is_unavailable() {
-            return Self::Unavailable(err.to_string());
-        }
-        match err {
-            StoreError::Unauthenticated(message) => Self::Unauthenticated(message),
-            StoreError::SecretsUnavailable(message) => Self::Unavailable(message),
-            StoreError::RateLimited => Self::RateLimited,
-            StoreError::Database(_)
-            | StoreError::Secrets(_)
-            | StoreError::KeyFile { .. }
-            | StoreError::Corrupt { .. } => Self::Internal(err.to_string()),
+        match StoreFailure::from(err) {
+            StoreFailure::Unavailable(message) => Self::Unavailable(message),
+            StoreFailure::Unauthenticated(refusal) => Self::Unauthenticated(refusal),
+            StoreFailure::RateLimited => Self::RateLimited,
+            StoreFailure::Internal(message) => Self::Internal(message),
         }
     }
 }
@@ -81,18 +76,11 @@ impl From<StoreError> for ControlError {
 impl From<ControlError> for Status {
     fn from(err: ControlError) -> Self {
         match err {
-            ControlError::InvalidArgument(violations) => {
-                let summary = violations
-                    .iter()
-                    .map(|violation| format!("{}: {}", violation.field, violation.description))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                let mut details = ErrorDetails::new();
-                for violation in violations {
-                    details.add_bad_request_violation(violation.field, violation.description);
-                }
-                Status::with_error_details(Code::InvalidArgument, truncate(summary), details)
-            }
+            ControlError::InvalidArgument(violations) => status::invalid_argument(
+                violations
+                    .into_iter()
+                    .map(|violation| (violation.field, violation.description)),
+            ),
             ControlError::NotFound(message) => Status::not_found(truncate(message)),
             ControlError::AlreadyExists(message) => Status::already_exists(truncate(message)),
             ControlError::FailedPrecondition(message) => {
@@ -115,43 +103,15 @@ impl From<ControlError> for Status {
             }
             ControlError::Aborted(message) => Status::aborted(truncate(message)),
             ControlError::PermissionDenied(message) => Status::permission_denied(truncate(message)),
-            ControlError::Unauthenticated(refusal) => unauthenticated(refusal),
-            ControlError::RateLimited => {
-                Status::resource_exhausted("rate limit exceeded; slow down and retry")
+            ControlError::Unauthenticated(refusal) => {
+                status::unauthenticated(refusal.reason.as_str(), ERROR_DOMAIN, refusal.message)
             }
-            ControlError::Unavailable(message) => {
-                tracing::warn!(error = %message, "backend unavailable");
-                Status::unavailable("a backend is unavailable; nothing was changed, retry later")
-            }
-            ControlError::Internal(message) => {
-                tracing::error!(error = %message, "internal error");
-                Status::internal("internal error")
-            }
+            ControlError::RateLimited => status::rate_limited(),
+            ControlError::Unavailable(message) => status::unavailable(
+                &message,
+                "a backend is unavailable; nothing was changed, retry later",
+            ),
+            ControlError::Internal(message) => status::internal(&message),
         }
     }
-}
-
-/// UNAUTHENTICATED with the refusal's words and, for programs, its reason as
-/// a `google.rpc.ErrorInfo`.
-pub(crate) fn unauthenticated(refusal: Refusal) -> Status {
-    let mut details = ErrorDetails::new();
-    details.set_error_info(
-        refusal.reason.as_str(),
-        ERROR_DOMAIN,
-        std::collections::HashMap::new(),
-    );
-    Status::with_error_details(Code::Unauthenticated, truncate(refusal.message), details)
-}
-
-fn truncate(mut message: String) -> String {
-    const MAX: usize = 1024;
-    if message.len() > MAX {
-        let mut cut = MAX;
-        while !message.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        message.truncate(cut);
-        message.push('…');
-    }
-    message
 }

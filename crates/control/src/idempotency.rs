@@ -1,11 +1,8 @@
 //! request_id handling for creates: a retry with the same id returns the
 //! resource the first call made, never a duplicate.
 
-use switchboard_store::StoreError;
-use switchboard_store::entity::request_log;
-use switchboard_store::sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-};
+use switchboard_store::DbHandle;
+use switchboard_store::request_log;
 
 use crate::error::{ControlError, ControlResult};
 
@@ -24,27 +21,17 @@ pub(crate) fn validate(request_id: &str) -> ControlResult<()> {
 }
 
 /// The resource an earlier call with this request id created, if any.
-pub(crate) async fn previous<C: ConnectionTrait>(
+pub(crate) async fn previous<C: DbHandle>(
     db: &C,
     workspace: &str,
     method: &str,
     request_id: &str,
 ) -> ControlResult<Option<String>> {
-    if request_id.is_empty() {
-        return Ok(None);
-    }
-    let row = request_log::Entity::find()
-        .filter(request_log::Column::Workspace.eq(workspace))
-        .filter(request_log::Column::Method.eq(method))
-        .filter(request_log::Column::RequestId.eq(request_id))
-        .one(db)
-        .await
-        .map_err(StoreError::from)?;
-    Ok(row.map(|row| row.resource))
+    Ok(request_log::previous(db, workspace, method, request_id).await?)
 }
 
 /// Remembers, inside the create's transaction, what this request id created.
-pub(crate) async fn remember<C: ConnectionTrait>(
+pub(crate) async fn remember<C: DbHandle>(
     txn: &C,
     workspace: &str,
     method: &str,
@@ -52,19 +39,5 @@ pub(crate) async fn remember<C: ConnectionTrait>(
     resource: &str,
     now: i64,
 ) -> ControlResult<()> {
-    if request_id.is_empty() {
-        return Ok(());
-    }
-    request_log::Entity::insert(request_log::ActiveModel {
-        workspace: Set(workspace.to_owned()),
-        method: Set(method.to_owned()),
-        request_id: Set(request_id.to_owned()),
-        resource: Set(resource.to_owned()),
-        create_time: Set(now),
-        ..Default::default()
-    })
-    .exec(txn)
-    .await
-    .map_err(StoreError::from)?;
-    Ok(())
+    Ok(request_log::remember(txn, workspace, method, request_id, resource, now).await?)
 }

@@ -5,20 +5,16 @@ use switchboard_domain::names::{ConnectionName, LinkName};
 use switchboard_domain::permission::{Action, Principal};
 use switchboard_domain::validate::validate_overrides;
 use switchboard_proto::v1 as pb;
+use switchboard_store::DbHandle;
 use switchboard_store::entity::{connection, link};
-use switchboard_store::records::{self, to_json_text};
-use switchboard_store::sea_orm::{
-    ActiveModelTrait,
-    ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-};
-use switchboard_store::{StagedSecrets, WriteTxn};
+use switchboard_store::records;
+use switchboard_store::{StagedSecrets, WriteTxn, links};
 use tonic::Request;
 
 use crate::audit::{self, AuditRecord};
 use crate::connections::{
-    WRITE_ATTEMPTS, check_etag, contended, db, deployment_ref, find_connection,
-    require_deployments, validate_link_merge,
+    WRITE_ATTEMPTS, check_etag, contended, deployment_ref, find_connection, require_deployments,
+    validate_link_merge,
 };
 use crate::error::{ControlError, ControlResult};
 use crate::idempotency;
@@ -58,19 +54,16 @@ fn override_fields(overrides: &Overrides) -> Vec<String> {
     fields
 }
 
-async fn find_link<C: ConnectionTrait>(
+async fn find_link<C: DbHandle>(
     db_conn: &C,
     conn: &connection::Model,
     deployment: &str,
 ) -> ControlResult<link::Model> {
-    db(link::Entity::find()
-        .filter(link::Column::ConnectionPk.eq(conn.id))
-        .filter(link::Column::DeploymentId.eq(deployment))
-        .one(db_conn)
-        .await)?
-    .ok_or_else(|| {
-        ControlError::NotFound(format!("link {} not found", link_name(conn, deployment)))
-    })
+    links::find(db_conn, conn.id, deployment)
+        .await?
+        .ok_or_else(|| {
+            ControlError::NotFound(format!("link {} not found", link_name(conn, deployment)))
+        })
 }
 
 /// A new link's secret overrides, staged before the write lock.
@@ -146,8 +139,8 @@ pub(crate) async fn claim_ids(
     Ok(true)
 }
 
-/// Stores the overrides' public part on `row` and points it at `secrets`
-/// (staged from `overrides`).
+/// Stores `overrides` on `row` (public part in the row, secret part as
+/// `secrets`, staged from `overrides`) inside `write`.
 async fn store_overrides(
     control: &Control,
     write: &WriteTxn,
@@ -155,28 +148,10 @@ async fn store_overrides(
     type_key: &str,
     overrides: &Overrides,
     secrets: StagedSecrets,
-) -> ControlResult<link::ActiveModel> {
+) -> ControlResult<link::Model> {
+    let store = control.store.secrets();
     let now = control.now();
-    let (public, _) = overrides.split_secrets(type_key);
-    let mut active = row.clone().into_active_model();
-    let version = control
-        .store
-        .secrets()
-        .record(
-            &write.txn,
-            &row.workspace,
-            &records::link_owner(row.id),
-            secrets,
-            row.secret_version,
-            now,
-        )
-        .await?;
-    active.secret_version = Set(version);
-    active.overrides = Set(to_json_text(&public));
-    active.secret_fields = Set(to_json_text(&overrides.secret_fields_set(type_key)));
-    active.version = Set(row.version + 1);
-    active.update_time = Set(now);
-    Ok(active)
+    Ok(links::set_overrides(&write.txn, store, row, type_key, overrides, secrets, now).await?)
 }
 
 /// Inserts a link (validated by the caller) inside `write`.
@@ -194,21 +169,16 @@ pub(crate) async fn insert_link(
         overrides,
         staged,
     } = link;
-    let row = db(link::ActiveModel {
-        id: staged.id.map_or(NotSet, Set),
-        workspace: Set(conn.workspace.clone()),
-        connection_pk: Set(conn.id),
-        deployment_id: Set(deployment.to_owned()),
-        overrides: Set("{}".to_owned()),
-        secret_fields: Set("[]".to_owned()),
-        version: Set(0),
-        create_time: Set(now),
-        update_time: Set(now),
-        ..Default::default()
-    }
-    .insert(&write.txn)
-    .await)?;
-    let active = store_overrides(
+    let row = links::insert(
+        &write.txn,
+        staged.id,
+        &conn.workspace,
+        conn.id,
+        deployment,
+        now,
+    )
+    .await?;
+    let saved = store_overrides(
         control,
         write,
         &row,
@@ -217,7 +187,6 @@ pub(crate) async fn insert_link(
         staged.secrets,
     )
     .await?;
-    let saved = db(active.update(&write.txn).await)?;
     audit::record(
         write,
         AuditRecord {
@@ -245,12 +214,7 @@ pub(crate) async fn delete_link_row(
     request_id: &str,
 ) -> ControlResult<()> {
     let now = control.now();
-    db(link::Entity::delete_by_id(row.id).exec(&write.txn).await)?;
-    control
-        .store
-        .secrets()
-        .delete_owner(&write.txn, &row.workspace, &records::link_owner(row.id))
-        .await?;
+    links::delete(&write.txn, control.store.secrets(), row).await?;
     audit::record(
         write,
         AuditRecord {
@@ -351,11 +315,7 @@ impl Control {
             if !violations.is_empty() {
                 return Err(ControlError::InvalidArgument(violations));
             }
-            let existing = db(link::Entity::find()
-                .filter(link::Column::ConnectionPk.eq(conn.id))
-                .filter(link::Column::DeploymentId.eq(&deployment))
-                .one(&write.txn)
-                .await)?;
+            let existing = links::find(&write.txn, conn.id, &deployment).await?;
             if existing.is_some() {
                 return Err(ControlError::AlreadyExists(format!(
                     "link {} already exists; update it instead",
@@ -425,16 +385,8 @@ impl Control {
         let conn = find_connection(self.store.db(), &parent).await?;
         let fingerprint = format!("links|{}|{}", parent.workspace, conn.id);
         let after = page_token::decode(&self.page_key, &fingerprint, &message.page_token)?;
-        let mut rows = db(link::Entity::find()
-            .filter(link::Column::ConnectionPk.eq(conn.id))
-            .order_by_asc(link::Column::DeploymentId)
-            .all(self.store.db())
-            .await)?;
-        rows.retain(|row| {
-            after
-                .as_ref()
-                .is_none_or(|after| &row.deployment_id > after)
-        });
+        let mut rows =
+            links::page(self.store.db(), conn.id, after.as_deref(), page_size + 1).await?;
         let next_page_token =
             page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| {
                 row.deployment_id.clone()
@@ -469,10 +421,8 @@ impl Control {
                     .plan_link_update(self.store.db(), &name, &link_message, update_mask)
                     .await?;
                 let write = self.store.begin_write().await?;
-                let conn = db(connection::Entity::find_by_id(plan.conn.id)
-                    .one(&write.txn)
-                    .await)?;
-                let row = db(link::Entity::find_by_id(plan.row.id).one(&write.txn).await)?;
+                let conn = switchboard_store::connections::by_id(&write.txn, plan.conn.id).await?;
+                let row = links::by_id(&write.txn, plan.row.id).await?;
                 if conn.as_ref() != Some(&plan.conn) || row.as_ref() != Some(&plan.row) {
                     continue;
                 }
@@ -491,8 +441,7 @@ impl Control {
                 next,
                 staged,
             } = plan;
-            let active = store_overrides(self, &write, &row, &conn.type_key, &next, staged).await?;
-            let saved = db(active.update(&write.txn).await)?;
+            let saved = store_overrides(self, &write, &row, &conn.type_key, &next, staged).await?;
             let before: std::collections::BTreeSet<String> =
                 override_fields(&current).into_iter().collect();
             let after: std::collections::BTreeSet<String> =
@@ -520,7 +469,7 @@ impl Control {
 
     /// Reads the link through `db_conn` (its secrets included), computes and
     /// validates the update, and stages the new secrets.
-    async fn plan_link_update<C: ConnectionTrait>(
+    async fn plan_link_update<C: DbHandle>(
         &self,
         db_conn: &C,
         name: &LinkName,

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use switchboard_domain::permission::{self, Action, PolicyFlags, Principal};
 use switchboard_proto::v1 as pb;
+use switchboard_store::DbHandle;
 use switchboard_store::auth::{Admission, Authenticator};
-use switchboard_store::sea_orm::ConnectionTrait;
 use switchboard_store::{Clock, Store};
 use tonic::Request;
 
@@ -95,7 +95,7 @@ impl Control {
     }
 
     /// The policy switches of `workspace` (all off when never set).
-    pub(crate) async fn policy_flags<C: ConnectionTrait>(
+    pub(crate) async fn policy_flags<C: DbHandle>(
         &self,
         db: &C,
         workspace: &str,

@@ -4,11 +4,11 @@ use switchboard_domain::names::PolicyName;
 use switchboard_domain::permission::Action;
 use switchboard_proto::v1 as pb;
 use switchboard_store::entity::policy;
-use switchboard_store::sea_orm::{ActiveValue::Set, EntityTrait, sea_query::OnConflict};
+use switchboard_store::policy as policies;
 use tonic::{Request, Response, Status};
 
 use crate::audit::{self, AuditRecord};
-use crate::connections::{check_etag, db};
+use crate::connections::check_etag;
 use crate::error::{ControlError, ControlResult};
 use crate::pb_conversions::{policy_to_pb, required};
 use crate::service::Control;
@@ -39,9 +39,7 @@ impl Control {
         }
         let now = self.now();
         let write = self.store.begin_write().await?;
-        let current = db(policy::Entity::find_by_id(name.workspace.clone())
-            .one(&write.txn)
-            .await)?;
+        let current = policies::get(&write.txn, &name.workspace).await?;
         let version = current.as_ref().map_or(0, |row| row.version);
         check_etag(&wanted.etag, version, "policy")?;
         let mut reveal = current.as_ref().is_some_and(|row| row.allow_secret_reveal);
@@ -64,25 +62,7 @@ impl Control {
             version: version + 1,
             update_time: now,
         };
-        db(policy::Entity::insert(policy::ActiveModel {
-            workspace: Set(row.workspace.clone()),
-            allow_secret_reveal: Set(reveal),
-            allow_local_export: Set(export),
-            version: Set(row.version),
-            update_time: Set(now),
-        })
-        .on_conflict(
-            OnConflict::column(policy::Column::Workspace)
-                .update_columns([
-                    policy::Column::AllowSecretReveal,
-                    policy::Column::AllowLocalExport,
-                    policy::Column::Version,
-                    policy::Column::UpdateTime,
-                ])
-                .to_owned(),
-        )
-        .exec(&write.txn)
-        .await)?;
+        policies::put(&write.txn, &row).await?;
         audit::record(
             &write,
             AuditRecord {
@@ -111,9 +91,9 @@ impl pb::workspace_service_server::WorkspaceService for Control {
         let name =
             PolicyName::parse("name", &request.get_ref().name).map_err(ControlError::from)?;
         self.caller(&request, &name.workspace, Action::Read).await?;
-        let row = db(policy::Entity::find_by_id(name.workspace.clone())
-            .one(self.store.db())
-            .await)?;
+        let row = policies::get(self.store.db(), &name.workspace)
+            .await
+            .map_err(ControlError::from)?;
         Ok(Response::new(policy_to_pb(&name.workspace, row.as_ref())))
     }
 

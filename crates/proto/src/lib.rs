@@ -1,6 +1,6 @@
 //! Generated gRPC code for the `switchboard.v1` package and its file
-//! descriptor set, for reflection. Nothing here is written by hand but the
-//! re-exports.
+//! descriptor set, for reflection; [`convert`] between its well-known types
+//! and JSON/time, and [`status`], the statuses both services answer with.
 
 /// The `switchboard` proto package.
 pub mod switchboard {
@@ -21,6 +21,7 @@ pub mod switchboard {
 pub use switchboard::v1;
 
 pub mod convert;
+pub mod status;
 
 /// Encoded `FileDescriptorSet` of every proto in the contract, imports included.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -1,10 +1,10 @@
 //! The resolver's one error type and its exhaustive mapping to gRPC statuses.
 
 use switchboard_domain::DomainError;
-use switchboard_store::StoreError;
+use switchboard_proto::status::{self, truncate};
 use switchboard_store::auth::{ERROR_DOMAIN, Refusal};
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+use switchboard_store::{StoreError, StoreFailure};
+use tonic::Status;
 
 /// Errors of the resolver.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -40,17 +40,11 @@ impl From<DomainError> for ResolverError {
 
 impl From<StoreError> for ResolverError {
     fn from(err: StoreError) -> Self {
-        if err.is_unavailable() {
-            return Self::Unavailable(err.to_string());
-        }
-        match err {
-            StoreError::Unauthenticated(message) => Self::Unauthenticated(message),
-            StoreError::SecretsUnavailable(message) => Self::Unavailable(message),
-            StoreError::RateLimited => Self::RateLimited,
-            StoreError::Database(_)
-            | StoreError::Secrets(_)
-            | StoreError::KeyFile { .. }
-            | StoreError::Corrupt { .. } => Self::Internal(err.to_string()),
+        match StoreFailure::from(err) {
+            StoreFailure::Unavailable(message) => Self::Unavailable(message),
+            StoreFailure::Unauthenticated(refusal) => Self::Unauthenticated(refusal),
+            StoreFailure::RateLimited => Self::RateLimited,
+            StoreFailure::Internal(message) => Self::Internal(message),
         }
     }
 }
@@ -58,37 +52,23 @@ impl From<StoreError> for ResolverError {
 impl From<ResolverError> for Status {
     fn from(err: ResolverError) -> Self {
         match err {
-            ResolverError::InvalidArgument(violations) => {
-                let mut details = ErrorDetails::new();
-                let mut summary = Vec::new();
-                for violation in violations {
-                    summary.push(format!("{}: {}", violation.field, violation.description));
-                    details.add_bad_request_violation(violation.field, violation.description);
-                }
-                Status::with_error_details(Code::InvalidArgument, summary.join("; "), details)
+            ResolverError::InvalidArgument(violations) => status::invalid_argument(
+                violations
+                    .into_iter()
+                    .map(|violation| (violation.field, violation.description)),
+            ),
+            ResolverError::NotFound(message) => Status::not_found(truncate(message)),
+            ResolverError::PermissionDenied(message) => {
+                Status::permission_denied(truncate(message))
             }
-            ResolverError::NotFound(message) => Status::not_found(message),
-            ResolverError::PermissionDenied(message) => Status::permission_denied(message),
             ResolverError::Unauthenticated(refusal) => {
-                let mut details = ErrorDetails::new();
-                details.set_error_info(
-                    refusal.reason.as_str(),
-                    ERROR_DOMAIN,
-                    std::collections::HashMap::new(),
-                );
-                Status::with_error_details(Code::Unauthenticated, refusal.message, details)
+                status::unauthenticated(refusal.reason.as_str(), ERROR_DOMAIN, refusal.message)
             }
-            ResolverError::RateLimited => {
-                Status::resource_exhausted("rate limit exceeded; slow down and retry")
-            }
+            ResolverError::RateLimited => status::rate_limited(),
             ResolverError::Unavailable(message) => {
-                tracing::warn!(error = %message, "backend unavailable");
-                Status::unavailable("a backend is unavailable; retry later")
+                status::unavailable(&message, "a backend is unavailable; retry later")
             }
-            ResolverError::Internal(message) => {
-                tracing::error!(error = %message, "internal error");
-                Status::internal("internal error")
-            }
+            ResolverError::Internal(message) => status::internal(&message),
         }
     }
 }

@@ -1,6 +1,9 @@
 //! The audit log's writes: one row per event, field names only, never values.
 
-use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 
 use crate::entity::audit_event;
 use crate::error::StoreResult;
@@ -66,4 +69,67 @@ pub async fn record(
             .await?;
     }
     insert(&write.txn, record, secret_grant, now).await
+}
+
+/// A bound on an event's `create_time`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeBound {
+    /// `>=`
+    AtOrAfter,
+    /// `>`
+    After,
+    /// `<=`
+    AtOrBefore,
+    /// `<`
+    Before,
+    /// `=`
+    At,
+}
+
+/// Which events a page of ListAuditEvents holds; every set field must match.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub resource: Option<String>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// Bounds on create_time in Unix microseconds.
+    pub times: Vec<(TimeBound, i64)>,
+}
+
+/// Up to `limit` events of `workspace` matching `filter`, newest first,
+/// older than the event with id `before` when given (keyset paging on id).
+pub async fn page<C: ConnectionTrait>(
+    db: &C,
+    workspace: &str,
+    filter: &AuditFilter,
+    before: Option<i64>,
+    limit: u64,
+) -> StoreResult<Vec<audit_event::Model>> {
+    let mut query = audit_event::Entity::find()
+        .filter(audit_event::Column::Workspace.eq(workspace))
+        .order_by_desc(audit_event::Column::Id)
+        .limit(limit);
+    if let Some(before) = before {
+        query = query.filter(audit_event::Column::Id.lt(before));
+    }
+    if let Some(resource) = &filter.resource {
+        query = query.filter(audit_event::Column::Resource.eq(resource));
+    }
+    if let Some(actor) = &filter.actor {
+        query = query.filter(audit_event::Column::Actor.eq(actor));
+    }
+    for &(bound, micros) in &filter.times {
+        let column = audit_event::Column::CreateTime;
+        query = query.filter(match bound {
+            TimeBound::AtOrAfter => column.gte(micros),
+            TimeBound::After => column.gt(micros),
+            TimeBound::AtOrBefore => column.lte(micros),
+            TimeBound::Before => column.lt(micros),
+            TimeBound::At => column.eq(micros),
+        });
+    }
+    if let Some(action) = &filter.action {
+        query = query.filter(audit_event::Column::Action.eq(action));
+    }
+    Ok(query.all(db).await?)
 }

@@ -8,6 +8,7 @@ use sea_orm::{
 
 use crate::entity::{connection, deployment, deployment_token, link};
 use crate::error::StoreResult;
+use crate::links;
 use crate::records::{self, to_json_text};
 use crate::secrets::SecretStore;
 
@@ -163,10 +164,7 @@ pub async fn remove<C: ConnectionTrait>(
         .all(txn)
         .await?;
     for link_row in &links {
-        secrets
-            .delete_owner(txn, &row.workspace, &records::link_owner(link_row.id))
-            .await?;
-        link::Entity::delete_by_id(link_row.id).exec(txn).await?;
+        links::delete(txn, secrets, link_row).await?;
     }
     let excluding = connection::Entity::find()
         .filter(connection::Column::Workspace.eq(&row.workspace))

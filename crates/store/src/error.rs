@@ -26,6 +26,37 @@ pub enum StoreError {
     Corrupt { table: &'static str, reason: String },
 }
 
+/// What a service tells its caller about a [`StoreError`]: the same for
+/// control and the resolver.
+#[derive(Debug)]
+pub enum StoreFailure {
+    /// A backend is unreachable; the caller may retry. The text is logged.
+    Unavailable(String),
+    /// The caller's credentials were refused.
+    Unauthenticated(crate::auth::Refusal),
+    /// The caller is over its rate limit.
+    RateLimited,
+    /// Anything else. The text is logged, never sent.
+    Internal(String),
+}
+
+impl From<StoreError> for StoreFailure {
+    fn from(err: StoreError) -> Self {
+        if err.is_unavailable() {
+            return Self::Unavailable(err.to_string());
+        }
+        match err {
+            StoreError::Unauthenticated(refusal) => Self::Unauthenticated(refusal),
+            StoreError::SecretsUnavailable(message) => Self::Unavailable(message),
+            StoreError::RateLimited => Self::RateLimited,
+            StoreError::Database(_)
+            | StoreError::Secrets(_)
+            | StoreError::KeyFile { .. }
+            | StoreError::Corrupt { .. } => Self::Internal(err.to_string()),
+        }
+    }
+}
+
 impl StoreError {
     /// A database read that gave no answer within `limit`.
     pub fn database_timeout(limit: std::time::Duration) -> Self {

@@ -129,11 +129,8 @@ impl Control {
                 let name = ConnectionName::parse("name", &resource)?;
                 return masked_connection(&find_connection(&write.txn, &name).await?);
             }
-            let existing = db(connection::Entity::find()
-                .filter(connection::Column::Workspace.eq(&workspace))
-                .filter(connection::Column::ConnIdFolded.eq(conn_id::fold(&name.conn_id)))
-                .one(&write.txn)
-                .await)?;
+            let existing =
+                switchboard_store::connections::find(&write.txn, &workspace, &name.conn_id).await?;
             if let Some(existing) = existing {
                 return Err(ControlError::AlreadyExists(format!(
                     "connection {} already exists (conn_ids are unique ignoring case)",
@@ -149,24 +146,15 @@ impl Control {
             if !links::claim_ids(&write, reserved, &staged_links).await? {
                 continue;
             }
-            let row = db(connection::ActiveModel {
-                id: reserved.map_or(NotSet, Set),
-                workspace: Set(workspace.clone()),
-                conn_id: Set(name.conn_id.clone()),
-                conn_id_folded: Set(conn_id::fold(&name.conn_id)),
-                type_key: Set(spec.type_key.clone()),
-                conn_type: Set(spec.conn_type.clone()),
-                extra: Set("{}".to_owned()),
-                link_to_all: Set(false),
-                excluded_deployments: Set("[]".to_owned()),
-                secret_fields: Set("[]".to_owned()),
-                version: Set(0),
-                create_time: Set(now),
-                update_time: Set(now),
-                ..Default::default()
-            }
-            .insert(&write.txn)
-            .await)?;
+            let row = switchboard_store::connections::insert(
+                &write.txn,
+                reserved,
+                &workspace,
+                &name.conn_id,
+                &spec,
+                now,
+            )
+            .await?;
             let changed = changed_fields(&ConnectionSpec::default(), &spec);
             let saved = save_connection(
                 self,

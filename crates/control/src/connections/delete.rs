@@ -16,10 +16,7 @@ impl Control {
         let write = self.store.begin_write().await?;
         let row = find_connection(&write.txn, &name).await?;
         check_etag(&message.etag, row.version, "connection")?;
-        let link_rows = db(link::Entity::find()
-            .filter(link::Column::ConnectionPk.eq(row.id))
-            .all(&write.txn)
-            .await)?;
+        let link_rows = switchboard_store::links::of_connection(&write.txn, row.id).await?;
         for link_row in &link_rows {
             links::delete_link_row(
                 self,
@@ -31,21 +28,7 @@ impl Control {
             )
             .await?;
         }
-        db(connection_version::Entity::delete_many()
-            .filter(connection_version::Column::ConnectionPk.eq(row.id))
-            .exec(&write.txn)
-            .await)?;
-        db(connection::Entity::delete_by_id(row.id)
-            .exec(&write.txn)
-            .await)?;
-        self.store
-            .secrets()
-            .delete_owner(
-                &write.txn,
-                &row.workspace,
-                &records::connection_owner(row.id),
-            )
-            .await?;
+        switchboard_store::connections::delete(&write.txn, self.store.secrets(), &row).await?;
         audit::record(
             &write,
             AuditRecord {

@@ -17,16 +17,12 @@ use switchboard_domain::permission::{self, Action, Principal};
 use switchboard_domain::validate::{validate_connection, validate_overrides};
 use switchboard_domain::{ConnectionSpec, FieldViolation, Overrides, SecretValues};
 use switchboard_proto::v1 as pb;
-use switchboard_store::entity::{connection, connection_version, deployment, link};
-use switchboard_store::records::{self, ConnectionSnapshot, to_json_text};
-use switchboard_store::sea_orm::{
-    ActiveModelTrait,
-    ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect,
-};
+use switchboard_store::DbHandle;
+use switchboard_store::connections::VersionNote;
+use switchboard_store::entity::{connection, deployment, link};
+use switchboard_store::records::{self, ConnectionSnapshot};
 use switchboard_store::visibility;
-use switchboard_store::{StagedSecrets, StoreError, WriteTxn};
+use switchboard_store::{StagedSecrets, WriteTxn};
 use tonic::{Request, Response, Status};
 
 use crate::audit::{self, AuditRecord};
@@ -43,22 +39,14 @@ use crate::service::Control;
 
 pub(crate) const KIND_CONNECTION: &str = "connection";
 
-/// Maps a database error into control's error.
-pub(crate) fn db<T>(result: Result<T, switchboard_store::sea_orm::DbErr>) -> ControlResult<T> {
-    result.map_err(|err| ControlError::from(StoreError::from(err)))
-}
-
 /// Finds a connection by name (conn_ids match ignoring case).
-pub(crate) async fn find_connection<C: ConnectionTrait>(
+pub(crate) async fn find_connection<C: DbHandle>(
     db_conn: &C,
     name: &ConnectionName,
 ) -> ControlResult<connection::Model> {
-    db(connection::Entity::find()
-        .filter(connection::Column::Workspace.eq(&name.workspace))
-        .filter(connection::Column::ConnIdFolded.eq(conn_id::fold(&name.conn_id)))
-        .one(db_conn)
-        .await)?
-    .ok_or_else(|| ControlError::NotFound(format!("connection {name} not found")))
+    switchboard_store::connections::find(db_conn, &name.workspace, &name.conn_id)
+        .await?
+        .ok_or_else(|| ControlError::NotFound(format!("connection {name} not found")))
 }
 
 /// A version's action as ConnectionVersion documents it (create, update or
@@ -275,7 +263,7 @@ pub(crate) fn validate_link_merge(
 pub(crate) async fn save_connection(
     control: &Control,
     write: &WriteTxn,
-    mut row: connection::Model,
+    row: connection::Model,
     state: ConnectionState<'_>,
     secrets: StagedSecrets,
     how: ConnectionWrite<'_>,
@@ -286,55 +274,23 @@ pub(crate) async fn save_connection(
         link_to_all,
         excluded,
     } = state;
-    let (public, _) = spec.split_secrets();
-    row.secret_version = control
-        .store
-        .secrets()
-        .record(
-            &write.txn,
-            &row.workspace,
-            &records::connection_owner(row.id),
-            secrets,
-            row.secret_version,
-            now,
-        )
-        .await?;
-    let is_new = row.version == 0;
-    let mut active = row.clone().into_active_model();
-    active.type_key = Set(public.type_key.clone());
-    active.conn_type = Set(public.conn_type.clone());
-    active.description = Set(public.description.clone());
-    active.host = Set(public.host.clone());
-    active.schema = Set(public.schema.clone());
-    active.login = Set(public.login.clone());
-    active.port = Set(public.port);
-    active.extra = Set(to_json_text(&public.extra));
-    active.link_to_all = Set(link_to_all);
-    active.excluded_deployments = Set(to_json_text(&excluded));
-    active.secret_version = Set(row.secret_version);
-    active.secret_fields = Set(to_json_text(&spec.secret_fields_set()));
-    active.version = Set(row.version + 1);
-    active.update_time = Set(now);
-    if is_new {
-        active.create_time = Set(now);
-    }
-    let saved = db(active.update(&write.txn).await)?;
-    let snapshot = records::snapshot_from_row(&saved)?;
-    db(
-        connection_version::Entity::insert(connection_version::ActiveModel {
-            connection_pk: Set(saved.id),
-            version: Set(saved.version),
-            snapshot: Set(to_json_text(&snapshot)),
-            secret_version: Set(saved.secret_version),
-            actor: Set(how.principal.actor()),
-            action: Set(how.action.to_owned()),
-            changed_fields: Set(to_json_text(&how.changed)),
-            create_time: Set(now),
-            ..Default::default()
-        })
-        .exec(&write.txn)
-        .await,
-    )?;
+    let note = VersionNote {
+        actor: how.principal.actor(),
+        action: how.action,
+        changed: &how.changed,
+    };
+    let saved = switchboard_store::connections::save(
+        &write.txn,
+        control.store.secrets(),
+        row,
+        spec,
+        link_to_all,
+        &excluded,
+        secrets,
+        note,
+        now,
+    )
+    .await?;
     audit::record(
         write,
         AuditRecord {
@@ -362,25 +318,21 @@ pub(crate) struct ReadState {
 impl ReadState {
     /// Whether the rows are as read, checked under the write lock: if they
     /// are, what was computed from them (and staged in Vault) still holds.
-    pub(crate) async fn still_current<C: ConnectionTrait>(&self, txn: &C) -> ControlResult<bool> {
-        let row = db(connection::Entity::find_by_id(self.row.id).one(txn).await)?;
+    pub(crate) async fn still_current<C: DbHandle>(&self, txn: &C) -> ControlResult<bool> {
+        let row = switchboard_store::connections::by_id(txn, self.row.id).await?;
         if row.as_ref() != Some(&self.row) {
             return Ok(false);
         }
         let Some(expected) = &self.link_rows else {
             return Ok(true);
         };
-        let link_rows = db(link::Entity::find()
-            .filter(link::Column::ConnectionPk.eq(self.row.id))
-            .order_by_asc(link::Column::Id)
-            .all(txn)
-            .await)?;
+        let link_rows = switchboard_store::links::of_connection(txn, self.row.id).await?;
         Ok(&link_rows == expected)
     }
 }
 
 /// Checks that each deployment id exists in `workspace`.
-pub(crate) async fn require_deployments<C: ConnectionTrait>(
+pub(crate) async fn require_deployments<C: DbHandle>(
     db_conn: &C,
     workspace: &str,
     ids: impl IntoIterator<Item = &String>,

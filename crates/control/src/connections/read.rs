@@ -117,17 +117,14 @@ impl Control {
             None => {
                 // Keyset paging on the (workspace, conn_id_folded) index: a
                 // page costs the same wherever it starts.
-                let mut query = connection::Entity::find()
-                    .filter(connection::Column::Workspace.eq(&parent.workspace))
-                    .order_by_asc(connection::Column::ConnIdFolded)
-                    .limit(page_size + 1);
-                if let Some(after) = &after {
-                    query = query.filter(connection::Column::ConnIdFolded.gt(after.as_str()));
-                }
-                if let Some(type_key) = &filter.type_key {
-                    query = query.filter(connection::Column::TypeKey.eq(type_key.as_str()));
-                }
-                db(query.all(db_conn).await)?
+                switchboard_store::connections::page(
+                    db_conn,
+                    &parent.workspace,
+                    filter.type_key.as_deref(),
+                    after.as_deref(),
+                    page_size + 1,
+                )
+                .await?
             }
         };
         let next_page_token =

@@ -90,7 +90,7 @@ impl Control {
 
     /// Reads the connection and its links through `db_conn`, computes and
     /// validates the update, and stages the new secrets.
-    async fn plan_update<C: ConnectionTrait>(
+    async fn plan_update<C: DbHandle>(
         &self,
         db_conn: &C,
         request: &UpdateRequest<'_>,
@@ -130,11 +130,7 @@ impl Control {
                     .map(|violation| violation.scope("connection")),
             );
         }
-        let link_rows = db(link::Entity::find()
-            .filter(link::Column::ConnectionPk.eq(row.id))
-            .order_by_asc(link::Column::Id)
-            .all(db_conn)
-            .await)?;
+        let link_rows = switchboard_store::links::of_connection(db_conn, row.id).await?;
         if violations.is_empty() {
             for link_row in &link_rows {
                 let overrides =

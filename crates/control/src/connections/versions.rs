@@ -32,14 +32,13 @@ impl Control {
                         .map_err(|_| ControlError::invalid("page_token", "is malformed"))
                 })
                 .transpose()?;
-        let mut query = connection_version::Entity::find()
-            .filter(connection_version::Column::ConnectionPk.eq(row.id))
-            .order_by_desc(connection_version::Column::Version)
-            .limit(page_size + 1);
-        if let Some(before) = before {
-            query = query.filter(connection_version::Column::Version.lt(before));
-        }
-        let mut versions = db(query.all(self.store.db()).await)?;
+        let mut versions = switchboard_store::connections::versions(
+            self.store.db(),
+            row.id,
+            before,
+            page_size + 1,
+        )
+        .await?;
         let next_page_token = page_token::next_page(
             &self.page_key,
             &fingerprint,
@@ -139,7 +138,7 @@ impl Control {
 
     /// Reads the connection and the version to restore through `db_conn`
     /// (secrets included) and stages the restored secrets.
-    async fn plan_rollback<C: ConnectionTrait>(
+    async fn plan_rollback<C: DbHandle>(
         &self,
         db_conn: &C,
         name: &ConnectionName,
@@ -147,14 +146,11 @@ impl Control {
     ) -> ControlResult<RollbackPlan> {
         let row = find_connection(db_conn, name).await?;
         check_etag(&message.etag, row.version, "connection")?;
-        let target = db(connection_version::Entity::find()
-            .filter(connection_version::Column::ConnectionPk.eq(row.id))
-            .filter(connection_version::Column::Version.eq(message.version))
-            .one(db_conn)
-            .await)?
-        .ok_or_else(|| {
-            ControlError::NotFound(format!("version {} of {name} not found", message.version))
-        })?;
+        let target = switchboard_store::connections::version(db_conn, row.id, message.version)
+            .await?
+            .ok_or_else(|| {
+                ControlError::NotFound(format!("version {} of {name} not found", message.version))
+            })?;
         let snapshot: ConnectionSnapshot =
             records::from_json_text("connection_version", &target.snapshot)?;
         let old_secrets = self
