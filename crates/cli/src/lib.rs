@@ -1,7 +1,8 @@
 //! The `switchboard` command line: the clap tree over the servers
-//! (`switchboard-server`), the client commands, `token user` and `bench`.
+//! (`switchboard-server`), the client commands (`switchboard-client`),
+//! `token user`, `bench` (`switchboard-bench`) and `completions`.
 
-mod client;
+mod completions;
 mod token;
 
 use std::ffi::OsString;
@@ -47,7 +48,14 @@ enum Command {
     /// Example: switchboard bench --endpoint http://127.0.0.1:50052 --token-file token.txt
     Bench(switchboard_bench::BenchOpt),
     #[command(flatten)]
-    Client(client::ClientCommand),
+    Client(switchboard_client::ClientCommand),
+    /// Prints a shell completion script.
+    #[command(
+        after_help = "Examples:\n  switchboard completions bash > /etc/bash_completion.d/switchboard\n  \
+        switchboard completions zsh > \"${fpath[1]}/_switchboard\"\n  \
+        switchboard completions fish > ~/.config/fish/completions/switchboard.fish"
+    )]
+    Completions(completions::CompletionsOpt),
 }
 
 /// Parses `args` and runs the command; the process exit code.
@@ -60,7 +68,8 @@ pub fn startup(args: Vec<OsString>) -> ExitCode {
         Command::Migrate(opt) => switchboard_server::migrate(opt),
         Command::Token(command) => token::run(command),
         Command::Bench(opt) => switchboard_bench::run(opt),
-        Command::Client(command) => return client::run(command),
+        Command::Client(command) => return switchboard_client::run(command),
+        Command::Completions(opt) => completions::run(&opt),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

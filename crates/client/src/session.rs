@@ -11,9 +11,9 @@ use tonic::Request;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-use crate::client::context::{ConfigFile, StoredContext};
-use crate::client::error::{ApiError, UnreachableError, usage};
-use crate::client::{input, transport};
+use crate::context::{ConfigFile, StoredContext};
+use crate::error::{ApiError, UnreachableError, usage};
+use crate::{input, transport};
 
 /// Environment variable holding a token; there is deliberately no flag for
 /// it, so tokens never appear in argv.
@@ -206,7 +206,7 @@ impl Target {
         };
         let authorization: MetadataValue<Ascii> =
             format!("Bearer {}", self.token).parse().map_err(|_| {
-                anyhow::Error::new(crate::client::error::UsageError(
+                anyhow::Error::new(crate::error::UsageError(
                     "the token holds characters that cannot be sent in a header".to_owned(),
                 ))
             })?;

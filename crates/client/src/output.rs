@@ -108,7 +108,7 @@ impl Table {
 
 /// Writes `text` to standard output. A closed pipe (`… | head`) is not an
 /// error: the reader has all it wants.
-pub(crate) fn print_stdout(text: &str) -> anyhow::Result<()> {
+pub fn print_stdout(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use serde_json::Value;
 
-use crate::client::error::usage;
+use crate::error::usage;
 
 /// Whether standard input is a terminal (prompts are possible).
 pub(crate) fn stdin_is_terminal() -> bool {

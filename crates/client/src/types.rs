@@ -7,10 +7,10 @@ use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::connection_service_client::ConnectionServiceClient;
 
 use super::pages::{PAGE_SIZE, all_pages};
-use crate::client::error::{CallResult, usage};
-use crate::client::output::{OutputOpt, Table, print_stdout};
-use crate::client::render;
-use crate::client::session::{ConnectOpt, Session};
+use crate::error::{CallResult, usage};
+use crate::output::{OutputOpt, Table, print_stdout};
+use crate::render;
+use crate::session::{ConnectOpt, Session};
 
 /// Arguments of `switchboard types`.
 #[derive(Debug, Args)]
@@ -20,9 +20,9 @@ use crate::client::session::{ConnectOpt, Session};
     with --set-secret, never on the command line), and the provider package to add to the \
     Airflow image's requirements.txt.",
     "\n\n",
-    crate::client::exit_codes_help!()
+    crate::exit_codes_help!()
 ))]
-pub(crate) struct TypesArgs {
+pub struct TypesArgs {
     #[command(flatten)]
     connect: ConnectOpt,
     #[command(flatten)]

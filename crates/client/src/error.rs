@@ -35,7 +35,7 @@ impl std::error::Error for UsageError {}
 /// Returns early with a [`UsageError`].
 macro_rules! usage {
     ($($arg:tt)*) => {
-        return Err(anyhow::Error::new($crate::client::error::UsageError(format!($($arg)*))))
+        return Err(anyhow::Error::new($crate::error::UsageError(format!($($arg)*))))
     };
 }
 pub(crate) use usage;

@@ -7,22 +7,22 @@ use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::connection_service_client::ConnectionServiceClient;
 
 use super::pages::{PAGE_SIZE, all_pages};
-use crate::client::connections;
-use crate::client::error::{CallResult, usage};
-use crate::client::fields::{self, Draft, SecretOpt, Target};
-use crate::client::input;
-use crate::client::output::{OutputOpt, Table};
-use crate::client::render;
-use crate::client::session::{ConnectOpt, Session, last_segment};
-use crate::client::unknown_keys;
+use crate::connections;
+use crate::error::{CallResult, usage};
+use crate::fields::{self, Draft, SecretOpt, Target};
+use crate::input;
+use crate::output::{OutputOpt, Table};
+use crate::render;
+use crate::session::{ConnectOpt, Session, last_segment};
+use crate::unknown_keys;
 
 /// Arguments of `switchboard links`.
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:\n  switchboard links list warehouse\n  switchboard links create warehouse --deployment prod --set schema=PROD --set extra.warehouse=WH\n\n",
-    crate::client::exit_codes_help!()
+    crate::exit_codes_help!()
 ))]
-pub(crate) struct LinksArgs {
+pub struct LinksArgs {
     #[command(flatten)]
     connect: ConnectOpt,
     #[command(flatten)]

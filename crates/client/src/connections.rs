@@ -12,14 +12,14 @@ use switchboard_proto::v1::connection_service_client::ConnectionServiceClient;
 use tonic::{Code, Status};
 
 use super::pages::{PAGE_SIZE, all_pages};
-use crate::client::error::{ApiError, CallResult, usage};
-use crate::client::fields::{self, Draft, SecretOpt, Target};
-use crate::client::input;
-use crate::client::output::{OutputOpt, Table};
-use crate::client::render;
-use crate::client::session::{ConnectOpt, Session, last_segment};
-use crate::client::types;
-use crate::client::unknown_keys;
+use crate::error::{ApiError, CallResult, usage};
+use crate::fields::{self, Draft, SecretOpt, Target};
+use crate::input;
+use crate::output::{OutputOpt, Table};
+use crate::render;
+use crate::session::{ConnectOpt, Session, last_segment};
+use crate::types;
+use crate::unknown_keys;
 use draft::{
     Document, apply_field_flags, check_stdin, link_from_document, prompt_required,
     qualify_excluded, read_document,
@@ -29,9 +29,9 @@ use draft::{
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:\n  switchboard connections list\n  switchboard connections create pg --type postgres --host db.internal --login airflow --password-file pg.pass\n  switchboard connections get pg -o yaml\n\n",
-    crate::client::exit_codes_help!()
+    crate::exit_codes_help!()
 ))]
-pub(crate) struct ConnectionsArgs {
+pub struct ConnectionsArgs {
     #[command(flatten)]
     connect: ConnectOpt,
     #[command(flatten)]

@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 use switchboard_proto::convert::json_to_struct;
 use switchboard_proto::v1 as pb;
 
-use crate::client::error::usage;
-use crate::client::input::SecretSource;
+use crate::error::usage;
+use crate::input::SecretSource;
 
 /// Connection fields that `--set` and files may name (besides `extra.<key>`).
 const CONNECTION_FIELDS: &[&str] = &[

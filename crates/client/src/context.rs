@@ -14,10 +14,10 @@ use serde::{Deserialize, Serialize};
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::connection_service_client::ConnectionServiceClient;
 
-use crate::client::error::{CallResult, usage};
-use crate::client::input;
-use crate::client::output::Table;
-use crate::client::session::{self, Target};
+use crate::error::{CallResult, usage};
+use crate::input;
+use crate::output::Table;
+use crate::session::{self, Target};
 
 /// Name of the context `login` writes when `--context` is not given.
 const DEFAULT_CONTEXT: &str = "default";
@@ -131,7 +131,7 @@ pub(crate) fn write_private_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()
 
 /// Options of `switchboard login`.
 #[derive(Debug, Args)]
-pub(crate) struct LoginOpt {
+pub struct LoginOpt {
     /// The server: HOST:PORT (plaintext, or TLS with --ca-cert),
     /// http://HOST:PORT or https://HOST:PORT.
     #[arg(long, env = "SWITCHBOARD_ENDPOINT")]
@@ -165,7 +165,7 @@ pub(crate) struct LoginOpt {
 
 /// Options of `switchboard logout`.
 #[derive(Debug, Args)]
-pub(crate) struct LogoutOpt {
+pub struct LogoutOpt {
     /// The context to log out of (default: the current one).
     #[arg(long = "context", env = "SWITCHBOARD_CONTEXT")]
     context_name: Option<String>,
@@ -173,7 +173,7 @@ pub(crate) struct LogoutOpt {
 
 /// `switchboard contexts …`.
 #[derive(Debug, Subcommand)]
-pub(crate) enum ContextsCommand {
+pub enum ContextsCommand {
     /// Lists the stored contexts (never their tokens).
     #[command(after_help = "Example:\n  switchboard contexts list")]
     List,

@@ -8,22 +8,22 @@ use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::deployment_service_client::DeploymentServiceClient;
 
 use super::pages::{PAGE_SIZE, all_pages};
-use crate::client::connections::quote;
-use crate::client::context::write_private_file;
-use crate::client::error::{CallResult, usage};
-use crate::client::git_ignore;
-use crate::client::input;
-use crate::client::output::{OutputFormat, OutputOpt, Table, print_stdout};
-use crate::client::render;
-use crate::client::session::{ConnectOpt, Session, last_segment};
+use crate::connections::quote;
+use crate::context::write_private_file;
+use crate::error::{CallResult, usage};
+use crate::git_ignore;
+use crate::input;
+use crate::output::{OutputFormat, OutputOpt, Table, print_stdout};
+use crate::render;
+use crate::session::{ConnectOpt, Session, last_segment};
 
 /// Arguments of `switchboard deployments`.
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:\n  switchboard deployments create prod --namespace airflow-prod --secret-delivery token\n  switchboard deployments token prod --output-file prod.token\n\n",
-    crate::client::exit_codes_help!()
+    crate::exit_codes_help!()
 ))]
-pub(crate) struct DeploymentsArgs {
+pub struct DeploymentsArgs {
     #[command(flatten)]
     connect: ConnectOpt,
     #[command(flatten)]

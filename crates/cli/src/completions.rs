@@ -3,7 +3,7 @@
 use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 
-use crate::client::output::print_stdout;
+use switchboard_client::print_stdout;
 
 /// Arguments of `switchboard completions`.
 #[derive(Debug, Args)]

@@ -1,10 +1,11 @@
-//! Client commands: `login`, `connections`, `links`, `deployments`, `types`,
-//! `policy`, `audit`, `local env` and `completions`. They call a Switchboard
-//! server over gRPC with the user's token, print tables, JSON or YAML, and
-//! exit with a code that tells scripts what went wrong (see [`error`]).
+//! The `switchboard` client commands: `login`, `connections`, `links`,
+//! `deployments`, `types`, `policy`, `audit` and `local env`. They call a
+//! Switchboard server over gRPC (`switchboard-proto`) with the user's token,
+//! print tables, JSON or YAML, and exit with a code that tells scripts what
+//! went wrong. No server code is linked in: only the contract, the pure
+//! domain rules (Airflow names, durations) and the private-file writer.
 
 mod audit;
-mod completions;
 mod connections;
 mod context;
 mod deployments;
@@ -37,10 +38,11 @@ macro_rules! exit_codes_help {
     };
 }
 pub(crate) use exit_codes_help;
+pub use output::print_stdout;
 
 /// The client commands, flattened into the top-level `switchboard` command.
 #[derive(Debug, Subcommand)]
-pub(crate) enum ClientCommand {
+pub enum ClientCommand {
     /// Stores an endpoint and a user token as a named context in the config dir.
     #[command(
         after_help = "Example:\n  switchboard token user --subject me --role acme=OWNER \
@@ -67,17 +69,10 @@ pub(crate) enum ClientCommand {
     Audit(audit::AuditArgs),
     /// Local development: a deployment's connections for a laptop's Airflow.
     Local(local::LocalArgs),
-    /// Prints a shell completion script.
-    #[command(
-        after_help = "Examples:\n  switchboard completions bash > /etc/bash_completion.d/switchboard\n  \
-        switchboard completions zsh > \"${fpath[1]}/_switchboard\"\n  \
-        switchboard completions fish > ~/.config/fish/completions/switchboard.fish"
-    )]
-    Completions(completions::CompletionsOpt),
 }
 
 /// Runs a client command; the process exit code.
-pub(crate) fn run(command: ClientCommand) -> ExitCode {
+pub fn run(command: ClientCommand) -> ExitCode {
     let result = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -99,7 +94,6 @@ async fn run_async(command: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Login(opt) => context::login(opt).await,
         ClientCommand::Logout(opt) => context::logout(&opt),
         ClientCommand::Contexts(command) => context::run_contexts(command),
-        ClientCommand::Completions(opt) => completions::run(&opt),
         ClientCommand::Connections(args) => connections::run(args).await,
         ClientCommand::Links(args) => links::run(args).await,
         ClientCommand::Deployments(args) => deployments::run(args).await,

@@ -4,19 +4,19 @@ use clap::{Args, Subcommand};
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::workspace_service_client::WorkspaceServiceClient;
 
-use crate::client::error::{CallResult, usage};
-use crate::client::input;
-use crate::client::output::{OutputOpt, Table};
-use crate::client::render;
-use crate::client::session::{ConnectOpt, Session};
+use crate::error::{CallResult, usage};
+use crate::input;
+use crate::output::{OutputOpt, Table};
+use crate::render;
+use crate::session::{ConnectOpt, Session};
 
 /// Arguments of `switchboard policy`.
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:\n  switchboard policy get\n  switchboard policy set --allow-local-export\n\n",
-    crate::client::exit_codes_help!()
+    crate::exit_codes_help!()
 ))]
-pub(crate) struct PolicyArgs {
+pub struct PolicyArgs {
     #[command(flatten)]
     connect: ConnectOpt,
     #[command(flatten)]

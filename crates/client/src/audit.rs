@@ -5,11 +5,11 @@ use serde_json::Value;
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::audit_service_client::AuditServiceClient;
 
-use crate::client::connections::quote;
-use crate::client::error::{CallResult, usage};
-use crate::client::output::{OutputOpt, Table};
-use crate::client::render;
-use crate::client::session::{ConnectOpt, Session};
+use crate::connections::quote;
+use crate::error::{CallResult, usage};
+use crate::output::{OutputOpt, Table};
+use crate::render;
+use crate::session::{ConnectOpt, Session};
 
 /// Arguments of `switchboard audit`.
 #[derive(Debug, Args)]
@@ -18,9 +18,9 @@ use crate::client::session::{ConnectOpt, Session};
     switchboard audit --resource connections/warehouse --action UpdateConnection\n  \
     switchboard audit --actor alice --since 2026-01-01T00:00:00Z -o json",
     "\n\n",
-    crate::client::exit_codes_help!()
+    crate::exit_codes_help!()
 ))]
-pub(crate) struct AuditArgs {
+pub struct AuditArgs {
     #[command(flatten)]
     connect: ConnectOpt,
     #[command(flatten)]

@@ -16,19 +16,19 @@ use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::resolver_service_client::ResolverServiceClient;
 use tonic::Code;
 
-use crate::client::context::write_private_file;
-use crate::client::error::ApiError;
-use crate::client::git_ignore;
-use crate::client::output::print_stdout;
-use crate::client::session::{ConnectOpt, Session, Target};
+use crate::context::write_private_file;
+use crate::error::ApiError;
+use crate::git_ignore;
+use crate::output::print_stdout;
+use crate::session::{ConnectOpt, Session, Target};
 
 /// Arguments of `switchboard local`.
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Example:\n  switchboard local env --deployment dev --output-file .env\n\n",
-    crate::client::exit_codes_help!()
+    crate::exit_codes_help!()
 ))]
-pub(crate) struct LocalArgs {
+pub struct LocalArgs {
     #[command(flatten)]
     connect: ConnectOpt,
     #[command(subcommand)]
