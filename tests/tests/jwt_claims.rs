@@ -61,7 +61,7 @@ pub(crate) fn hs256_jwt(
 
 fn fixture(name: &str) -> PathBuf {
     workspace_root()
-        .join("crates/store/tests/fixtures")
+        .join("crates/auth/tests/fixtures")
         .join(name)
 }
 

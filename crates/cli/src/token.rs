@@ -5,15 +5,15 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use switchboard_auth::{AUDIENCE, DEV_KEY_LEN, JwtSigner, UserClaims};
 use switchboard_domain::names::validate_workspace_id;
 use switchboard_domain::permission::Role;
-use switchboard_store::auth::{AUDIENCE, DEV_KEY_LEN, JwtSigner, UserClaims};
 use switchboard_store::keyfile;
 
 use switchboard_server::DEV_JWT_KEY_FILE;
 
 // `--ttl`'s help states the leeway in words.
-const _: () = assert!(switchboard_store::auth::CLOCK_SKEW_LEEWAY_SECONDS == 30);
+const _: () = assert!(switchboard_auth::CLOCK_SKEW_LEEWAY_SECONDS == 30);
 
 /// Token commands.
 #[derive(Debug, Subcommand)]

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use switchboard_store::auth::{ERROR_DOMAIN, RefusalReason};
+use switchboard_domain::refusal::{ERROR_DOMAIN, RefusalReason};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 

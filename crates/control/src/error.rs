@@ -1,8 +1,9 @@
 //! Control's one error type and its exhaustive mapping to gRPC statuses.
 
+use switchboard_auth::AuthError;
+use switchboard_domain::refusal::{ERROR_DOMAIN, Refusal};
 use switchboard_domain::{DomainError, FieldViolation};
 use switchboard_proto::status::{self, truncate};
-use switchboard_store::auth::{ERROR_DOMAIN, Refusal};
 use switchboard_store::{StoreError, StoreFailure};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -62,12 +63,20 @@ impl From<DomainError> for ControlError {
     }
 }
 
+impl From<AuthError> for ControlError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Refused(refusal) => Self::Unauthenticated(refusal),
+            AuthError::RateLimited => Self::RateLimited,
+            AuthError::Store(err) => err.into(),
+        }
+    }
+}
+
 impl From<StoreError> for ControlError {
     fn from(err: StoreError) -> Self {
         match StoreFailure::from(err) {
             StoreFailure::Unavailable(message) => Self::Unavailable(message),
-            StoreFailure::Unauthenticated(refusal) => Self::Unauthenticated(refusal),
-            StoreFailure::RateLimited => Self::RateLimited,
             StoreFailure::Internal(message) => Self::Internal(message),
         }
     }

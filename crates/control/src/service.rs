@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
+use switchboard_auth::{Admission, Authenticator};
 use switchboard_domain::permission::{self, Action, PolicyFlags, Principal};
 use switchboard_proto::v1 as pb;
 use switchboard_store::DbHandle;
-use switchboard_store::auth::{Admission, Authenticator};
 use switchboard_store::{Clock, Store};
 use tonic::Request;
 

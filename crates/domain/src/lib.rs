@@ -14,6 +14,7 @@ pub mod error;
 pub mod names;
 pub mod namespaces;
 pub mod permission;
+pub mod refusal;
 pub mod sensitive;
 pub mod validate;
 

@@ -8,7 +8,7 @@ use switchboard_domain::airflow;
 use switchboard_domain::names::TokenName;
 use switchboard_store::audit::{self, AuditRecord};
 use switchboard_store::entity::{deployment, deployment_token};
-use switchboard_store::{auth, deployments, tokens, visibility};
+use switchboard_store::{deployments, tokens, visibility};
 
 use crate::desired::{
     self, ADDRESS_KEY, DEPLOYMENT_LABEL, DesiredSecret, MAX_SECRET_BYTES, TOKEN_KEY,
@@ -612,7 +612,7 @@ impl KubeSync {
         row: &deployment::Model,
         token: &str,
     ) -> KubeSyncResult<Option<deployment_token::Model>> {
-        let Some(token_id) = auth::parse_token_id(token) else {
+        let Some(token_id) = tokens::parse_token_id(token) else {
             return Ok(None);
         };
         let found = tokens::find(
@@ -623,7 +623,7 @@ impl KubeSync {
         )
         .await?;
         Ok(found.filter(|found| {
-            found.revoke_time.is_none() && found.token_hash == auth::hash_token(token)
+            found.revoke_time.is_none() && found.token_hash == tokens::hash_token(token)
         }))
     }
 

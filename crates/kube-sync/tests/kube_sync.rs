@@ -14,6 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use fake_kube::{FakeApi, Request, data, data_keys, query_param, secret_path};
 use serde_json::{Value, json};
+use switchboard_auth::{self as auth, AUDIENCE, Authenticator, JwtSigner, UserClaims};
 use switchboard_control::{Control, PageTokenKey};
 use switchboard_kube_sync::{
     self as kube_sync, AllowedNamespaces, KUBE_TOKEN_DESCRIPTION, KubeSync, KubeSyncOptions,
@@ -24,7 +25,6 @@ use switchboard_proto::v1::connection_service_server::ConnectionService;
 use switchboard_proto::v1::deployment_service_server::DeploymentService;
 use switchboard_proto::v1::resolver_service_server::ResolverService;
 use switchboard_resolver::{Resolver, ResolverOptions};
-use switchboard_store::auth::{self, AUDIENCE, Authenticator, JwtSigner, UserClaims};
 use switchboard_store::entity::{audit_event, deployment_token};
 use switchboard_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use switchboard_store::{Clock, SecretStore, Store};

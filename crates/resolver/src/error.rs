@@ -1,8 +1,9 @@
 //! The resolver's one error type and its exhaustive mapping to gRPC statuses.
 
+use switchboard_auth::AuthError;
 use switchboard_domain::DomainError;
+use switchboard_domain::refusal::{ERROR_DOMAIN, Refusal};
 use switchboard_proto::status::{self, truncate};
-use switchboard_store::auth::{ERROR_DOMAIN, Refusal};
 use switchboard_store::{StoreError, StoreFailure};
 use tonic::Status;
 
@@ -38,12 +39,20 @@ impl From<DomainError> for ResolverError {
     }
 }
 
+impl From<AuthError> for ResolverError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Refused(refusal) => Self::Unauthenticated(refusal),
+            AuthError::RateLimited => Self::RateLimited,
+            AuthError::Store(err) => err.into(),
+        }
+    }
+}
+
 impl From<StoreError> for ResolverError {
     fn from(err: StoreError) -> Self {
         match StoreFailure::from(err) {
             StoreFailure::Unavailable(message) => Self::Unavailable(message),
-            StoreFailure::Unauthenticated(refusal) => Self::Unauthenticated(refusal),
-            StoreFailure::RateLimited => Self::RateLimited,
             StoreFailure::Internal(message) => Self::Internal(message),
         }
     }

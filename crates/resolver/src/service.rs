@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use moka::future::Cache;
 use subtle::ConstantTimeEq;
+use switchboard_auth::{self as auth, Admission, Authenticator, DEPLOYMENT_TOKEN_PREFIX};
 use switchboard_domain::FieldViolation;
 use switchboard_domain::conn_id;
 use switchboard_domain::names::DeploymentName;
 use switchboard_domain::permission::{self, Action, PolicyFlags, Principal};
 use switchboard_proto::v1 as pb;
 use switchboard_store::audit::AuditRecord;
-use switchboard_store::auth::{self, Admission, Authenticator, DEPLOYMENT_TOKEN_PREFIX};
 use switchboard_store::feed::{self, HeadReader};
 use switchboard_store::{Clock, Store, visibility};
 use tonic::{Request, Response, Status};

@@ -396,7 +396,7 @@ impl ServeOpt {
             (None, Some(text)) => switchboard_domain::duration::parse(&text).map_err(|why| {
                 anyhow::anyhow!("invalid auth.jwks_refresh in the config file: {why}")
             })?,
-            (None, None) => switchboard_store::jwks::DEFAULT_REFRESH_EVERY,
+            (None, None) => switchboard_auth::jwks::DEFAULT_REFRESH_EVERY,
         };
         if jwks_refresh < Duration::from_secs(1) {
             bail!("jwks_refresh must be at least 1s");

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use switchboard_store::auth::{Admission, Caller, CallerGate};
+use switchboard_auth::{Admission, Caller, CallerGate};
 
 /// Buckets kept at most; callers beyond it share one overflow bucket, so a
 /// flood of distinct addresses cannot grow the map.

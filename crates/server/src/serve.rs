@@ -7,11 +7,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
+use switchboard_auth::jwks::{Jwks, JwksSource};
+use switchboard_auth::{Authenticator, DEV_KEY_LEN};
 use switchboard_control::{Control, PageTokenKey};
 use switchboard_proto::SERVICE_NAMES;
 use switchboard_resolver::{Resolver, ResolverOptions};
-use switchboard_store::auth::{Authenticator, DEV_KEY_LEN};
-use switchboard_store::jwks::{Jwks, JwksSource};
 use switchboard_store::secrets::EMBEDDED_KEY_LEN;
 use switchboard_store::vault::{AppRole, VaultConfig, VaultSecrets};
 use switchboard_store::{Clock, SecretStore, Store, SystemClock, keyfile, plaintext_secrets};

@@ -15,12 +15,6 @@ pub enum StoreError {
     /// A key or configuration file could not be used.
     #[error("key file {path}: {reason}")]
     KeyFile { path: String, reason: String },
-    /// The caller's credentials are missing, malformed, expired or revoked.
-    #[error("unauthenticated: {0}")]
-    Unauthenticated(crate::auth::Refusal),
-    /// The caller made more calls than its rate limit allows.
-    #[error("rate limit exceeded; slow down and retry")]
-    RateLimited,
     /// A stored row could not be decoded.
     #[error("corrupt row in {table}: {reason}")]
     Corrupt { table: &'static str, reason: String },
@@ -32,10 +26,6 @@ pub enum StoreError {
 pub enum StoreFailure {
     /// A backend is unreachable; the caller may retry. The text is logged.
     Unavailable(String),
-    /// The caller's credentials were refused.
-    Unauthenticated(crate::auth::Refusal),
-    /// The caller is over its rate limit.
-    RateLimited,
     /// Anything else. The text is logged, never sent.
     Internal(String),
 }
@@ -46,9 +36,7 @@ impl From<StoreError> for StoreFailure {
             return Self::Unavailable(err.to_string());
         }
         match err {
-            StoreError::Unauthenticated(refusal) => Self::Unauthenticated(refusal),
             StoreError::SecretsUnavailable(message) => Self::Unavailable(message),
-            StoreError::RateLimited => Self::RateLimited,
             StoreError::Database(_)
             | StoreError::Secrets(_)
             | StoreError::KeyFile { .. }
@@ -76,11 +64,7 @@ impl StoreError {
                     || is_connection_lost(err)
             }
             Self::SecretsUnavailable(_) => true,
-            Self::Secrets(_)
-            | Self::KeyFile { .. }
-            | Self::Unauthenticated(_)
-            | Self::RateLimited
-            | Self::Corrupt { .. } => false,
+            Self::Secrets(_) | Self::KeyFile { .. } | Self::Corrupt { .. } => false,
         }
     }
 

@@ -7,12 +7,10 @@
 //! speaks sea-orm.
 
 pub mod audit;
-pub mod auth;
 pub mod connections;
 pub mod deployments;
 pub mod entity;
 pub mod feed;
-pub mod jwks;
 pub mod keyfile;
 pub mod links;
 pub mod migration;

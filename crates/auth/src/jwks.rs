@@ -9,7 +9,9 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use tokio::sync::watch;
 
-use crate::error::{StoreError, StoreResult};
+use switchboard_store::StoreError;
+
+use crate::error::{AuthError, AuthResult};
 
 /// How often the key set is re-read by default, even when every kid is known.
 pub const DEFAULT_REFRESH_EVERY: Duration = Duration::from_secs(300);
@@ -67,7 +69,7 @@ pub struct Jwks {
 
 impl Jwks {
     /// Loads the key set once; fails early when it cannot be read.
-    pub async fn load(source: JwksSource) -> StoreResult<Self> {
+    pub async fn load(source: JwksSource) -> AuthResult<Self> {
         Self::load_refreshing_every(source, DEFAULT_REFRESH_EVERY).await
     }
 
@@ -75,13 +77,13 @@ impl Jwks {
     pub async fn load_refreshing_every(
         source: JwksSource,
         refresh_every: Duration,
-    ) -> StoreResult<Self> {
-        crate::vault::install_crypto_provider();
+    ) -> AuthResult<Self> {
+        switchboard_store::vault::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .build()
             .map_err(|err| {
-                StoreError::Unauthenticated(format!("cannot build the JWKS client: {err}").into())
+                AuthError::Refused(format!("cannot build the JWKS client: {err}").into())
             })?;
         let keys = fetch(&source, &http).await?;
         let now = Instant::now();
@@ -108,8 +110,8 @@ impl Jwks {
     /// The decoding key for `kid` (or the only key when the token names none).
     /// An old set is refreshed in the background; an unknown kid starts a
     /// refresh when one is due and waits briefly for it.
-    pub async fn key(&self, kid: Option<&str>, algorithm: Algorithm) -> StoreResult<DecodingKey> {
-        let unknown = || StoreError::Unauthenticated("the token's signing key is unknown".into());
+    pub async fn key(&self, kid: Option<&str>, algorithm: Algorithm) -> AuthResult<DecodingKey> {
+        let unknown = || AuthError::Refused("the token's signing key is unknown".into());
         let mut finished = {
             let mut state = self.inner.lock();
             let now = Instant::now();
@@ -207,16 +209,14 @@ fn select(keys: &JwkSet, kid: Option<&str>, algorithm: Algorithm) -> Option<Deco
     DecodingKey::from_jwk(jwk).ok()
 }
 
-async fn fetch(source: &JwksSource, http: &reqwest::Client) -> StoreResult<JwkSet> {
+async fn fetch(source: &JwksSource, http: &reqwest::Client) -> AuthResult<JwkSet> {
     let bytes = match source {
-        JwksSource::File(path) => {
-            tokio::fs::read(path)
-                .await
-                .map_err(|err| StoreError::KeyFile {
-                    path: path.display().to_string(),
-                    reason: err.to_string(),
-                })?
-        }
+        JwksSource::File(path) => tokio::fs::read(path).await.map_err(|err| {
+            AuthError::Store(StoreError::KeyFile {
+                path: path.display().to_string(),
+                reason: err.to_string(),
+            })
+        })?,
         JwksSource::Url(url) => {
             let response = http
                 .get(url)
@@ -224,20 +224,20 @@ async fn fetch(source: &JwksSource, http: &reqwest::Client) -> StoreResult<JwkSe
                 .await
                 .and_then(reqwest::Response::error_for_status)
                 .map_err(|err| {
-                    StoreError::Unauthenticated(format!("cannot fetch the JWKS: {err}").into())
+                    AuthError::Refused(format!("cannot fetch the JWKS: {err}").into())
                 })?;
             response
                 .bytes()
                 .await
-                .map_err(|err| {
-                    StoreError::Unauthenticated(format!("cannot read the JWKS: {err}").into())
-                })?
+                .map_err(|err| AuthError::Refused(format!("cannot read the JWKS: {err}").into()))?
                 .to_vec()
         }
     };
-    serde_json::from_slice(&bytes).map_err(|err| StoreError::Corrupt {
-        table: "jwks",
-        reason: err.to_string(),
+    serde_json::from_slice(&bytes).map_err(|err| {
+        AuthError::Store(StoreError::Corrupt {
+            table: "jwks",
+            reason: err.to_string(),
+        })
     })
 }
 

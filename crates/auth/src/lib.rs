@@ -1,5 +1,10 @@
-//! Authentication: user JWTs (HS256 with the development key) and opaque
-//! deployment tokens, stored only as SHA-256 hashes and compared in constant time.
+//! Authentication: user JWTs (HS256 with the development key, or RS256/ES256
+//! from a [`jwks::Jwks`]) and opaque deployment tokens, stored only as
+//! SHA-256 hashes (`switchboard_store::tokens`) and compared in constant
+//! time; and the per-caller [`Admission`] the rate limit charges.
+
+mod error;
+pub mod jwks;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -9,110 +14,27 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rand::RngCore;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use switchboard_domain::permission::{Principal, Role};
+use switchboard_store::{DbHandle, StoreError, tokens};
 
-use crate::entity::deployment_token;
-use crate::error::{StoreError, StoreResult};
+pub use error::{AuthError, AuthResult};
+pub use switchboard_domain::refusal::{ERROR_DOMAIN, Refusal, RefusalReason};
+pub use switchboard_store::tokens::{
+    DEPLOYMENT_TOKEN_PREFIX, NewDeploymentToken, hash_token, new_deployment_token, parse_token_id,
+};
+
 use crate::jwks::Jwks;
 
 /// The audience every user JWT must carry.
 pub const AUDIENCE: &str = "switchboard";
 /// Length of the development HS256 key file.
 pub const DEV_KEY_LEN: usize = 32;
-/// Prefix of deployment tokens, so they are recognizable in secret scanners.
-pub const DEPLOYMENT_TOKEN_PREFIX: &str = "sbdt_";
 
 /// Seconds a user JWT is still accepted past its `exp` (and before its
 /// `nbf`), for clocks that disagree a little.
 pub const CLOCK_SKEW_LEEWAY_SECONDS: u64 = 30;
-/// The `domain` of the `google.rpc.ErrorInfo` sent with a refusal.
-pub const ERROR_DOMAIN: &str = "switchboard";
-
-/// Why a credential was refused, for programs: sent as the `reason` of a
-/// `google.rpc.ErrorInfo` beside the words, so that a client can give advice
-/// without reading the text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefusalReason {
-    /// No credentials, or not `Bearer <token>`.
-    Missing,
-    /// A user token past its `exp` (and the leeway).
-    Expired,
-    /// A user token whose signature the server's keys do not verify: minted
-    /// with another key, or altered.
-    BadSignature,
-    /// A deployment token where a user token is needed (control's services).
-    UserTokenRequired,
-    /// A deployment token that is malformed, unknown or revoked.
-    DeploymentTokenInvalid,
-    /// Anything else wrong with a user token.
-    Invalid,
-}
-
-impl RefusalReason {
-    const ALL: [RefusalReason; 6] = [
-        Self::Missing,
-        Self::Expired,
-        Self::BadSignature,
-        Self::UserTokenRequired,
-        Self::DeploymentTokenInvalid,
-        Self::Invalid,
-    ];
-
-    /// The `ErrorInfo.reason` text, UPPER_SNAKE_CASE as AIP-193 asks.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Missing => "TOKEN_MISSING",
-            Self::Expired => "TOKEN_EXPIRED",
-            Self::BadSignature => "TOKEN_SIGNATURE_INVALID",
-            Self::UserTokenRequired => "USER_TOKEN_REQUIRED",
-            Self::DeploymentTokenInvalid => "DEPLOYMENT_TOKEN_INVALID",
-            Self::Invalid => "TOKEN_INVALID",
-        }
-    }
-
-    /// The reason an `ErrorInfo.reason` text names, if it is one of ours.
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|reason| reason.as_str() == text)
-    }
-}
-
-/// A refused credential: why, for programs, and in words, for people. The
-/// words never hold the token or a library's own error text.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct Refusal {
-    pub reason: RefusalReason,
-    pub message: String,
-}
-
-impl Refusal {
-    pub fn new(reason: RefusalReason, message: impl Into<String>) -> Self {
-        Self {
-            reason,
-            message: message.into(),
-        }
-    }
-}
-
-/// A refusal of reason [`RefusalReason::Invalid`] with these words.
-impl From<&str> for Refusal {
-    fn from(message: &str) -> Self {
-        Self::new(RefusalReason::Invalid, message)
-    }
-}
-
-/// A refusal of reason [`RefusalReason::Invalid`] with these words.
-impl From<String> for Refusal {
-    fn from(message: String) -> Self {
-        Self::new(RefusalReason::Invalid, message)
-    }
-}
-
 /// Claims of a user JWT.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserClaims {
@@ -148,9 +70,10 @@ impl JwtSigner {
     }
 
     /// Signs `claims`.
-    pub fn sign(&self, claims: &UserClaims) -> StoreResult<String> {
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.key)
-            .map_err(|err| StoreError::Secrets(format!("cannot sign token: {err}")))
+    pub fn sign(&self, claims: &UserClaims) -> AuthResult<String> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.key).map_err(|err| {
+            AuthError::Store(StoreError::Secrets(format!("cannot sign token: {err}")))
+        })
     }
 }
 
@@ -225,14 +148,13 @@ impl Authenticator {
     }
 
     /// Resolves the `authorization` header value to a principal.
-    pub async fn authenticate<C: ConnectionTrait>(
+    pub async fn authenticate<C: DbHandle>(
         &self,
         db: &C,
         authorization: Option<&str>,
-    ) -> StoreResult<Principal> {
-        let missing = |message: &str| {
-            StoreError::Unauthenticated(Refusal::new(RefusalReason::Missing, message))
-        };
+    ) -> AuthResult<Principal> {
+        let missing =
+            |message: &str| AuthError::Refused(Refusal::new(RefusalReason::Missing, message));
         let header = authorization.ok_or_else(|| missing("missing authorization metadata"))?;
         let token = header
             .strip_prefix("Bearer ")
@@ -247,13 +169,13 @@ impl Authenticator {
         }
     }
 
-    async fn user(&self, token: &str) -> StoreResult<Principal> {
+    async fn user(&self, token: &str) -> AuthResult<Principal> {
         refuse_critical_headers(token)?;
         let header = jsonwebtoken::decode_header(token).map_err(|err| invalid_user_token(&err))?;
         let data = match &self.keys {
             UserKeys::Hs256(key) => {
                 if header.alg != Algorithm::HS256 {
-                    return Err(StoreError::Unauthenticated(
+                    return Err(AuthError::Refused(
                         "user tokens must be signed with HS256 here".into(),
                     ));
                 }
@@ -266,7 +188,7 @@ impl Authenticator {
             }
             UserKeys::Jwks(jwks) => {
                 if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
-                    return Err(StoreError::Unauthenticated(
+                    return Err(AuthError::Refused(
                         "user tokens must be signed with RS256 or ES256".into(),
                     ));
                 }
@@ -277,12 +199,12 @@ impl Authenticator {
         };
         let claims = data.claims;
         if claims.sub.is_empty() {
-            return Err(StoreError::Unauthenticated("token subject is empty".into()));
+            return Err(AuthError::Refused("token subject is empty".into()));
         }
         // The subject lands in audit events and logs; control characters
         // there could forge lines or hide text.
         if claims.sub.chars().any(char::is_control) {
-            return Err(StoreError::Unauthenticated(
+            return Err(AuthError::Refused(
                 "token subject contains control characters".into(),
             ));
         }
@@ -299,12 +221,10 @@ impl Authenticator {
         })
     }
 
-    async fn deployment<C: ConnectionTrait>(&self, db: &C, token: &str) -> StoreResult<Principal> {
-        let invalid = || StoreError::Unauthenticated(deployment_token_refusal());
+    async fn deployment<C: DbHandle>(&self, db: &C, token: &str) -> AuthResult<Principal> {
+        let invalid = || AuthError::Refused(deployment_token_refusal());
         let token_id = parse_token_id(token).ok_or_else(invalid)?;
-        let row = deployment_token::Entity::find()
-            .filter(deployment_token::Column::TokenId.eq(token_id))
-            .one(db)
+        let row = tokens::by_token_id(db, token_id)
             .await?
             .ok_or_else(invalid)?;
         let presented = hash_token(token);
@@ -368,7 +288,7 @@ impl Admission {
 
     /// Charges the call to `principal`, or to the peer when authentication
     /// failed (`None`). Without an admission (no limit) every call proceeds.
-    pub fn check(admission: Option<&Admission>, principal: Option<&Principal>) -> StoreResult<()> {
+    pub fn check(admission: Option<&Admission>, principal: Option<&Principal>) -> AuthResult<()> {
         let Some(admission) = admission else {
             return Ok(());
         };
@@ -387,7 +307,7 @@ impl Admission {
         if admission.gate.admit(caller) {
             Ok(())
         } else {
-            Err(StoreError::RateLimited)
+            Err(AuthError::RateLimited)
         }
     }
 }
@@ -408,14 +328,14 @@ struct VerifiedClaims {
 /// Refuses tokens whose header lists critical extensions: RFC 7515 4.1.11
 /// requires refusing a `crit` the recipient does not implement, and this one
 /// implements none.
-fn refuse_critical_headers(token: &str) -> StoreResult<()> {
-    let malformed = || StoreError::Unauthenticated("user token is malformed".into());
+fn refuse_critical_headers(token: &str) -> AuthResult<()> {
+    let malformed = || AuthError::Refused("user token is malformed".into());
     let encoded = token.split('.').next().ok_or_else(malformed)?;
     let decoded = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| malformed())?;
     let header: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(&decoded).map_err(|_| malformed())?;
     if header.contains_key("crit") {
-        return Err(StoreError::Unauthenticated(
+        return Err(AuthError::Refused(
             "token header lists critical extensions ('crit'), which are not supported".into(),
         ));
     }
@@ -425,11 +345,11 @@ fn refuse_critical_headers(token: &str) -> StoreResult<()> {
 /// A fixed, plain description of why a user JWT was refused. The library's
 /// own text (variant names, JSON parser excerpts of the payload) never
 /// reaches the caller.
-fn invalid_user_token(err: &jsonwebtoken::errors::Error) -> StoreError {
+fn invalid_user_token(err: &jsonwebtoken::errors::Error) -> AuthError {
     use jsonwebtoken::errors::ErrorKind;
     let reason = match err.kind() {
         ErrorKind::ExpiredSignature => {
-            return StoreError::Unauthenticated(Refusal::new(
+            return AuthError::Refused(Refusal::new(
                 RefusalReason::Expired,
                 format!(
                     "token has expired (its exp is more than the {CLOCK_SKEW_LEEWAY_SECONDS} s \
@@ -438,7 +358,7 @@ fn invalid_user_token(err: &jsonwebtoken::errors::Error) -> StoreError {
             ));
         }
         ErrorKind::InvalidSignature => {
-            return StoreError::Unauthenticated(Refusal::new(
+            return AuthError::Refused(Refusal::new(
                 RefusalReason::BadSignature,
                 "token signature does not verify with this server's keys",
             ));
@@ -461,7 +381,7 @@ fn invalid_user_token(err: &jsonwebtoken::errors::Error) -> StoreError {
         }
         _ => "user token is malformed",
     };
-    StoreError::Unauthenticated(reason.into())
+    AuthError::Refused(reason.into())
 }
 
 /// The refusal of a deployment token that is malformed, unknown or revoked.
@@ -472,92 +392,9 @@ pub fn deployment_token_refusal() -> Refusal {
     )
 }
 
-/// A freshly issued deployment token.
-pub struct NewDeploymentToken {
-    /// Public id, part of the token's resource name.
-    pub token_id: String,
-    /// The whole secret token, shown once.
-    pub token: String,
-    /// What is stored.
-    pub hash: String,
-}
-
-impl fmt::Debug for NewDeploymentToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NewDeploymentToken")
-            .field("token_id", &self.token_id)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Issues a deployment token: `sbdt_<id>_<256 random bits, base64url>`.
-pub fn new_deployment_token() -> NewDeploymentToken {
-    let mut id_bytes = [0u8; 8];
-    rand::rngs::OsRng.fill_bytes(&mut id_bytes);
-    let token_id: String = id_bytes.iter().map(|byte| format!("{byte:02x}")).collect();
-    let mut secret = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut secret);
-    let token = format!(
-        "{DEPLOYMENT_TOKEN_PREFIX}{token_id}_{}",
-        URL_SAFE_NO_PAD.encode(secret)
-    );
-    let hash = hash_token(&token);
-    NewDeploymentToken {
-        token_id,
-        token,
-        hash,
-    }
-}
-
-/// The public id inside a deployment token, if it is well-formed.
-pub fn parse_token_id(token: &str) -> Option<&str> {
-    let rest = token.strip_prefix(DEPLOYMENT_TOKEN_PREFIX)?;
-    let (token_id, secret) = rest.split_once('_')?;
-    let id_ok = token_id.len() == 16 && token_id.bytes().all(|byte| byte.is_ascii_hexdigit());
-    (id_ok && !secret.is_empty()).then_some(token_id)
-}
-
-/// Hex SHA-256 of a token.
-pub fn hash_token(token: &str) -> String {
-    // On every resolver call: one allocation, not one per byte.
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(token.as_bytes());
-    let mut hex = String::with_capacity(digest.len() * 2);
-    for byte in digest {
-        hex.push(char::from(HEX[usize::from(byte >> 4)]));
-        hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
-    }
-    hex
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn token_hashes_are_lowercase_hex_sha256() {
-        assert_eq!(
-            hash_token("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-    }
-
-    #[test]
-    fn deployment_tokens_carry_256_random_bits_and_parse() {
-        let issued = new_deployment_token();
-        // The secret may itself contain '_' (base64url), so split after the id.
-        let secret = issued
-            .token
-            .strip_prefix(&format!("{DEPLOYMENT_TOKEN_PREFIX}{}_", issued.token_id))
-            .unwrap();
-        assert_eq!(URL_SAFE_NO_PAD.decode(secret).unwrap().len(), 32);
-        assert_eq!(
-            parse_token_id(&issued.token),
-            Some(issued.token_id.as_str())
-        );
-        assert_eq!(issued.hash, hash_token(&issued.token));
-        assert_ne!(new_deployment_token().token, issued.token);
-    }
 
     #[tokio::test]
     async fn refuses_alg_none_and_wrong_key() {
@@ -594,6 +431,7 @@ mod tests {
     /// write them (arrays, extra header fields).
     fn raw_token(header: serde_json::Value, claims: serde_json::Value) -> String {
         use hmac::{Hmac, Mac};
+        use sha2::Sha256;
         let signing_input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),
@@ -634,7 +472,7 @@ mod tests {
     async fn refusal(auth: &Authenticator, token: &str) -> String {
         match auth.user(token).await {
             Ok(principal) => panic!("accepted: {principal:?}"),
-            Err(StoreError::Unauthenticated(refusal)) => {
+            Err(AuthError::Refused(refusal)) => {
                 assert!(!refusal.message.contains(token), "{refusal}");
                 refusal.message
             }
@@ -761,7 +599,7 @@ mod tests {
                 format!("{unsigned}.{signature}")
             };
             match auth.user(&token).await {
-                Err(StoreError::Unauthenticated(refusal)) => assert_eq!(refusal.reason, reason),
+                Err(AuthError::Refused(refusal)) => assert_eq!(refusal.reason, reason),
                 other => panic!("{other:?}"),
             }
         }

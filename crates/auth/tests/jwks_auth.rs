@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use switchboard_auth::jwks::{Jwks, JwksSource};
+use switchboard_auth::{AUDIENCE, Authenticator, UserClaims};
 use switchboard_domain::permission::{Principal, Role};
-use switchboard_store::auth::{AUDIENCE, Authenticator, UserClaims};
-use switchboard_store::jwks::{Jwks, JwksSource};
 use switchboard_store::{SecretStore, Store};
 
 fn fixture(name: &str) -> PathBuf {
@@ -84,7 +84,7 @@ async fn verifies_es256_tokens_against_the_jwks_and_refuses_the_rest() {
         );
     }
     // The development HS256 key is not accepted once a JWKS is configured.
-    let hs = switchboard_store::auth::JwtSigner::hs256(&[7; 32])
+    let hs = switchboard_auth::JwtSigner::hs256(&[7; 32])
         .sign(&claims("https://idp.example", future))
         .unwrap();
     assert!(
