@@ -7,27 +7,12 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
+use switchboard_domain::field_paths::{CONNECTION_FIELDS, OVERRIDE_FIELDS, snake_case};
 use switchboard_proto::convert::json_to_struct;
 use switchboard_proto::v1 as pb;
 
 use crate::error::usage;
 use crate::input::SecretSource;
-
-/// Connection fields that `--set` and files may name (besides `extra.<key>`).
-const CONNECTION_FIELDS: &[&str] = &[
-    "type",
-    "conn_type",
-    "description",
-    "host",
-    "schema",
-    "login",
-    "password",
-    "port",
-    "link_to_all_deployments",
-    "excluded_deployments",
-];
-/// Fields a link may override (besides `extra.<key>`).
-const OVERRIDE_FIELDS: &[&str] = &["host", "schema", "login", "password", "port"];
 
 /// What a command may assign to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,20 +35,6 @@ impl Target {
 pub(crate) enum Change {
     Set(Value),
     Unset,
-}
-
-/// `lowerCamelCase` → `snake_case`, for field names (never extra keys).
-pub(crate) fn snake_case(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 4);
-    for c in name.chars() {
-        if c.is_ascii_uppercase() {
-            out.push('_');
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Normalizes a field path: `connType` → `conn_type`, `extra.key` kept.

@@ -1,6 +1,7 @@
 //! Field masks (AIP-134) for connections and links.
 
 use serde_json::Value;
+use switchboard_domain::field_paths::{CONNECTION_FIELDS, snake_case};
 use switchboard_domain::{ConnectionSpec, Extra, Overrides};
 use switchboard_domain::{catalog, sensitive};
 use switchboard_proto::v1 as pb;
@@ -8,34 +9,16 @@ use switchboard_proto::v1 as pb;
 use crate::error::{ControlError, ControlResult};
 use crate::pb_conversions::{overrides_from_pb, spec_from_pb};
 
-/// Connection fields an update may name (besides `extra.<key>`).
-const CONNECTION_PATHS: &[&str] = &[
-    "type",
-    "conn_type",
-    "description",
-    "host",
-    "schema",
-    "login",
-    "password",
-    "port",
-    "extra",
-    "link_to_all_deployments",
-    "excluded_deployments",
-];
-
-/// `lowerCamelCase` → `snake_case`, as protobuf's JSON form of a FieldMask
-/// converts path segments (clients sending the object form may not).
-fn snake_case(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len() + 4);
-    for c in segment.chars() {
-        if c.is_ascii_uppercase() {
-            out.push('_');
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+/// Connection paths an update mask may name, besides `extra.<key>`: the
+/// fields, and `extra` (the whole map) after `port`.
+fn known_connection_paths() -> Vec<&'static str> {
+    let mut paths = CONNECTION_FIELDS.to_vec();
+    let after_port = paths
+        .iter()
+        .position(|path| *path == "port")
+        .map_or(0, |at| at + 1);
+    paths.insert(after_port, "extra");
+    paths
 }
 
 /// The mask's paths, split on commas, with field names in snake_case. Extra
@@ -192,14 +175,15 @@ pub(crate) fn connection_paths(
         return Ok(implied);
     }
     if paths.iter().any(|path| path == "*") {
-        return Ok(CONNECTION_PATHS
+        return Ok(known_connection_paths()
             .iter()
             .map(|path| (*path).to_owned())
             .collect());
     }
     let mut violations = Vec::new();
+    let known_paths = known_connection_paths();
     for path in &paths {
-        let known = CONNECTION_PATHS.contains(&path.as_str())
+        let known = known_paths.contains(&path.as_str())
             || path
                 .strip_prefix("extra.")
                 .is_some_and(|key| !key.is_empty());
@@ -208,7 +192,7 @@ pub(crate) fn connection_paths(
                 "update_mask",
                 format!(
                     "unknown path '{path}'; use {} or extra.<key>",
-                    CONNECTION_PATHS.join(", ")
+                    known_paths.join(", ")
                 ),
             ));
         }

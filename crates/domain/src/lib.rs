@@ -11,6 +11,7 @@ pub mod connection;
 pub mod deployment;
 pub mod duration;
 pub mod error;
+pub mod field_paths;
 pub mod names;
 pub mod namespaces;
 pub mod permission;
