@@ -93,14 +93,7 @@ impl pb::audit_service_server::AuditService for Control {
         let filter = parse_filter(&message.filter)?;
         let page_size = page_token::page_size(message.page_size)?;
         let fingerprint = format!("audit|{}|{}", parent.workspace, message.filter);
-        let before: Option<i64> =
-            page_token::decode(&self.page_key, &fingerprint, &message.page_token)?
-                .map(|cursor| {
-                    cursor
-                        .parse()
-                        .map_err(|_| ControlError::invalid("page_token", "is malformed"))
-                })
-                .transpose()?;
+        let before = page_token::decode_number(&self.page_key, &fingerprint, &message.page_token)?;
         let mut rows = switchboard_store::audit::page(
             self.store.db(),
             &parent.workspace,

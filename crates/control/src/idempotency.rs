@@ -1,8 +1,9 @@
 //! request_id handling for creates: a retry with the same id returns the
-//! resource the first call made, never a duplicate.
+//! resource the first call made, never a duplicate. What each id made is
+//! kept by `switchboard_store::request_log`, re-exported here as
+//! [`previous`] and [`remember`].
 
-use switchboard_store::DbHandle;
-use switchboard_store::request_log;
+pub(crate) use switchboard_store::request_log::{previous, remember};
 
 use crate::error::{ControlError, ControlResult};
 
@@ -18,26 +19,4 @@ pub(crate) fn validate(request_id: &str) -> ControlResult<()> {
         ));
     }
     Ok(())
-}
-
-/// The resource an earlier call with this request id created, if any.
-pub(crate) async fn previous<C: DbHandle>(
-    db: &C,
-    workspace: &str,
-    method: &str,
-    request_id: &str,
-) -> ControlResult<Option<String>> {
-    Ok(request_log::previous(db, workspace, method, request_id).await?)
-}
-
-/// Remembers, inside the create's transaction, what this request id created.
-pub(crate) async fn remember<C: DbHandle>(
-    txn: &C,
-    workspace: &str,
-    method: &str,
-    request_id: &str,
-    resource: &str,
-    now: i64,
-) -> ControlResult<()> {
-    Ok(request_log::remember(txn, workspace, method, request_id, resource, now).await?)
 }

@@ -74,6 +74,21 @@ pub(crate) fn decode(
     Ok(Some(cursor.to_owned()))
 }
 
+/// Decodes a page token whose cursor is a number (a row id or version).
+pub(crate) fn decode_number(
+    key: &PageTokenKey,
+    fingerprint: &str,
+    token: &str,
+) -> ControlResult<Option<i64>> {
+    decode(key, fingerprint, token)?
+        .map(|cursor| {
+            cursor
+                .parse()
+                .map_err(|_| ControlError::invalid("page_token", "is malformed"))
+        })
+        .transpose()
+}
+
 /// Cuts `rows` (fetched with one extra row) to a page and returns the token
 /// of the next page, or an empty string on the last page.
 pub(crate) fn next_page<T>(

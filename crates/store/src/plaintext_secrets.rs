@@ -57,6 +57,36 @@ enum RowKind {
     Version,
 }
 
+impl RowKind {
+    fn table(self) -> &'static str {
+        match self {
+            Self::Connection => "connection",
+            Self::Link => "link",
+            Self::Version => "connection_version",
+        }
+    }
+}
+
+/// [`move_row`], counted: 1 when the row's secrets moved. A failure is
+/// logged and counted in `failed`; the row stays masked and is tried again
+/// at the next start.
+async fn move_or_count_failure(
+    store: &Store,
+    kind: RowKind,
+    id: i64,
+    now_micros: i64,
+    failed: &mut usize,
+) -> usize {
+    match move_row(store, kind, id, now_micros).await {
+        Ok(moved) => usize::from(moved),
+        Err(err) => {
+            *failed += 1;
+            tracing::warn!(table = kind.table(), id, error = %err, "cannot move plaintext secrets of a row; it stays masked and is tried again at the next start");
+            0
+        }
+    }
+}
+
 /// Moves one row's plaintext secrets in its own write transaction.
 async fn move_row(store: &Store, kind: RowKind, id: i64, now_micros: i64) -> StoreResult<bool> {
     let write = store.begin_write().await?;
@@ -93,13 +123,14 @@ pub async fn move_plaintext_secrets(store: &Store, now_micros: i64) -> StoreResu
             if records::spec_from_row(&row)?.split_secrets().1.is_empty() {
                 continue;
             }
-            match move_row(store, RowKind::Connection, row.id, now_micros).await {
-                Ok(moved) => report.connections += usize::from(moved),
-                Err(err) => {
-                    report.failed += 1;
-                    tracing::warn!(table = "connection", id = row.id, error = %err, "cannot move plaintext secrets of a row; it stays masked and is tried again at the next start");
-                }
-            }
+            report.connections += move_or_count_failure(
+                store,
+                RowKind::Connection,
+                row.id,
+                now_micros,
+                &mut report.failed,
+            )
+            .await;
         }
     }
     let mut after = 0;
@@ -123,13 +154,9 @@ pub async fn move_plaintext_secrets(store: &Store, now_micros: i64) -> StoreResu
             {
                 continue;
             }
-            match move_row(store, RowKind::Link, row.id, now_micros).await {
-                Ok(moved) => report.links += usize::from(moved),
-                Err(err) => {
-                    report.failed += 1;
-                    tracing::warn!(table = "link", id = row.id, error = %err, "cannot move plaintext secrets of a row; it stays masked and is tried again at the next start");
-                }
-            }
+            report.links +=
+                move_or_count_failure(store, RowKind::Link, row.id, now_micros, &mut report.failed)
+                    .await;
         }
     }
     let mut after = 0;
@@ -147,13 +174,14 @@ pub async fn move_plaintext_secrets(store: &Store, now_micros: i64) -> StoreResu
             if snapshot.spec.split_secrets().1.is_empty() {
                 continue;
             }
-            match move_row(store, RowKind::Version, row.id, now_micros).await {
-                Ok(moved) => report.versions += usize::from(moved),
-                Err(err) => {
-                    report.failed += 1;
-                    tracing::warn!(table = "connection_version", id = row.id, error = %err, "cannot move plaintext secrets of a row; it stays masked and is tried again at the next start");
-                }
-            }
+            report.versions += move_or_count_failure(
+                store,
+                RowKind::Version,
+                row.id,
+                now_micros,
+                &mut report.failed,
+            )
+            .await;
         }
     }
     if report.connections + report.links + report.versions > 0 {

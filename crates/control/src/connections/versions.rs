@@ -24,14 +24,7 @@ impl Control {
         let page_size = page_token::page_size(message.page_size)?;
         let row = find_connection(self.store.db(), &name).await?;
         let fingerprint = format!("versions|{}|{}", name.workspace, row.id);
-        let before: Option<i64> =
-            page_token::decode(&self.page_key, &fingerprint, &message.page_token)?
-                .map(|cursor| {
-                    cursor
-                        .parse()
-                        .map_err(|_| ControlError::invalid("page_token", "is malformed"))
-                })
-                .transpose()?;
+        let before = page_token::decode_number(&self.page_key, &fingerprint, &message.page_token)?;
         let mut versions = switchboard_store::connections::versions(
             self.store.db(),
             row.id,
