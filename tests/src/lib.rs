@@ -26,8 +26,11 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
+mod client;
 pub mod grpcurl;
 pub mod leaks;
+
+pub use client::{AnyRequest, Client, Method};
 
 /// Upper bound for a server to report SERVING; a guard against hangs, not a
 /// performance expectation.
@@ -421,6 +424,12 @@ impl TestServer {
             .connect()
             .await
             .unwrap_or_else(|err| panic!("connect to {}: {err}", self.endpoint()))
+    }
+
+    /// A typed client on a new channel to the server, sending no
+    /// credentials until [`Client::with_token`] says which.
+    pub async fn client(&self) -> Client {
+        Client::new(self.channel().await)
     }
 
     /// Mints a user JWT with `switchboard token user`, signed with this

@@ -10,9 +10,8 @@ use switchboard_proto::v1::{ListConnectionTypesRequest, ListResolvedConnectionsR
 use switchboard_tests::{TestServer, WorkspaceRole, authorized};
 use tonic::Code;
 use tonic::codegen::http::uri::PathAndQuery;
-use tonic::metadata::MetadataValue;
 
-use crate::support::{Clients, create_deployment, create_deployment_token, ok};
+use crate::support::{Client, create_deployment, create_deployment_token, ok};
 
 const W: &str = "abuse";
 
@@ -46,11 +45,11 @@ async fn invented_paths_share_one_unknown_method_label() {
     let server = TestServer::configure().with_metrics().spawn().await;
     let metrics = server.metrics_address().expect("metrics are served");
     let token = server.user_token("ivan", &[(W, WorkspaceRole::Member)]);
-    let mut clients = Clients::connect(&server).await;
+    let clients = server.client().await;
     ok(
         clients
-            .connections
-            .list_connection_types(authorized(ListConnectionTypesRequest::default(), &token))
+            .with_token(&token)
+            .list_connection_types(ListConnectionTypesRequest::default())
             .await,
         "a served method",
     );
@@ -128,26 +127,15 @@ async fn invented_paths_share_one_unknown_method_label() {
     server.assert_logs_clean();
 }
 
-/// `request` with `authorization` set to exactly `value`.
-fn with_authorization<T>(message: T, value: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    let value: MetadataValue<_> = value.parse().expect("valid metadata");
-    request.metadata_mut().insert("authorization", value);
-    request
-}
-
 /// Calls ListConnectionTypes with the `authorization` values in turn until
 /// one answers RESOURCE_EXHAUSTED; the number of calls that got through
 /// (answered OK or, for garbage, UNAUTHENTICATED).
-async fn calls_before_the_limit(clients: &mut Clients, values: &[String]) -> usize {
+async fn calls_before_the_limit(clients: &mut Client, values: &[String]) -> usize {
     for call in 0..200 {
         let value = &values[call % values.len()];
         let result = clients
-            .connections
-            .list_connection_types(with_authorization(
-                ListConnectionTypesRequest::default(),
-                value,
-            ))
+            .with_authorization(value)
+            .list_connection_types(ListConnectionTypesRequest::default())
             .await;
         match result {
             Err(status) if status.code() == Code::ResourceExhausted => return call,
@@ -166,7 +154,7 @@ async fn a_token_respelled_or_reissued_shares_its_callers_bucket() {
         .with_arg("--rate-limit", "1")
         .spawn()
         .await;
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
 
     // One spelling: the baseline.
     let single = server.user_token("sam", &[(W, WorkspaceRole::Member)]);
@@ -183,11 +171,8 @@ async fn a_token_respelled_or_reissued_shares_its_callers_bucket() {
     for spelling in &spellings {
         ok(
             clients
-                .connections
-                .list_connection_types(with_authorization(
-                    ListConnectionTypesRequest::default(),
-                    spelling,
-                ))
+                .with_authorization(spelling)
+                .list_connection_types(ListConnectionTypesRequest::default())
                 .await,
             "an accepted spelling",
         );
@@ -212,8 +197,8 @@ async fn a_token_respelled_or_reissued_shares_its_callers_bucket() {
         "two tokens of one subject got {reissued} calls, one token {baseline}"
     );
     let status = clients
-        .connections
-        .list_connection_types(authorized(ListConnectionTypesRequest::default(), &first))
+        .with_token(&first)
+        .list_connection_types(ListConnectionTypesRequest::default())
         .await
         .expect_err("still limited");
     assert_eq!(status.code(), Code::ResourceExhausted);
@@ -227,7 +212,7 @@ async fn garbage_tokens_from_one_address_share_its_bucket() {
         .with_arg("--rate-limit", "1")
         .spawn()
         .await;
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     let garbage: Vec<String> = (0..100)
         .map(|index| {
             format!(
@@ -245,8 +230,8 @@ async fn garbage_tokens_from_one_address_share_its_bucket() {
     let token = server.user_token("vera", &[(W, WorkspaceRole::Member)]);
     ok(
         clients
-            .connections
-            .list_connection_types(authorized(ListConnectionTypesRequest::default(), &token))
+            .with_token(&token)
+            .list_connection_types(ListConnectionTypesRequest::default())
             .await,
         "a valid token from the same address",
     );
@@ -261,7 +246,7 @@ async fn the_resolver_is_limited_per_deployment() {
         .spawn()
         .await;
     let owner = server.user_token("wes", &[(W, WorkspaceRole::Owner)]);
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     create_deployment(&mut clients, &owner, W, "prod").await;
     let first = create_deployment_token(&server, &mut clients, &owner, W, "prod").await;
     let second = create_deployment_token(&server, &mut clients, &owner, W, "prod").await;
@@ -273,13 +258,10 @@ async fn the_resolver_is_limited_per_deployment() {
     let mut limited_at = None;
     for call in 0..100 {
         let result = clients
-            .resolver
-            .list_resolved_connections(with_authorization(
-                ListResolvedConnectionsRequest {
-                    deployment: String::new(),
-                },
-                &values[call % values.len()],
-            ))
+            .with_authorization(&values[call % values.len()])
+            .list_resolved_connections(ListResolvedConnectionsRequest {
+                deployment: String::new(),
+            })
             .await;
         match result {
             Ok(_) => {}
@@ -298,14 +280,11 @@ async fn the_resolver_is_limited_per_deployment() {
     // Control's own limit is separate.
     ok(
         clients
-            .deployments
-            .list_deployments(authorized(
-                switchboard_proto::v1::ListDeploymentsRequest {
-                    parent: crate::support::workspace_name(W),
-                    ..Default::default()
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .list_deployments(switchboard_proto::v1::ListDeploymentsRequest {
+                parent: crate::support::workspace_name(W),
+                ..Default::default()
+            })
             .await,
         "control while the resolver limits the deployment",
     );

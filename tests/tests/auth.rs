@@ -8,12 +8,12 @@ use switchboard_proto::v1::{
     ListDeploymentsRequest, ListResolvedConnectionsRequest, ResolveConnectionRequest,
     UpdateWorkspacePolicyRequest, WorkspacePolicy,
 };
-use switchboard_tests::{TestServer, WorkspaceRole, authorized, mint_user_token};
+use switchboard_tests::{TestServer, WorkspaceRole, mint_user_token};
 use tonic::Code;
 
 use crate::seed_story::{CONN_ID, WORKSPACE, seed};
 use crate::support::{
-    Clients, connection_name, expect_code, expect_one_of, ok, snowflake_connection, workspace_name,
+    connection_name, expect_code, expect_one_of, ok, snowflake_connection, workspace_name,
 };
 
 fn create_request(conn_id: &str, password: &str) -> CreateConnectionRequest {
@@ -67,15 +67,15 @@ fn tampered(token: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn author_and_other_workspace_owner_cannot_create_connections() {
     let server = TestServer::configure().spawn().await;
-    let mut clients = Clients::connect(&server).await;
+    let clients = server.client().await;
     let seeded = seed(&server, None).await;
 
     let author = server.user_token("arthur", &[(WORKSPACE, WorkspaceRole::Author)]);
     let password = server.marker("author-password");
     let status = expect_code(
         clients
-            .connections
-            .create_connection(authorized(create_request("by_author", &password), &author))
+            .with_token(&author)
+            .create_connection(create_request("by_author", &password))
             .await,
         Code::PermissionDenied,
         "AUTHOR CreateConnection",
@@ -86,39 +86,30 @@ async fn author_and_other_workspace_owner_cannot_create_connections() {
     let password = server.marker("foreign-password");
     expect_code(
         clients
-            .connections
-            .create_connection(authorized(
-                create_request("by_foreign_owner", &password),
-                &foreign_owner,
-            ))
+            .with_token(&foreign_owner)
+            .create_connection(create_request("by_foreign_owner", &password))
             .await,
         Code::PermissionDenied,
         "OWNER of another workspace CreateConnection",
     );
     expect_one_of(
         clients
-            .connections
-            .get_connection(authorized(
-                GetConnectionRequest {
-                    name: connection_name(WORKSPACE, CONN_ID),
-                    view: 0,
-                },
-                &foreign_owner,
-            ))
+            .with_token(&foreign_owner)
+            .get_connection(GetConnectionRequest {
+                name: connection_name(WORKSPACE, CONN_ID),
+                view: 0,
+            })
             .await,
         &[Code::PermissionDenied, Code::NotFound],
         "OWNER of another workspace GetConnection",
     );
     expect_code(
         clients
-            .deployments
-            .list_deployments(authorized(
-                ListDeploymentsRequest {
-                    parent: workspace_name(WORKSPACE),
-                    ..Default::default()
-                },
-                &foreign_owner,
-            ))
+            .with_token(&foreign_owner)
+            .list_deployments(ListDeploymentsRequest {
+                parent: workspace_name(WORKSPACE),
+                ..Default::default()
+            })
             .await,
         Code::PermissionDenied,
         "OWNER of another workspace ListDeployments",
@@ -127,14 +118,11 @@ async fn author_and_other_workspace_owner_cannot_create_connections() {
     // Nothing was created by the refused calls.
     let listed = ok(
         clients
-            .connections
-            .list_connections(authorized(
-                ListConnectionsRequest {
-                    parent: workspace_name(WORKSPACE),
-                    ..Default::default()
-                },
-                &seeded.operator_token,
-            ))
+            .with_token(&seeded.operator_token)
+            .list_connections(ListConnectionsRequest {
+                parent: workspace_name(WORKSPACE),
+                ..Default::default()
+            })
             .await,
         "ListConnections",
     );
@@ -151,55 +139,46 @@ async fn author_and_other_workspace_owner_cannot_create_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_reads_masked_but_cannot_change_anything() {
     let server = TestServer::configure().spawn().await;
-    let mut clients = Clients::connect(&server).await;
+    let clients = server.client().await;
     seed(&server, None).await;
     let member = server.user_token("mia", &[(WORKSPACE, WorkspaceRole::Member)]);
 
     ok(
         clients
-            .connections
-            .list_connection_types(authorized(ListConnectionTypesRequest::default(), &member))
+            .with_token(&member)
+            .list_connection_types(ListConnectionTypesRequest::default())
             .await,
         "MEMBER ListConnectionTypes",
     );
     let fetched = ok(
         clients
-            .connections
-            .get_connection(authorized(
-                GetConnectionRequest {
-                    name: connection_name(WORKSPACE, CONN_ID),
-                    view: 0,
-                },
-                &member,
-            ))
+            .with_token(&member)
+            .get_connection(GetConnectionRequest {
+                name: connection_name(WORKSPACE, CONN_ID),
+                view: 0,
+            })
             .await,
         "MEMBER GetConnection",
     );
     assert!(fetched.password.is_empty());
     ok(
         clients
-            .workspaces
-            .get_workspace_policy(authorized(
-                GetWorkspacePolicyRequest {
-                    name: format!("workspaces/{WORKSPACE}/policy"),
-                },
-                &member,
-            ))
+            .with_token(&member)
+            .get_workspace_policy(GetWorkspacePolicyRequest {
+                name: format!("workspaces/{WORKSPACE}/policy"),
+            })
             .await,
         "MEMBER GetWorkspacePolicy",
     );
     expect_code(
         clients
-            .deployments
-            .create_deployment(authorized(
-                CreateDeploymentRequest {
-                    parent: workspace_name(WORKSPACE),
-                    deployment_id: "by-member".to_owned(),
-                    deployment: Some(Deployment::default()),
-                    request_id: String::new(),
-                },
-                &member,
-            ))
+            .with_token(&member)
+            .create_deployment(CreateDeploymentRequest {
+                parent: workspace_name(WORKSPACE),
+                deployment_id: "by-member".to_owned(),
+                deployment: Some(Deployment::default()),
+                request_id: String::new(),
+            })
             .await,
         Code::PermissionDenied,
         "MEMBER CreateDeployment",
@@ -207,8 +186,8 @@ async fn member_reads_masked_but_cannot_change_anything() {
     let password = server.marker("member-password");
     expect_code(
         clients
-            .connections
-            .create_connection(authorized(create_request("by_member", &password), &member))
+            .with_token(&member)
+            .create_connection(create_request("by_member", &password))
             .await,
         Code::PermissionDenied,
         "MEMBER CreateConnection",
@@ -218,19 +197,16 @@ async fn member_reads_masked_but_cannot_change_anything() {
     let operator = server.user_token("olga", &[(WORKSPACE, WorkspaceRole::Operator)]);
     expect_code(
         clients
-            .workspaces
-            .update_workspace_policy(authorized(
-                UpdateWorkspacePolicyRequest {
-                    policy: Some(WorkspacePolicy {
-                        name: format!("workspaces/{WORKSPACE}/policy"),
-                        allow_secret_reveal: true,
-                        ..Default::default()
-                    }),
-                    update_mask: None,
-                    request_id: String::new(),
-                },
-                &operator,
-            ))
+            .with_token(&operator)
+            .update_workspace_policy(UpdateWorkspacePolicyRequest {
+                policy: Some(WorkspacePolicy {
+                    name: format!("workspaces/{WORKSPACE}/policy"),
+                    allow_secret_reveal: true,
+                    ..Default::default()
+                }),
+                update_mask: None,
+                request_id: String::new(),
+            })
             .await,
         Code::PermissionDenied,
         "OPERATOR UpdateWorkspacePolicy",
@@ -242,58 +218,46 @@ async fn member_reads_masked_but_cannot_change_anything() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployment_tokens_only_resolve_and_users_need_the_policy_to_resolve() {
     let server = TestServer::configure().spawn().await;
-    let mut clients = Clients::connect(&server).await;
+    let clients = server.client().await;
     let seeded = seed(&server, None).await;
 
     expect_one_of(
         clients
-            .connections
-            .list_connections(authorized(
-                ListConnectionsRequest {
-                    parent: workspace_name(WORKSPACE),
-                    ..Default::default()
-                },
-                &seeded.prod_token,
-            ))
+            .with_token(&seeded.prod_token)
+            .list_connections(ListConnectionsRequest {
+                parent: workspace_name(WORKSPACE),
+                ..Default::default()
+            })
             .await,
         &[Code::PermissionDenied, Code::Unauthenticated],
         "deployment token ListConnections",
     );
     expect_one_of(
         clients
-            .connections
-            .get_connection(authorized(
-                GetConnectionRequest {
-                    name: connection_name(WORKSPACE, CONN_ID),
-                    view: 0,
-                },
-                &seeded.prod_token,
-            ))
+            .with_token(&seeded.prod_token)
+            .get_connection(GetConnectionRequest {
+                name: connection_name(WORKSPACE, CONN_ID),
+                view: 0,
+            })
             .await,
         &[Code::PermissionDenied, Code::Unauthenticated],
         "deployment token GetConnection",
     );
     expect_one_of(
         clients
-            .connections
-            .list_connection_types(authorized(
-                ListConnectionTypesRequest::default(),
-                &seeded.prod_token,
-            ))
+            .with_token(&seeded.prod_token)
+            .list_connection_types(ListConnectionTypesRequest::default())
             .await,
         &[Code::PermissionDenied, Code::Unauthenticated],
         "deployment token ListConnectionTypes",
     );
     expect_one_of(
         clients
-            .deployments
-            .create_deployment_token(authorized(
-                switchboard_proto::v1::CreateDeploymentTokenRequest {
-                    parent: crate::support::deployment_name(WORKSPACE, "prod"),
-                    ..Default::default()
-                },
-                &seeded.prod_token,
-            ))
+            .with_token(&seeded.prod_token)
+            .create_deployment_token(switchboard_proto::v1::CreateDeploymentTokenRequest {
+                parent: crate::support::deployment_name(WORKSPACE, "prod"),
+                ..Default::default()
+            })
             .await,
         &[Code::PermissionDenied, Code::Unauthenticated],
         "deployment token CreateDeploymentToken",
@@ -302,28 +266,22 @@ async fn deployment_tokens_only_resolve_and_users_need_the_policy_to_resolve() {
     // A deployment token serves its own deployment only.
     expect_one_of(
         clients
-            .resolver
-            .resolve_connection(authorized(
-                ResolveConnectionRequest {
-                    deployment: crate::support::deployment_name(WORKSPACE, "staging"),
-                    conn_id: CONN_ID.to_owned(),
-                },
-                &seeded.prod_token,
-            ))
+            .with_token(&seeded.prod_token)
+            .resolve_connection(ResolveConnectionRequest {
+                deployment: crate::support::deployment_name(WORKSPACE, "staging"),
+                conn_id: CONN_ID.to_owned(),
+            })
             .await,
         &[Code::PermissionDenied, Code::NotFound],
         "prod's token resolving for staging",
     );
     let own = ok(
         clients
-            .resolver
-            .resolve_connection(authorized(
-                ResolveConnectionRequest {
-                    deployment: crate::support::deployment_name(WORKSPACE, "prod"),
-                    conn_id: CONN_ID.to_owned(),
-                },
-                &seeded.prod_token,
-            ))
+            .with_token(&seeded.prod_token)
+            .resolve_connection(ResolveConnectionRequest {
+                deployment: crate::support::deployment_name(WORKSPACE, "prod"),
+                conn_id: CONN_ID.to_owned(),
+            })
             .await,
         "prod's token naming its own deployment",
     );
@@ -332,13 +290,10 @@ async fn deployment_tokens_only_resolve_and_users_need_the_policy_to_resolve() {
     // Users resolve only with allow_local_export, which is off by default.
     expect_code(
         clients
-            .resolver
-            .list_resolved_connections(authorized(
-                ListResolvedConnectionsRequest {
-                    deployment: crate::support::deployment_name(WORKSPACE, "prod"),
-                },
-                &seeded.operator_token,
-            ))
+            .with_token(&seeded.operator_token)
+            .list_resolved_connections(ListResolvedConnectionsRequest {
+                deployment: crate::support::deployment_name(WORKSPACE, "prod"),
+            })
             .await,
         Code::PermissionDenied,
         "OPERATOR ListResolvedConnections without allow_local_export",
@@ -346,14 +301,11 @@ async fn deployment_tokens_only_resolve_and_users_need_the_policy_to_resolve() {
     let member = server.user_token("mia", &[(WORKSPACE, WorkspaceRole::Member)]);
     expect_code(
         clients
-            .resolver
-            .resolve_connection(authorized(
-                ResolveConnectionRequest {
-                    deployment: crate::support::deployment_name(WORKSPACE, "prod"),
-                    conn_id: CONN_ID.to_owned(),
-                },
-                &member,
-            ))
+            .with_token(&member)
+            .resolve_connection(ResolveConnectionRequest {
+                deployment: crate::support::deployment_name(WORKSPACE, "prod"),
+                conn_id: CONN_ID.to_owned(),
+            })
             .await,
         Code::PermissionDenied,
         "MEMBER ResolveConnection",
@@ -365,7 +317,7 @@ async fn deployment_tokens_only_resolve_and_users_need_the_policy_to_resolve() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_forged_and_foreign_tokens_are_unauthenticated() {
     let server = TestServer::configure().spawn().await;
-    let mut clients = Clients::connect(&server).await;
+    let clients = server.client().await;
     let seeded = seed(&server, None).await;
 
     let other_dir = tempfile::tempdir().expect("temporary dir");
@@ -388,11 +340,11 @@ async fn missing_forged_and_foreign_tokens_are_unauthenticated() {
     // Without any token.
     let status = expect_code(
         clients
-            .connections
-            .list_connections(tonic::Request::new(ListConnectionsRequest {
+            .anonymous()
+            .list_connections(ListConnectionsRequest {
                 parent: workspace_name(WORKSPACE),
                 ..Default::default()
-            }))
+            })
             .await,
         Code::Unauthenticated,
         "ListConnections without a token",
@@ -400,10 +352,10 @@ async fn missing_forged_and_foreign_tokens_are_unauthenticated() {
     assert!(!status.message().is_empty());
     expect_code(
         clients
-            .resolver
-            .list_resolved_connections(tonic::Request::new(ListResolvedConnectionsRequest {
+            .anonymous()
+            .list_resolved_connections(ListResolvedConnectionsRequest {
                 deployment: String::new(),
-            }))
+            })
             .await,
         Code::Unauthenticated,
         "ListResolvedConnections without a token",
@@ -411,8 +363,8 @@ async fn missing_forged_and_foreign_tokens_are_unauthenticated() {
     let password = server.marker("anonymous-password");
     expect_code(
         clients
-            .connections
-            .create_connection(tonic::Request::new(create_request("anonymous", &password)))
+            .anonymous()
+            .create_connection(create_request("anonymous", &password))
             .await,
         Code::Unauthenticated,
         "CreateConnection without a token",
@@ -421,28 +373,22 @@ async fn missing_forged_and_foreign_tokens_are_unauthenticated() {
     for (what, token) in &forged {
         expect_code(
             clients
-                .connections
-                .get_connection(authorized(
-                    GetConnectionRequest {
-                        name: connection_name(WORKSPACE, CONN_ID),
-                        view: 0,
-                    },
-                    token,
-                ))
+                .with_token(token)
+                .get_connection(GetConnectionRequest {
+                    name: connection_name(WORKSPACE, CONN_ID),
+                    view: 0,
+                })
                 .await,
             Code::Unauthenticated,
             &format!("GetConnection with a token {what}"),
         );
         expect_code(
             clients
-                .resolver
-                .resolve_connection(authorized(
-                    ResolveConnectionRequest {
-                        deployment: crate::support::deployment_name(WORKSPACE, "prod"),
-                        conn_id: CONN_ID.to_owned(),
-                    },
-                    token,
-                ))
+                .with_token(token)
+                .resolve_connection(ResolveConnectionRequest {
+                    deployment: crate::support::deployment_name(WORKSPACE, "prod"),
+                    conn_id: CONN_ID.to_owned(),
+                })
                 .await,
             Code::Unauthenticated,
             &format!("ResolveConnection with a token {what}"),
@@ -451,11 +397,8 @@ async fn missing_forged_and_foreign_tokens_are_unauthenticated() {
     let password = server.marker("alg-none-password");
     expect_code(
         clients
-            .connections
-            .create_connection(authorized(
-                create_request("by_alg_none", &password),
-                &unsigned_owner_token(),
-            ))
+            .with_token(&unsigned_owner_token())
+            .create_connection(create_request("by_alg_none", &password))
             .await,
         Code::Unauthenticated,
         "CreateConnection with an alg none token",

@@ -20,13 +20,11 @@ use switchboard_proto::v1::{
     ListConnectionsRequest, ResolveConnectionRequest, ResolvedConnection, UpdateConnectionRequest,
     UpdateWorkspacePolicyRequest, WorkspacePolicy,
 };
-use switchboard_tests::{
-    Role, TestServer, TestServerConfig, WorkspaceRole, authorized, random_hex,
-};
+use switchboard_tests::{Role, TestServer, TestServerConfig, WorkspaceRole, random_hex};
 use tonic::Code;
 
 use crate::support::{
-    Clients, OwnOpenBao, OwnPostgres, assert_status_free_of, connection_name, create_deployment,
+    Client, OwnOpenBao, OwnPostgres, assert_status_free_of, connection_name, create_deployment,
     create_deployment_token, deployment_name, expect_code, ok, snowflake_connection,
     workspace_name,
 };
@@ -201,7 +199,7 @@ fn vault_metadata(vault_addr: &str, path: &str) -> serde_json::Value {
 /// Resolves `conn_id` with a deployment token until `accept` holds; the
 /// resolver follows the change feed, so a fresh write may take a moment.
 pub(crate) async fn resolve_until(
-    clients: &mut Clients,
+    clients: &mut Client,
     deployment_token: &str,
     conn_id: &str,
     what: &str,
@@ -210,24 +208,21 @@ pub(crate) async fn resolve_until(
     let asked = Instant::now();
     loop {
         let result = clients
-            .resolver
-            .resolve_connection(authorized(
-                ResolveConnectionRequest {
-                    deployment: String::new(),
-                    conn_id: conn_id.to_owned(),
-                },
-                deployment_token,
-            ))
+            .with_token(deployment_token)
+            .resolve_connection(ResolveConnectionRequest {
+                deployment: String::new(),
+                conn_id: conn_id.to_owned(),
+            })
             .await;
         if let Ok(response) = &result
-            && accept(response.get_ref())
+            && accept(response)
         {
-            return response.get_ref().clone();
+            return response.clone();
         }
         assert!(
             asked.elapsed() < PROPAGATION_DEADLINE,
             "{what}: the resolver never served the expected value; last answer: {:?}",
-            result.map(|response| response.into_inner().conn_id)
+            result.map(|response| response.conn_id)
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -283,8 +278,8 @@ async fn control_and_resolver_run_apart_on_postgres_and_openbao() {
         .await;
     let workspace = unique_workspace("apart");
     let operator = control.user_token("olivia", &[(&workspace, WorkspaceRole::Operator)]);
-    let mut at_control = Clients::connect(&control).await;
-    let mut at_resolver = Clients::connect(&resolver).await;
+    let mut at_control = control.client().await;
+    let mut at_resolver = resolver.client().await;
 
     for deployment in ["prod", "staging"] {
         create_deployment(&mut at_control, &operator, &workspace, deployment).await;
@@ -302,8 +297,8 @@ async fn control_and_resolver_run_apart_on_postgres_and_openbao() {
     });
     let created = ok(
         at_control
-            .connections
-            .create_connection(authorized(request, &operator))
+            .with_token(&operator)
+            .create_connection(request)
             .await,
         "CreateConnection on PostgreSQL + OpenBao",
     );
@@ -436,22 +431,19 @@ async fn control_and_resolver_run_apart_on_postgres_and_openbao() {
     let name = connection_name(&workspace, "warehouse");
     ok(
         at_control
-            .connections
-            .update_connection(authorized(
-                UpdateConnectionRequest {
-                    connection: Some(Connection {
-                        name: name.clone(),
-                        etag: created.etag.clone(),
-                        password: new_password.clone(),
-                        ..Default::default()
-                    }),
-                    update_mask: Some(prost_types::FieldMask {
-                        paths: vec!["password".to_owned()],
-                    }),
-                    request_id: String::new(),
-                },
-                &operator,
-            ))
+            .with_token(&operator)
+            .update_connection(UpdateConnectionRequest {
+                connection: Some(Connection {
+                    name: name.clone(),
+                    etag: created.etag.clone(),
+                    password: new_password.clone(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["password".to_owned()],
+                }),
+                request_id: String::new(),
+            })
             .await,
         "UpdateConnection password",
     );
@@ -484,58 +476,49 @@ async fn control_and_resolver_run_apart_on_postgres_and_openbao() {
 }
 
 /// Turns `allow_secret_reveal` on as `owner`.
-pub(crate) async fn allow_reveal(clients: &mut Clients, owner: &str, workspace: &str) {
+pub(crate) async fn allow_reveal(clients: &mut Client, owner: &str, workspace: &str) {
     ok(
         clients
-            .workspaces
-            .update_workspace_policy(authorized(
-                UpdateWorkspacePolicyRequest {
-                    policy: Some(WorkspacePolicy {
-                        name: format!("{}/policy", workspace_name(workspace)),
-                        allow_secret_reveal: true,
-                        ..Default::default()
-                    }),
-                    update_mask: Some(prost_types::FieldMask {
-                        paths: vec!["allow_secret_reveal".to_owned()],
-                    }),
-                    request_id: String::new(),
-                },
-                owner,
-            ))
+            .with_token(owner)
+            .update_workspace_policy(UpdateWorkspacePolicyRequest {
+                policy: Some(WorkspacePolicy {
+                    name: format!("{}/policy", workspace_name(workspace)),
+                    allow_secret_reveal: true,
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["allow_secret_reveal".to_owned()],
+                }),
+                request_id: String::new(),
+            })
             .await,
         "UpdateWorkspacePolicy allow_secret_reveal",
     );
 }
 
-pub(crate) async fn revealed_password(clients: &mut Clients, owner: &str, name: &str) -> String {
+pub(crate) async fn revealed_password(clients: &mut Client, owner: &str, name: &str) -> String {
     ok(
         clients
-            .connections
-            .get_connection(authorized(
-                GetConnectionRequest {
-                    name: name.to_owned(),
-                    view: ConnectionView::WithSecrets as i32,
-                },
-                owner,
-            ))
+            .with_token(owner)
+            .get_connection(GetConnectionRequest {
+                name: name.to_owned(),
+                view: ConnectionView::WithSecrets as i32,
+            })
             .await,
         "GetConnection WITH_SECRETS",
     )
     .password
 }
 
-async fn connection_names(clients: &mut Clients, token: &str, workspace: &str) -> Vec<String> {
+async fn connection_names(clients: &mut Client, token: &str, workspace: &str) -> Vec<String> {
     ok(
         clients
-            .connections
-            .list_connections(authorized(
-                ListConnectionsRequest {
-                    parent: workspace_name(workspace),
-                    page_size: 100,
-                    ..Default::default()
-                },
-                token,
-            ))
+            .with_token(token)
+            .list_connections(ListConnectionsRequest {
+                parent: workspace_name(workspace),
+                page_size: 100,
+                ..Default::default()
+            })
             .await,
         "ListConnections",
     )
@@ -565,16 +548,19 @@ async fn openbao_outage_is_unavailable_writes_nothing_and_the_retry_succeeds() {
     let workspace = unique_workspace("bao-outage");
     let quoted = workspace.replace('\'', "''");
     let owner = control.user_token("otto", &[(&workspace, WorkspaceRole::Owner)]);
-    let mut clients = Clients::connect(&control).await;
+    let mut clients = control.client().await;
     create_deployment(&mut clients, &owner, &workspace, "prod").await;
     allow_reveal(&mut clients, &owner, &workspace).await;
     let before_password = control.marker("before-outage");
     let before = ok(
         clients
-            .connections
-            .create_connection(authorized(
-                create_request(&workspace, "before", &before_password, "", &["prod"]),
-                &owner,
+            .with_token(&owner)
+            .create_connection(create_request(
+                &workspace,
+                "before",
+                &before_password,
+                "",
+                &["prod"],
             ))
             .await,
         "CreateConnection before the outage",
@@ -591,8 +577,8 @@ async fn openbao_outage_is_unavailable_writes_nothing_and_the_retry_succeeds() {
     let request = create_request(&workspace, "during", &password, &request_id, &["prod"]);
     let status = expect_code(
         clients
-            .connections
-            .create_connection(authorized(request.clone(), &owner))
+            .with_token(&owner)
+            .create_connection(request.clone())
             .await,
         Code::Unavailable,
         "CreateConnection while OpenBao is down",
@@ -601,23 +587,20 @@ async fn openbao_outage_is_unavailable_writes_nothing_and_the_retry_succeeds() {
     let new_password = control.marker("update-during-outage");
     let status = expect_code(
         clients
-            .connections
-            .update_connection(authorized(
-                UpdateConnectionRequest {
-                    connection: Some(Connection {
-                        name: before.name.clone(),
-                        etag: before.etag.clone(),
-                        password: new_password.clone(),
-                        description: "changed during the outage".to_owned(),
-                        ..Default::default()
-                    }),
-                    update_mask: Some(prost_types::FieldMask {
-                        paths: vec!["password".to_owned(), "description".to_owned()],
-                    }),
-                    request_id: String::new(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .update_connection(UpdateConnectionRequest {
+                connection: Some(Connection {
+                    name: before.name.clone(),
+                    etag: before.etag.clone(),
+                    password: new_password.clone(),
+                    description: "changed during the outage".to_owned(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["password".to_owned(), "description".to_owned()],
+                }),
+                request_id: String::new(),
+            })
             .await,
         Code::Unavailable,
         "UpdateConnection of a password while OpenBao is down",
@@ -657,14 +640,11 @@ async fn openbao_outage_is_unavailable_writes_nothing_and_the_retry_succeeds() {
     );
     let unchanged = ok(
         clients
-            .connections
-            .get_connection(authorized(
-                GetConnectionRequest {
-                    name: before.name.clone(),
-                    view: ConnectionView::Basic as i32,
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .get_connection(GetConnectionRequest {
+                name: before.name.clone(),
+                view: ConnectionView::Basic as i32,
+            })
             .await,
         "GetConnection (no secrets) while OpenBao is down",
     );
@@ -691,17 +671,14 @@ async fn openbao_outage_is_unavailable_writes_nothing_and_the_retry_succeeds() {
     bao.start();
     let retried = ok(
         clients
-            .connections
-            .create_connection(authorized(request.clone(), &owner))
+            .with_token(&owner)
+            .create_connection(request.clone())
             .await,
         "the same CreateConnection after OpenBao recovered",
     );
     assert_eq!(retried.name, connection_name(&workspace, "during"));
     let again = ok(
-        clients
-            .connections
-            .create_connection(authorized(request, &owner))
-            .await,
+        clients.with_token(&owner).create_connection(request).await,
         "the same CreateConnection once more",
     );
     assert_eq!(again.name, retried.name);
@@ -754,16 +731,19 @@ async fn postgres_outage_is_unavailable_writes_nothing_and_the_retry_succeeds() 
     let workspace = unique_workspace("pg-outage");
     let quoted = workspace.replace('\'', "''");
     let owner = control.user_token("otto", &[(&workspace, WorkspaceRole::Owner)]);
-    let mut clients = Clients::connect(&control).await;
+    let mut clients = control.client().await;
     create_deployment(&mut clients, &owner, &workspace, "prod").await;
     allow_reveal(&mut clients, &owner, &workspace).await;
     let before_password = control.marker("before-pg-outage");
     let before = ok(
         clients
-            .connections
-            .create_connection(authorized(
-                create_request(&workspace, "before", &before_password, "", &["prod"]),
-                &owner,
+            .with_token(&owner)
+            .create_connection(create_request(
+                &workspace,
+                "before",
+                &before_password,
+                "",
+                &["prod"],
             ))
             .await,
         "CreateConnection before the outage",
@@ -776,8 +756,8 @@ async fn postgres_outage_is_unavailable_writes_nothing_and_the_retry_succeeds() 
     let request = create_request(&workspace, "during", &password, &request_id, &["prod"]);
     let status = expect_code(
         clients
-            .connections
-            .create_connection(authorized(request.clone(), &owner))
+            .with_token(&owner)
+            .create_connection(request.clone())
             .await,
         Code::Unavailable,
         "CreateConnection while PostgreSQL is down",
@@ -786,22 +766,19 @@ async fn postgres_outage_is_unavailable_writes_nothing_and_the_retry_succeeds() 
     let new_password = control.marker("update-during-pg-outage");
     expect_code(
         clients
-            .connections
-            .update_connection(authorized(
-                UpdateConnectionRequest {
-                    connection: Some(Connection {
-                        name: before.name.clone(),
-                        etag: before.etag.clone(),
-                        password: new_password,
-                        ..Default::default()
-                    }),
-                    update_mask: Some(prost_types::FieldMask {
-                        paths: vec!["password".to_owned()],
-                    }),
-                    request_id: String::new(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .update_connection(UpdateConnectionRequest {
+                connection: Some(Connection {
+                    name: before.name.clone(),
+                    etag: before.etag.clone(),
+                    password: new_password,
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["password".to_owned()],
+                }),
+                request_id: String::new(),
+            })
             .await,
         Code::Unavailable,
         "UpdateConnection while PostgreSQL is down",
@@ -824,17 +801,14 @@ async fn postgres_outage_is_unavailable_writes_nothing_and_the_retry_succeeds() 
     let asked = Instant::now();
     let unchanged = loop {
         match clients
-            .connections
-            .get_connection(authorized(
-                GetConnectionRequest {
-                    name: before.name.clone(),
-                    view: ConnectionView::Basic as i32,
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .get_connection(GetConnectionRequest {
+                name: before.name.clone(),
+                view: ConnectionView::Basic as i32,
+            })
             .await
         {
-            Ok(response) => break response.into_inner(),
+            Ok(response) => break response,
             Err(status) => {
                 assert_eq!(
                     status.code(),
@@ -862,17 +836,14 @@ async fn postgres_outage_is_unavailable_writes_nothing_and_the_retry_succeeds() 
 
     let retried = ok(
         clients
-            .connections
-            .create_connection(authorized(request.clone(), &owner))
+            .with_token(&owner)
+            .create_connection(request.clone())
             .await,
         "the same CreateConnection after PostgreSQL recovered",
     );
     assert_eq!(retried.name, connection_name(&workspace, "during"));
     let again = ok(
-        clients
-            .connections
-            .create_connection(authorized(request, &owner))
-            .await,
+        clients.with_token(&owner).create_connection(request).await,
         "the same CreateConnection once more",
     );
     assert_eq!(again.etag, retried.etag, "a retry returns the original");

@@ -5,11 +5,11 @@
 use std::process::Command;
 
 use switchboard_proto::v1::{Link, ResolveConnectionRequest, UpdateLinkRequest};
-use switchboard_tests::{Role, TestServer, WorkspaceRole, authorized, switchboard_binary};
+use switchboard_tests::{Role, TestServer, WorkspaceRole, switchboard_binary};
 
 use crate::resolver_feed::metric_value;
 use crate::support::{
-    Clients, create_connection, create_deployment, create_deployment_token, create_link,
+    Client, create_connection, create_deployment, create_deployment_token, create_link,
     extra_string, ok, schema_and_warehouse, snowflake_connection,
 };
 
@@ -76,7 +76,7 @@ struct Linked {
 
 /// Deployment `prod`, a Snowflake connection `warehouse` with a marker
 /// password linked to it (schema PROD, warehouse PROD_WH), and a token of prod.
-async fn link_warehouse_to_prod(server: &TestServer, clients: &mut Clients, label: &str) -> Linked {
+async fn link_warehouse_to_prod(server: &TestServer, clients: &mut Client, label: &str) -> Linked {
     let operator = server.user_token(
         &format!("{label}-operator"),
         &[(WORKSPACE, WorkspaceRole::Operator)],
@@ -117,7 +117,7 @@ async fn bench_smoke_reports_the_ceiling_warm_resolves_misses_and_propagation() 
         .with_arg("--resolver-rate-limit", "1000000")
         .spawn()
         .await;
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     let Linked {
         operator, token, ..
     } = link_warehouse_to_prod(&server, &mut clients, "bench").await;
@@ -222,8 +222,8 @@ async fn a_resolver_without_cache_answers_each_call_from_the_backends() {
         .with_metrics()
         .spawn()
         .await;
-    let mut clients = Clients::connect(&server).await;
-    let mut at_cold = Clients::connect(&cold).await;
+    let mut clients = server.client().await;
+    let at_cold = cold.client().await;
     let Linked {
         operator,
         password,
@@ -232,21 +232,14 @@ async fn a_resolver_without_cache_answers_each_call_from_the_backends() {
     } = link_warehouse_to_prod(&server, &mut clients, "cold").await;
     cold.forbid_in_logs(&password);
     cold.forbid_in_logs(&token);
-    let resolve = |conn_id: &str| {
-        authorized(
-            ResolveConnectionRequest {
-                deployment: String::new(),
-                conn_id: conn_id.to_owned(),
-            },
-            &token,
-        )
+    let resolve = |conn_id: &str| ResolveConnectionRequest {
+        deployment: String::new(),
+        conn_id: conn_id.to_owned(),
     };
+    let at_cold = at_cold.with_token(&token);
 
     let resolved = ok(
-        at_cold
-            .resolver
-            .resolve_connection(resolve("warehouse"))
-            .await,
+        at_cold.resolve_connection(resolve("warehouse")).await,
         "ResolveConnection without cache",
     );
     assert_eq!(resolved.schema, "PROD");
@@ -257,42 +250,33 @@ async fn a_resolver_without_cache_answers_each_call_from_the_backends() {
     for (round, warehouse) in ["XL_WH", "XXL_WH", "S_WH"].into_iter().enumerate() {
         let current = ok(
             clients
-                .connections
-                .get_link(authorized(
-                    switchboard_proto::v1::GetLinkRequest {
-                        name: link.name.clone(),
-                    },
-                    &operator,
-                ))
+                .with_token(&operator)
+                .get_link(switchboard_proto::v1::GetLinkRequest {
+                    name: link.name.clone(),
+                })
                 .await,
             "GetLink",
         );
         ok(
             clients
-                .connections
-                .update_link(authorized(
-                    UpdateLinkRequest {
-                        link: Some(Link {
-                            name: link.name.clone(),
-                            etag: current.etag,
-                            overrides: Some(schema_and_warehouse("PROD", warehouse)),
-                            ..Default::default()
-                        }),
-                        update_mask: Some(prost_types::FieldMask {
-                            paths: vec!["overrides.extra.warehouse".to_owned()],
-                        }),
-                        request_id: String::new(),
-                    },
-                    &operator,
-                ))
+                .with_token(&operator)
+                .update_link(UpdateLinkRequest {
+                    link: Some(Link {
+                        name: link.name.clone(),
+                        etag: current.etag,
+                        overrides: Some(schema_and_warehouse("PROD", warehouse)),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["overrides.extra.warehouse".to_owned()],
+                    }),
+                    request_id: String::new(),
+                })
                 .await,
             "UpdateLink",
         );
         let resolved = ok(
-            at_cold
-                .resolver
-                .resolve_connection(resolve("WAREHOUSE"))
-                .await,
+            at_cold.resolve_connection(resolve("WAREHOUSE")).await,
             "ResolveConnection right after the write",
         );
         assert_eq!(
@@ -302,7 +286,6 @@ async fn a_resolver_without_cache_answers_each_call_from_the_backends() {
         );
     }
     let missing = at_cold
-        .resolver
         .resolve_connection(resolve("not_linked"))
         .await
         .expect_err("an unlinked conn_id is not served");

@@ -25,9 +25,7 @@ use switchboard_proto::v1::{
     Connection, CreateConnectionRequest, CreateLinkRequest, Link, LinkOverrides, ListLinksRequest,
     ListResolvedConnectionsRequest, ResolveConnectionRequest, UpdateConnectionRequest,
 };
-use switchboard_tests::{
-    Role, TestServer, TestServerConfig, WorkspaceRole, authorized, random_hex,
-};
+use switchboard_tests::{Role, TestServer, TestServerConfig, WorkspaceRole, random_hex};
 use tokio::task::JoinHandle;
 use tonic::{Code, Status};
 use tonic_health::pb::HealthCheckRequest;
@@ -36,7 +34,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::backends::{allow_reveal, psql, psql_count, revealed_password, unique_workspace};
 use crate::support::{
-    Clients, OwnPostgres, PersistentOpenBao, connection_name, create_deployment,
+    Client, OwnPostgres, PersistentOpenBao, connection_name, create_deployment,
     create_deployment_token, deployment_name, ok, snowflake_connection, workspace_name,
 };
 
@@ -240,7 +238,7 @@ struct Written {
 /// is allowed only once `killed` is set.
 async fn kill_writer(
     server: &TestServer,
-    mut clients: Clients,
+    clients: Client,
     owner: String,
     workspace: String,
     writer: usize,
@@ -277,12 +275,8 @@ async fn kill_writer(
             staging: None,
         });
         let entry = written.last_mut().expect("just pushed");
-        let created = match clients
-            .connections
-            .create_connection(authorized(create, &owner))
-            .await
-        {
-            Ok(response) => response.into_inner(),
+        let created = match clients.with_token(&owner).create_connection(create).await {
+            Ok(response) => response,
             Err(status) => {
                 failed(status, "CreateConnection");
                 return written;
@@ -306,11 +300,7 @@ async fn kill_writer(
             }),
             request_id: String::new(),
         };
-        if let Err(status) = clients
-            .connections
-            .update_connection(authorized(update, &owner))
-            .await
-        {
+        if let Err(status) = clients.with_token(&owner).update_connection(update).await {
             failed(status, "UpdateConnection");
             return written;
         }
@@ -331,11 +321,7 @@ async fn kill_writer(
             }),
             request_id: String::new(),
         };
-        if let Err(status) = clients
-            .connections
-            .create_link(authorized(link, &owner))
-            .await
-        {
+        if let Err(status) = clients.with_token(&owner).create_link(link).await {
             failed(status, "CreateLink");
             return written;
         }
@@ -347,22 +333,19 @@ async fn kill_writer(
 
 /// The deployments `conn_id` is linked to, by id.
 async fn linked_deployments(
-    clients: &mut Clients,
+    clients: &mut Client,
     owner: &str,
     workspace: &str,
     conn_id: &str,
 ) -> BTreeSet<String> {
     ok(
         clients
-            .connections
-            .list_links(authorized(
-                ListLinksRequest {
-                    parent: connection_name(workspace, conn_id),
-                    page_size: 100,
-                    page_token: String::new(),
-                },
-                owner,
-            ))
+            .with_token(owner)
+            .list_links(ListLinksRequest {
+                parent: connection_name(workspace, conn_id),
+                page_size: 100,
+                page_token: String::new(),
+            })
             .await,
         "ListLinks",
     )
@@ -379,16 +362,13 @@ async fn linked_deployments(
 }
 
 /// conn_id → password of everything a deployment token resolves.
-async fn resolved_passwords(clients: &mut Clients, token: &str) -> BTreeMap<String, String> {
+async fn resolved_passwords(clients: &mut Client, token: &str) -> BTreeMap<String, String> {
     ok(
         clients
-            .resolver
-            .list_resolved_connections(authorized(
-                ListResolvedConnectionsRequest {
-                    deployment: String::new(),
-                },
-                token,
-            ))
+            .with_token(token)
+            .list_resolved_connections(ListResolvedConnectionsRequest {
+                deployment: String::new(),
+            })
             .await,
         "ListResolvedConnections",
     )
@@ -401,7 +381,7 @@ async fn resolved_passwords(clients: &mut Clients, token: &str) -> BTreeMap<Stri
 /// Lists what `token` resolves until `accept` holds, and returns it; the
 /// resolver follows the change feed, so a fresh write takes a moment.
 async fn resolved_until(
-    clients: &mut Clients,
+    clients: &mut Client,
     token: &str,
     what: &str,
     accept: impl Fn(&BTreeMap<String, String>) -> bool,
@@ -437,7 +417,7 @@ async fn kill_nine_mid_write(
     let workspace = unique_workspace("kill-nine");
     let owner = first.user_token("otto", &[(&workspace, WorkspaceRole::Owner)]);
     resolver.forbid_in_logs(&owner);
-    let mut clients = Clients::connect(&first).await;
+    let mut clients = first.client().await;
     for deployment in ["prod", "staging"] {
         create_deployment(&mut clients, &owner, &workspace, deployment).await;
     }
@@ -517,7 +497,7 @@ async fn kill_nine_mid_write(
             resolver.forbid_in_logs(password);
         }
     }
-    let mut clients = Clients::connect(&second).await;
+    let mut clients = second.client().await;
     // A create whose answer was lost is retried with its request_id: it
     // returns the connection if the first attempt committed, or creates it.
     let mut committed_in_flight = 0;
@@ -531,8 +511,8 @@ async fn kill_nine_mid_write(
             committed_in_flight += usize::from(exists);
             let created = ok(
                 clients
-                    .connections
-                    .create_connection(authorized(entry.create.clone(), &owner))
+                    .with_token(&owner)
+                    .create_connection(entry.create.clone())
                     .await,
                 "retrying an unanswered CreateConnection with its request_id",
             );
@@ -597,13 +577,10 @@ async fn kill_nine_mid_write(
             .collect(),
     };
     ok(
-        clients
-            .connections
-            .create_connection(authorized(sentinel, &owner))
-            .await,
+        clients.with_token(&owner).create_connection(sentinel).await,
         "CreateConnection after the restart",
     );
-    let mut at_resolver = Clients::connect(&resolver).await;
+    let mut at_resolver = resolver.client().await;
     let mut prod = resolved_until(
         &mut at_resolver,
         &prod_token,
@@ -763,7 +740,7 @@ struct Attempt {
 /// Updates its own connection's password and description, one write at a
 /// time, until `stop`; every attempt is recorded.
 async fn outage_writer(
-    mut clients: Clients,
+    clients: Client,
     owner: String,
     name: String,
     mut etag: String,
@@ -777,28 +754,25 @@ async fn outage_writer(
         let password = markers.marker("outage-write");
         let sent_in = load.phase.load(Ordering::SeqCst);
         let result = clients
-            .connections
-            .update_connection(authorized(
-                UpdateConnectionRequest {
-                    connection: Some(Connection {
-                        name: name.clone(),
-                        etag: etag.clone(),
-                        password: password.clone(),
-                        description: description.clone(),
-                        ..Default::default()
-                    }),
-                    update_mask: Some(prost_types::FieldMask {
-                        paths: vec!["password".to_owned(), "description".to_owned()],
-                    }),
-                    request_id: String::new(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .update_connection(UpdateConnectionRequest {
+                connection: Some(Connection {
+                    name: name.clone(),
+                    etag: etag.clone(),
+                    password: password.clone(),
+                    description: description.clone(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["password".to_owned(), "description".to_owned()],
+                }),
+                request_id: String::new(),
+            })
             .await;
         let answered_in = load.phase.load(Ordering::SeqCst);
         let result = match result {
             Ok(response) => {
-                etag = response.into_inner().etag;
+                etag = response.etag;
                 acknowledged[sent_in].fetch_add(1, Ordering::SeqCst);
                 Ok(())
             }
@@ -825,7 +799,7 @@ async fn outage_writer(
 /// Resolves every connection of `expected` in turn until `stop`; the number
 /// of answers per phase, and every failure or wrong answer.
 async fn outage_reader(
-    mut clients: Clients,
+    clients: Client,
     token: String,
     expected: Arc<BTreeMap<String, String>>,
     load: Arc<LoadState>,
@@ -835,17 +809,14 @@ async fn outage_reader(
         for (conn_id, password) in expected.iter() {
             let sent_in = load.phase.load(Ordering::SeqCst);
             match clients
-                .resolver
-                .resolve_connection(authorized(
-                    ResolveConnectionRequest {
-                        deployment: String::new(),
-                        conn_id: conn_id.clone(),
-                    },
-                    &token,
-                ))
+                .with_token(&token)
+                .resolve_connection(ResolveConnectionRequest {
+                    deployment: String::new(),
+                    conn_id: conn_id.clone(),
+                })
                 .await
             {
-                Ok(response) if response.get_ref().password == *password => {
+                Ok(response) if response.password == *password => {
                     load.answered[sent_in].fetch_add(1, Ordering::SeqCst);
                 }
                 Ok(_) => failures.push(format!("{conn_id}: a wrong password (phase {sent_in})")),
@@ -885,7 +856,7 @@ async fn stopped_and_restarted_under_load(mut outage: Outage) {
     let control = Arc::new(control);
     let workspace = unique_workspace("outage-load");
     let owner = control.user_token("otto", &[(&workspace, WorkspaceRole::Owner)]);
-    let mut clients = Clients::connect(&control).await;
+    let mut clients = control.client().await;
     create_deployment(&mut clients, &owner, &workspace, "prod").await;
     allow_reveal(&mut clients, &owner, &workspace).await;
     let token = create_deployment_token(&control, &mut clients, &owner, &workspace, "prod").await;
@@ -907,8 +878,8 @@ async fn stopped_and_restarted_under_load(mut outage: Outage) {
         resolver.forbid_in_logs(&password);
         ok(
             clients
-                .connections
-                .create_connection(authorized(create(&conn_id, &password), &owner))
+                .with_token(&owner)
+                .create_connection(create(&conn_id, &password))
                 .await,
             "CreateConnection",
         );
@@ -919,18 +890,15 @@ async fn stopped_and_restarted_under_load(mut outage: Outage) {
         let password = control.marker("outage-churn");
         let created = ok(
             clients
-                .connections
-                .create_connection(authorized(
-                    create(&format!("churn-{writer}"), &password),
-                    &owner,
-                ))
+                .with_token(&owner)
+                .create_connection(create(&format!("churn-{writer}"), &password))
                 .await,
             "CreateConnection",
         );
         churned.push(created);
     }
     // The resolver holds every cached connection before the load starts.
-    let mut at_resolver = Clients::connect(&resolver).await;
+    let mut at_resolver = resolver.client().await;
     resolved_until(&mut at_resolver, &token, "the seed", |resolved| {
         cached
             .iter()
@@ -1172,7 +1140,7 @@ async fn sigterm_under_load_reports_not_serving_drains_in_flight_calls_and_exits
         .await;
     let workspace = unique_workspace("sigterm");
     let owner = server.user_token("otto", &[(&workspace, WorkspaceRole::Owner)]);
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     create_deployment(&mut clients, &owner, &workspace, "prod").await;
     let token = create_deployment_token(&server, &mut clients, &owner, &workspace, "prod").await;
     let password = server.marker("sigterm-cached");
@@ -1188,8 +1156,8 @@ async fn sigterm_under_load_reports_not_serving_drains_in_flight_calls_and_exits
     };
     ok(
         clients
-            .connections
-            .create_connection(authorized(create("cached", &password), &owner))
+            .with_token(&owner)
+            .create_connection(create("cached", &password))
             .await,
         "CreateConnection",
     );
@@ -1199,8 +1167,8 @@ async fn sigterm_under_load_reports_not_serving_drains_in_flight_calls_and_exits
     };
     let resolved = ok(
         clients
-            .resolver
-            .resolve_connection(authorized(resolve.clone(), &token))
+            .with_token(&token)
+            .resolve_connection(resolve.clone())
             .await,
         "ResolveConnection",
     );
@@ -1249,13 +1217,13 @@ async fn sigterm_under_load_reports_not_serving_drains_in_flight_calls_and_exits
     let signalled = Arc::new(AtomicBool::new(false));
     let held: Vec<JoinHandle<Result<(), Status>>> = (0..HELD_WRITES)
         .map(|index| {
-            let mut clients = clients.clone();
+            let clients = clients.clone();
             let request = create(&format!("held-{index}"), &server.marker("sigterm-held"));
             let owner = owner.clone();
             tokio::spawn(async move {
                 clients
-                    .connections
-                    .create_connection(authorized(request, &owner))
+                    .with_token(&owner)
+                    .create_connection(request)
                     .await
                     .map(|_| ())
             })
@@ -1264,7 +1232,7 @@ async fn sigterm_under_load_reports_not_serving_drains_in_flight_calls_and_exits
     // Cached resolves keep coming while the server shuts down.
     let readers: Vec<JoinHandle<(usize, Vec<Status>)>> = (0..2)
         .map(|_| {
-            let mut clients = clients.clone();
+            let clients = clients.clone();
             let request = resolve.clone();
             let token = token.clone();
             let signalled = signalled.clone();
@@ -1273,8 +1241,8 @@ async fn sigterm_under_load_reports_not_serving_drains_in_flight_calls_and_exits
                 let mut refused = Vec::new();
                 while refused.is_empty() {
                     match clients
-                        .resolver
-                        .resolve_connection(authorized(request.clone(), &token))
+                        .with_token(&token)
+                        .resolve_connection(request.clone())
                         .await
                     {
                         Ok(_) => answered += 1,

@@ -20,7 +20,7 @@ use tonic::codegen::http::uri::PathAndQuery;
 
 use crate::cli::{Shell, fails, json, ok};
 use crate::jwt_claims::{hs256_jwt, now};
-use crate::support::{Clients, connection_name, string_struct, workspace_name};
+use crate::support::{connection_name, string_struct, workspace_name};
 
 /// Library names that must never reach a user.
 const LIBRARY_NAMES: &[&str] = &[
@@ -191,19 +191,15 @@ async fn a_typo_in_an_extra_key_is_stored_and_reported_with_the_key_meant() {
 
     // Over the API: typed connections report unknown keys, generic ones none.
     let owner = server.user_token("olivia", &[("acme", WorkspaceRole::Owner)]);
-    let mut clients = Clients::connect(&server).await;
+    let clients = server.client().await;
     let fetched = clients
-        .connections
-        .get_connection(authorized(
-            GetConnectionRequest {
-                name: connection_name("acme", "snow"),
-                view: 0,
-            },
-            &owner,
-        ))
+        .with_token(&owner)
+        .get_connection(GetConnectionRequest {
+            name: connection_name("acme", "snow"),
+            view: 0,
+        })
         .await
-        .expect("get snow")
-        .into_inner();
+        .expect("get snow");
     assert_eq!(
         fetched.unknown_extra_keys,
         [
@@ -213,26 +209,22 @@ async fn a_typo_in_an_extra_key_is_stored_and_reported_with_the_key_meant() {
         ]
     );
     let generic = clients
-        .connections
-        .create_connection(authorized(
-            CreateConnectionRequest {
-                parent: workspace_name("acme"),
-                connection_id: "http_api".to_owned(),
-                connection: Some(Connection {
-                    r#type: "generic".to_owned(),
-                    conn_type: "http".to_owned(),
-                    host: "api.example.com".to_owned(),
-                    extra: Some(string_struct(&[("anything", "goes")])),
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-                links: Vec::new(),
-            },
-            &owner,
-        ))
+        .with_token(&owner)
+        .create_connection(CreateConnectionRequest {
+            parent: workspace_name("acme"),
+            connection_id: "http_api".to_owned(),
+            connection: Some(Connection {
+                r#type: "generic".to_owned(),
+                conn_type: "http".to_owned(),
+                host: "api.example.com".to_owned(),
+                extra: Some(string_struct(&[("anything", "goes")])),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+            links: Vec::new(),
+        })
         .await
-        .expect("create a generic connection")
-        .into_inner();
+        .expect("create a generic connection");
     assert!(generic.unknown_extra_keys.is_empty(), "{generic:?}");
 
     // A link to a connection that doesn't exist names it.
@@ -426,15 +418,13 @@ async fn each_process_says_what_it_serves_and_tokens_say_why_they_are_refused() 
     );
     stderrs.push_str(&stderr);
     // The code stays UNIMPLEMENTED for programs.
-    let status = Clients::connect(&control)
+    let status = control
+        .client()
         .await
-        .resolver
-        .list_resolved_connections(authorized(
-            ListResolvedConnectionsRequest {
-                deployment: crate::support::deployment_name("acme", "dev"),
-            },
-            &owner,
-        ))
+        .with_token(&owner)
+        .list_resolved_connections(ListResolvedConnectionsRequest {
+            deployment: crate::support::deployment_name("acme", "dev"),
+        })
         .await
         .expect_err("control serves no resolver");
     assert_eq!(status.code(), Code::Unimplemented);
@@ -623,16 +613,14 @@ async fn each_process_says_what_it_serves_and_tokens_say_why_they_are_refused() 
         format!("{unsigned}.{}", URL_SAFE_NO_PAD.encode([9u8; 32]))
     };
     control.forbid_in_logs(&forged);
-    let status = Clients::connect(&control)
+    let status = control
+        .client()
         .await
-        .connections
-        .get_connection(authorized(
-            GetConnectionRequest {
-                name: connection_name("acme", "x"),
-                view: 0,
-            },
-            &forged,
-        ))
+        .with_token(&forged)
+        .get_connection(GetConnectionRequest {
+            name: connection_name("acme", "x"),
+            view: 0,
+        })
         .await
         .expect_err("a forged token");
     assert_eq!(status.code(), Code::Unauthenticated);

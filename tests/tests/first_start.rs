@@ -9,8 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use switchboard_proto::v1::ListDeploymentsRequest;
-use switchboard_proto::v1::deployment_service_client::DeploymentServiceClient;
-use switchboard_tests::{Role, TestServer, authorized, switchboard_binary};
+use switchboard_tests::{Role, TestServer, switchboard_binary};
 
 use crate::readme::{blocks, section};
 
@@ -75,14 +74,14 @@ async fn dev_prints_its_data_dir_the_token_command_and_that_metrics_are_off() {
         .trim()
         .to_owned();
     server.forbid_in_logs(&token);
-    DeploymentServiceClient::new(server.channel().await)
-        .list_deployments(authorized(
-            ListDeploymentsRequest {
-                parent: "workspaces/first-start".to_owned(),
-                ..Default::default()
-            },
-            &token,
-        ))
+    server
+        .client()
+        .await
+        .with_token(&token)
+        .list_deployments(ListDeploymentsRequest {
+            parent: "workspaces/first-start".to_owned(),
+            ..Default::default()
+        })
         .await
         .expect("the printed command's token lists the workspace's deployments");
     server.assert_logs_clean();

@@ -5,10 +5,10 @@ use std::net::TcpStream;
 
 use switchboard_proto::SERVICE_NAMES;
 use switchboard_proto::v1::ListConnectionTypesRequest;
-use switchboard_tests::{TestServer, WorkspaceRole, authorized, switchboard_binary};
+use switchboard_tests::{TestServer, WorkspaceRole, switchboard_binary};
 use tonic_health::pb::health_check_response::ServingStatus;
 
-use crate::support::{Clients, ok};
+use crate::support::ok;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_reports_every_service_serving_and_stops_cleanly_on_sigterm() {
@@ -21,12 +21,12 @@ async fn dev_reports_every_service_serving_and_stops_cleanly_on_sigterm() {
         );
     }
 
-    let mut clients = Clients::connect(&server).await;
+    let clients = server.client().await;
     let token = server.user_token("olivia", &[("acme", WorkspaceRole::Operator)]);
     ok(
         clients
-            .connections
-            .list_connection_types(authorized(ListConnectionTypesRequest::default(), &token))
+            .with_token(&token)
+            .list_connection_types(ListConnectionTypesRequest::default())
             .await,
         "ListConnectionTypes",
     );

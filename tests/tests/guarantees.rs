@@ -7,7 +7,6 @@
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 
-use switchboard_proto::v1::audit_service_client::AuditServiceClient;
 use switchboard_proto::v1::{
     AuditEvent, Connection, ConnectionView, CreateConnectionRequest, CreateDeploymentRequest,
     CreateLinkRequest, DeleteConnectionRequest, DeleteDeploymentRequest, DeleteLinkRequest,
@@ -17,13 +16,12 @@ use switchboard_proto::v1::{
     ListLinksRequest, RollbackConnectionRequest, UpdateConnectionRequest, UpdateDeploymentRequest,
     UpdateLinkRequest, UpdateWorkspacePolicyRequest, WorkspacePolicy,
 };
-use switchboard_tests::{TestServer, WorkspaceRole, authorized, random_hex};
+use switchboard_tests::{TestServer, WorkspaceRole, random_hex};
 use tonic::Code;
-use tonic::transport::Channel;
 
 use crate::backends::{Backend, psql_count, resolve_until, unique_workspace};
 use crate::support::{
-    Clients, create_connection, create_deployment, create_deployment_token, create_link,
+    Client, create_connection, create_deployment, create_deployment_token, create_link,
     deployment_name, expect_code, expect_one_of, ok, snowflake_connection, workspace_name,
 };
 
@@ -74,10 +72,6 @@ fn policy_name(workspace: &str) -> String {
     format!("{}/policy", workspace_name(workspace))
 }
 
-fn audit_client(channel: Channel) -> AuditServiceClient<Channel> {
-    AuditServiceClient::new(channel)
-}
-
 /// Fails if the debug form of `value` contains any of `secrets`.
 fn assert_free_of<T: Debug>(value: &T, secrets: &[&str], what: &str) {
     let text = format!("{value:?}");
@@ -86,44 +80,38 @@ fn assert_free_of<T: Debug>(value: &T, secrets: &[&str], what: &str) {
     }
 }
 
-async fn get_connection(clients: &mut Clients, token: &str, name: &str) -> Connection {
+async fn get_connection(clients: &mut Client, token: &str, name: &str) -> Connection {
     ok(
         clients
-            .connections
-            .get_connection(authorized(
-                GetConnectionRequest {
-                    name: name.to_owned(),
-                    view: ConnectionView::Basic as i32,
-                },
-                token,
-            ))
+            .with_token(token)
+            .get_connection(GetConnectionRequest {
+                name: name.to_owned(),
+                view: ConnectionView::Basic as i32,
+            })
             .await,
         "GetConnection",
     )
 }
 
 async fn update_description(
-    clients: &mut Clients,
+    clients: &mut Client,
     token: &str,
     name: &str,
     etag: &str,
     description: &str,
-) -> Result<tonic::Response<Connection>, tonic::Status> {
+) -> Result<Connection, tonic::Status> {
     clients
-        .connections
-        .update_connection(authorized(
-            UpdateConnectionRequest {
-                connection: Some(Connection {
-                    name: name.to_owned(),
-                    etag: etag.to_owned(),
-                    description: description.to_owned(),
-                    ..Default::default()
-                }),
-                update_mask: mask(&["description"]),
-                request_id: String::new(),
-            },
-            token,
-        ))
+        .with_token(token)
+        .update_connection(UpdateConnectionRequest {
+            connection: Some(Connection {
+                name: name.to_owned(),
+                etag: etag.to_owned(),
+                description: description.to_owned(),
+                ..Default::default()
+            }),
+            update_mask: mask(&["description"]),
+            request_id: String::new(),
+        })
         .await
 }
 
@@ -135,84 +123,61 @@ async fn audit_events(
     filter: &str,
     page_size: i32,
 ) -> Vec<AuditEvent> {
-    let mut client = audit_client(server.channel().await);
-    let mut events = Vec::new();
-    let mut page_token = String::new();
-    for _ in 0..1000 {
-        let page = ok(
-            client
-                .list_audit_events(authorized(
-                    ListAuditEventsRequest {
-                        parent: workspace_name(workspace),
-                        page_size,
-                        page_token: page_token.clone(),
-                        filter: filter.to_owned(),
-                    },
-                    token,
-                ))
-                .await,
-            "ListAuditEvents",
-        );
-        assert!(
-            page.audit_events.len() <= page_size as usize,
-            "a page holds at most page_size events"
-        );
-        events.extend(page.audit_events);
-        if page.next_page_token.is_empty() {
-            return events;
-        }
-        page_token = page.next_page_token;
-    }
-    panic!("ListAuditEvents never reached its last page");
+    // list_all fails when a page holds more than page_size events.
+    ok(
+        server
+            .client()
+            .await
+            .with_token(token)
+            .list_all(ListAuditEventsRequest {
+                parent: workspace_name(workspace),
+                page_size,
+                page_token: String::new(),
+                filter: filter.to_owned(),
+            })
+            .await,
+        "ListAuditEvents",
+    )
 }
 
 /// The conn_ids a filtered listing returns, read in pages of 2.
 async fn listed_conn_ids(
-    clients: &mut Clients,
+    clients: &mut Client,
     token: &str,
     workspace: &str,
     filter: &str,
 ) -> Vec<String> {
-    let mut ids = Vec::new();
-    let mut page_token = String::new();
-    for _ in 0..100 {
-        let page = ok(
-            clients
-                .connections
-                .list_connections(authorized(
-                    ListConnectionsRequest {
-                        parent: workspace_name(workspace),
-                        page_size: 2,
-                        page_token: page_token.clone(),
-                        filter: filter.to_owned(),
-                    },
-                    token,
-                ))
-                .await,
-            &format!("ListConnections filter {filter:?}"),
-        );
-        assert!(page.connections.len() <= 2, "page_size 2 is honoured");
-        ids.extend(page.connections.into_iter().map(|connection| {
+    // list_all fails when a page holds more than page_size connections.
+    let connections = ok(
+        clients
+            .with_token(token)
+            .list_all(ListConnectionsRequest {
+                parent: workspace_name(workspace),
+                page_size: 2,
+                page_token: String::new(),
+                filter: filter.to_owned(),
+            })
+            .await,
+        &format!("ListConnections filter {filter:?}"),
+    );
+    connections
+        .into_iter()
+        .map(|connection| {
             connection
                 .name
                 .rsplit('/')
                 .next()
                 .expect("a connection name")
                 .to_owned()
-        }));
-        if page.next_page_token.is_empty() {
-            return ids;
-        }
-        page_token = page.next_page_token;
-    }
-    panic!("ListConnections never reached its last page");
+        })
+        .collect()
 }
 
 async fn stale_etags_are_aborted_and_change_nothing(backend: Backend) {
     let server = backend.dev().await;
     let workspace = unique_workspace("etag");
     let owner = server.user_token("otto", &[(&workspace, WorkspaceRole::Owner)]);
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     let deployment = create_deployment(&mut clients, &owner, &workspace, "prod").await;
     let password = server.marker("etag-password");
     let created = create_connection(
@@ -248,52 +213,43 @@ async fn stale_etags_are_aborted_and_change_nothing(backend: Backend) {
     let stale_password = server.marker("stale-password");
     expect_code(
         clients
-            .connections
-            .update_connection(authorized(
-                UpdateConnectionRequest {
-                    connection: Some(Connection {
-                        name: name.clone(),
-                        etag: created.etag.clone(),
-                        description: "stale".to_owned(),
-                        password: stale_password.clone(),
-                        ..Default::default()
-                    }),
-                    update_mask: mask(&["description", "password"]),
-                    request_id: String::new(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .update_connection(UpdateConnectionRequest {
+                connection: Some(Connection {
+                    name: name.clone(),
+                    etag: created.etag.clone(),
+                    description: "stale".to_owned(),
+                    password: stale_password.clone(),
+                    ..Default::default()
+                }),
+                update_mask: mask(&["description", "password"]),
+                request_id: String::new(),
+            })
             .await,
         Code::Aborted,
         "UpdateConnection with a stale etag",
     );
     expect_code(
         clients
-            .connections
-            .delete_connection(authorized(
-                DeleteConnectionRequest {
-                    name: name.clone(),
-                    etag: created.etag.clone(),
-                    request_id: String::new(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .delete_connection(DeleteConnectionRequest {
+                name: name.clone(),
+                etag: created.etag.clone(),
+                request_id: String::new(),
+            })
             .await,
         Code::Aborted,
         "DeleteConnection with a stale etag",
     );
     expect_code(
         clients
-            .connections
-            .rollback_connection(authorized(
-                RollbackConnectionRequest {
-                    name: name.clone(),
-                    version: 1,
-                    etag: created.etag.clone(),
-                    request_id: String::new(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .rollback_connection(RollbackConnectionRequest {
+                name: name.clone(),
+                version: 1,
+                etag: created.etag.clone(),
+                request_id: String::new(),
+            })
             .await,
         Code::Aborted,
         "RollbackConnection with a stale etag",
@@ -310,74 +266,62 @@ async fn stale_etags_are_aborted_and_change_nothing(backend: Backend) {
     // Link.
     let updated_link = ok(
         clients
-            .connections
-            .update_link(authorized(
-                UpdateLinkRequest {
-                    link: Some(Link {
-                        name: link.name.clone(),
-                        etag: link.etag.clone(),
-                        overrides: Some(LinkOverrides {
-                            schema: Some("PROD_V2".to_owned()),
-                            ..Default::default()
-                        }),
+            .with_token(&owner)
+            .update_link(UpdateLinkRequest {
+                link: Some(Link {
+                    name: link.name.clone(),
+                    etag: link.etag.clone(),
+                    overrides: Some(LinkOverrides {
+                        schema: Some("PROD_V2".to_owned()),
                         ..Default::default()
                     }),
-                    update_mask: mask(&["overrides.schema"]),
-                    request_id: String::new(),
-                },
-                &owner,
-            ))
+                    ..Default::default()
+                }),
+                update_mask: mask(&["overrides.schema"]),
+                request_id: String::new(),
+            })
             .await,
         "UpdateLink with the current etag",
     );
     assert_ne!(updated_link.etag, link.etag);
     expect_code(
         clients
-            .connections
-            .update_link(authorized(
-                UpdateLinkRequest {
-                    link: Some(Link {
-                        name: link.name.clone(),
-                        etag: link.etag.clone(),
-                        overrides: Some(LinkOverrides {
-                            schema: Some("STALE".to_owned()),
-                            ..Default::default()
-                        }),
+            .with_token(&owner)
+            .update_link(UpdateLinkRequest {
+                link: Some(Link {
+                    name: link.name.clone(),
+                    etag: link.etag.clone(),
+                    overrides: Some(LinkOverrides {
+                        schema: Some("STALE".to_owned()),
                         ..Default::default()
                     }),
-                    update_mask: mask(&["overrides.schema"]),
-                    request_id: String::new(),
-                },
-                &owner,
-            ))
+                    ..Default::default()
+                }),
+                update_mask: mask(&["overrides.schema"]),
+                request_id: String::new(),
+            })
             .await,
         Code::Aborted,
         "UpdateLink with a stale etag",
     );
     expect_code(
         clients
-            .connections
-            .delete_link(authorized(
-                DeleteLinkRequest {
-                    name: link.name.clone(),
-                    etag: link.etag.clone(),
-                    request_id: String::new(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .delete_link(DeleteLinkRequest {
+                name: link.name.clone(),
+                etag: link.etag.clone(),
+                request_id: String::new(),
+            })
             .await,
         Code::Aborted,
         "DeleteLink with a stale etag",
     );
     let current_link = ok(
         clients
-            .connections
-            .get_link(authorized(
-                GetLinkRequest {
-                    name: link.name.clone(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .get_link(GetLinkRequest {
+                name: link.name.clone(),
+            })
             .await,
         "GetLink",
     );
@@ -392,20 +336,17 @@ async fn stale_etags_are_aborted_and_change_nothing(backend: Backend) {
     // Deployment.
     let updated_deployment = ok(
         clients
-            .deployments
-            .update_deployment(authorized(
-                UpdateDeploymentRequest {
-                    deployment: Some(Deployment {
-                        name: deployment.name.clone(),
-                        etag: deployment.etag.clone(),
-                        display_name: "Production".to_owned(),
-                        ..Default::default()
-                    }),
-                    update_mask: mask(&["display_name"]),
-                    request_id: String::new(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .update_deployment(UpdateDeploymentRequest {
+                deployment: Some(Deployment {
+                    name: deployment.name.clone(),
+                    etag: deployment.etag.clone(),
+                    display_name: "Production".to_owned(),
+                    ..Default::default()
+                }),
+                update_mask: mask(&["display_name"]),
+                request_id: String::new(),
+            })
             .await,
         "UpdateDeployment with the current etag",
     );
@@ -413,49 +354,40 @@ async fn stale_etags_are_aborted_and_change_nothing(backend: Backend) {
     assert_ne!(updated_deployment.etag, deployment.etag);
     expect_code(
         clients
-            .deployments
-            .update_deployment(authorized(
-                UpdateDeploymentRequest {
-                    deployment: Some(Deployment {
-                        name: deployment.name.clone(),
-                        etag: deployment.etag.clone(),
-                        display_name: "Stale".to_owned(),
-                        ..Default::default()
-                    }),
-                    update_mask: mask(&["display_name"]),
-                    request_id: String::new(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .update_deployment(UpdateDeploymentRequest {
+                deployment: Some(Deployment {
+                    name: deployment.name.clone(),
+                    etag: deployment.etag.clone(),
+                    display_name: "Stale".to_owned(),
+                    ..Default::default()
+                }),
+                update_mask: mask(&["display_name"]),
+                request_id: String::new(),
+            })
             .await,
         Code::Aborted,
         "UpdateDeployment with a stale etag",
     );
     expect_code(
         clients
-            .deployments
-            .delete_deployment(authorized(
-                DeleteDeploymentRequest {
-                    name: deployment.name.clone(),
-                    etag: deployment.etag.clone(),
-                    force: true,
-                    request_id: String::new(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .delete_deployment(DeleteDeploymentRequest {
+                name: deployment.name.clone(),
+                etag: deployment.etag.clone(),
+                force: true,
+                request_id: String::new(),
+            })
             .await,
         Code::Aborted,
         "DeleteDeployment with a stale etag",
     );
     let current_deployment = ok(
         clients
-            .deployments
-            .get_deployment(authorized(
-                GetDeploymentRequest {
-                    name: deployment.name.clone(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .get_deployment(GetDeploymentRequest {
+                name: deployment.name.clone(),
+            })
             .await,
         "GetDeployment",
     );
@@ -465,66 +397,54 @@ async fn stale_etags_are_aborted_and_change_nothing(backend: Backend) {
     // Policy.
     let policy = ok(
         clients
-            .workspaces
-            .get_workspace_policy(authorized(
-                GetWorkspacePolicyRequest {
-                    name: policy_name(&workspace),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .get_workspace_policy(GetWorkspacePolicyRequest {
+                name: policy_name(&workspace),
+            })
             .await,
         "GetWorkspacePolicy",
     );
     assert!(!policy.etag.is_empty(), "a policy has an etag");
     let updated_policy = ok(
         clients
-            .workspaces
-            .update_workspace_policy(authorized(
-                UpdateWorkspacePolicyRequest {
-                    policy: Some(WorkspacePolicy {
-                        name: policy_name(&workspace),
-                        etag: policy.etag.clone(),
-                        allow_local_export: true,
-                        ..Default::default()
-                    }),
-                    update_mask: mask(&["allow_local_export"]),
-                    request_id: String::new(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .update_workspace_policy(UpdateWorkspacePolicyRequest {
+                policy: Some(WorkspacePolicy {
+                    name: policy_name(&workspace),
+                    etag: policy.etag.clone(),
+                    allow_local_export: true,
+                    ..Default::default()
+                }),
+                update_mask: mask(&["allow_local_export"]),
+                request_id: String::new(),
+            })
             .await,
         "UpdateWorkspacePolicy with the current etag",
     );
     assert_ne!(updated_policy.etag, policy.etag);
     expect_code(
         clients
-            .workspaces
-            .update_workspace_policy(authorized(
-                UpdateWorkspacePolicyRequest {
-                    policy: Some(WorkspacePolicy {
-                        name: policy_name(&workspace),
-                        etag: policy.etag.clone(),
-                        allow_secret_reveal: true,
-                        ..Default::default()
-                    }),
-                    update_mask: mask(&["allow_secret_reveal"]),
-                    request_id: String::new(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .update_workspace_policy(UpdateWorkspacePolicyRequest {
+                policy: Some(WorkspacePolicy {
+                    name: policy_name(&workspace),
+                    etag: policy.etag.clone(),
+                    allow_secret_reveal: true,
+                    ..Default::default()
+                }),
+                update_mask: mask(&["allow_secret_reveal"]),
+                request_id: String::new(),
+            })
             .await,
         Code::Aborted,
         "UpdateWorkspacePolicy with a stale etag",
     );
     let current_policy = ok(
         clients
-            .workspaces
-            .get_workspace_policy(authorized(
-                GetWorkspacePolicyRequest {
-                    name: policy_name(&workspace),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .get_workspace_policy(GetWorkspacePolicyRequest {
+                name: policy_name(&workspace),
+            })
             .await,
         "GetWorkspacePolicy",
     );
@@ -557,7 +477,7 @@ async fn concurrent_updates_one_winner_per_etag_and_no_lost_update(backend: Back
         .await;
     let workspace = unique_workspace("race");
     let owner = server.user_token("otto", &[(&workspace, WorkspaceRole::Owner)]);
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     let password = server.marker("race-password");
     let mut connection = snowflake_connection(&password);
     connection.description = "0".to_owned();
@@ -571,9 +491,7 @@ async fn concurrent_updates_one_winner_per_etag_and_no_lost_update(backend: Back
         let (owner, name, etag) = (owner.clone(), name.clone(), created.etag.clone());
         tasks.push(tokio::spawn(async move {
             let description = format!("writer-{writer}");
-            let result = update_description(&mut clients, &owner, &name, &etag, &description)
-                .await
-                .map(|response| response.into_inner());
+            let result = update_description(&mut clients, &owner, &name, &etag, &description).await;
             (description, result)
         }));
     }
@@ -652,7 +570,7 @@ async fn request_id_retries_return_the_original(backend: Backend) {
     let server = backend.dev().await;
     let workspace = unique_workspace("retry");
     let owner = server.user_token("otto", &[(&workspace, WorkspaceRole::Owner)]);
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
 
     // Deployment.
     let deployment_request = CreateDeploymentRequest {
@@ -666,15 +584,15 @@ async fn request_id_retries_return_the_original(backend: Backend) {
     };
     let first = ok(
         clients
-            .deployments
-            .create_deployment(authorized(deployment_request.clone(), &owner))
+            .with_token(&owner)
+            .create_deployment(deployment_request.clone())
             .await,
         "CreateDeployment",
     );
     let retry = ok(
         clients
-            .deployments
-            .create_deployment(authorized(deployment_request, &owner))
+            .with_token(&owner)
+            .create_deployment(deployment_request)
             .await,
         "CreateDeployment retried with the same request_id",
     );
@@ -697,16 +615,16 @@ async fn request_id_retries_return_the_original(backend: Backend) {
     };
     let first = ok(
         clients
-            .connections
-            .create_connection(authorized(connection_request.clone(), &owner))
+            .with_token(&owner)
+            .create_connection(connection_request.clone())
             .await,
         "CreateConnection",
     );
     for attempt in 0..2 {
         let retry = ok(
             clients
-                .connections
-                .create_connection(authorized(connection_request.clone(), &owner))
+                .with_token(&owner)
+                .create_connection(connection_request.clone())
                 .await,
             &format!("CreateConnection retry {attempt}"),
         );
@@ -720,36 +638,30 @@ async fn request_id_retries_return_the_original(backend: Backend) {
     without_id.request_id = String::new();
     expect_code(
         clients
-            .connections
-            .create_connection(authorized(without_id, &owner))
+            .with_token(&owner)
+            .create_connection(without_id)
             .await,
         Code::AlreadyExists,
         "CreateConnection without request_id",
     );
     let listed = ok(
         clients
-            .connections
-            .list_connections(authorized(
-                ListConnectionsRequest {
-                    parent: workspace_name(&workspace),
-                    ..Default::default()
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .list_connections(ListConnectionsRequest {
+                parent: workspace_name(&workspace),
+                ..Default::default()
+            })
             .await,
         "ListConnections",
     );
     assert_eq!(listed.connections.len(), 1, "no duplicate connection");
     let versions = ok(
         clients
-            .connections
-            .list_connection_versions(authorized(
-                ListConnectionVersionsRequest {
-                    parent: first.name.clone(),
-                    ..Default::default()
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .list_connection_versions(ListConnectionVersionsRequest {
+                parent: first.name.clone(),
+                ..Default::default()
+            })
             .await,
         "ListConnectionVersions",
     );
@@ -760,14 +672,11 @@ async fn request_id_retries_return_the_original(backend: Backend) {
     );
     let links = ok(
         clients
-            .connections
-            .list_links(authorized(
-                ListLinksRequest {
-                    parent: first.name.clone(),
-                    ..Default::default()
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .list_links(ListLinksRequest {
+                parent: first.name.clone(),
+                ..Default::default()
+            })
             .await,
         "ListLinks",
     );
@@ -789,16 +698,13 @@ async fn request_id_retries_return_the_original(backend: Backend) {
     };
     let first_link = ok(
         clients
-            .connections
-            .create_link(authorized(link_request.clone(), &owner))
+            .with_token(&owner)
+            .create_link(link_request.clone())
             .await,
         "CreateLink",
     );
     let retry_link = ok(
-        clients
-            .connections
-            .create_link(authorized(link_request, &owner))
-            .await,
+        clients.with_token(&owner).create_link(link_request).await,
         "CreateLink retried with the same request_id",
     );
     assert_eq!(retry_link.name, first_link.name);
@@ -835,7 +741,7 @@ async fn concurrent_retries_of_one_request_id_return_the_original(backend: Backe
     let server = backend.dev().await;
     let workspace = unique_workspace("retry-race");
     let owner = server.user_token("otto", &[(&workspace, WorkspaceRole::Owner)]);
-    let clients = Clients::connect(&server).await;
+    let clients = server.client().await;
     let password = server.marker("retry-race-password");
     let request = CreateConnectionRequest {
         parent: workspace_name(&workspace),
@@ -847,13 +753,10 @@ async fn concurrent_retries_of_one_request_id_return_the_original(backend: Backe
     // A client whose first attempt timed out retries while it still runs.
     let mut tasks = Vec::new();
     for _ in 0..RETRIES {
-        let mut clients = clients.clone();
+        let clients = clients.clone();
         let (request, owner) = (request.clone(), owner.clone());
         tasks.push(tokio::spawn(async move {
-            clients
-                .connections
-                .create_connection(authorized(request, &owner))
-                .await
+            clients.with_token(&owner).create_connection(request).await
         }));
     }
     let mut results = Vec::new();
@@ -881,26 +784,23 @@ async fn pages_are_tamper_checked_and_filters_follow_visibility(backend: Backend
     let workspace = unique_workspace("pages");
     let owner = server.user_token("otto", &[(&workspace, WorkspaceRole::Owner)]);
     let member = server.user_token("mia", &[(&workspace, WorkspaceRole::Member)]);
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     create_deployment(&mut clients, &owner, &workspace, "prod").await;
     create_deployment(&mut clients, &owner, &workspace, "staging").await;
     ok(
         clients
-            .deployments
-            .create_deployment(authorized(
-                CreateDeploymentRequest {
-                    parent: workspace_name(&workspace),
-                    deployment_id: "pr-1".to_owned(),
-                    deployment: Some(Deployment {
-                        display_name: "Preview of PR 1".to_owned(),
-                        kind: DeploymentKind::Preview as i32,
-                        parent_deployment: deployment_name(&workspace, "prod"),
-                        ..Default::default()
-                    }),
-                    request_id: String::new(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .create_deployment(CreateDeploymentRequest {
+                parent: workspace_name(&workspace),
+                deployment_id: "pr-1".to_owned(),
+                deployment: Some(Deployment {
+                    display_name: "Preview of PR 1".to_owned(),
+                    kind: DeploymentKind::Preview as i32,
+                    parent_deployment: deployment_name(&workspace, "prod"),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
             .await,
         "CreateDeployment PREVIEW of prod",
     );
@@ -994,15 +894,12 @@ async fn pages_are_tamper_checked_and_filters_follow_visibility(backend: Backend
 
     let first_page = ok(
         clients
-            .connections
-            .list_connections(authorized(
-                ListConnectionsRequest {
-                    parent: workspace_name(&workspace),
-                    page_size: 2,
-                    ..Default::default()
-                },
-                &member,
-            ))
+            .with_token(&member)
+            .list_connections(ListConnectionsRequest {
+                parent: workspace_name(&workspace),
+                page_size: 2,
+                ..Default::default()
+            })
             .await,
         "ListConnections page 1",
     );
@@ -1018,16 +915,13 @@ async fn pages_are_tamper_checked_and_filters_follow_visibility(backend: Backend
         let tampered = String::from_utf8(bytes).expect("ASCII");
         expect_code(
             clients
-                .connections
-                .list_connections(authorized(
-                    ListConnectionsRequest {
-                        parent: workspace_name(&workspace),
-                        page_size: 2,
-                        page_token: tampered,
-                        ..Default::default()
-                    },
-                    &member,
-                ))
+                .with_token(&member)
+                .list_connections(ListConnectionsRequest {
+                    parent: workspace_name(&workspace),
+                    page_size: 2,
+                    page_token: tampered,
+                    ..Default::default()
+                })
                 .await,
             Code::InvalidArgument,
             &format!("ListConnections with a token tampered at {position}"),
@@ -1035,16 +929,13 @@ async fn pages_are_tamper_checked_and_filters_follow_visibility(backend: Backend
     }
     expect_code(
         clients
-            .connections
-            .list_connections(authorized(
-                ListConnectionsRequest {
-                    parent: workspace_name(&workspace),
-                    page_size: 2,
-                    page_token: "not-a-page-token".to_owned(),
-                    ..Default::default()
-                },
-                &member,
-            ))
+            .with_token(&member)
+            .list_connections(ListConnectionsRequest {
+                parent: workspace_name(&workspace),
+                page_size: 2,
+                page_token: "not-a-page-token".to_owned(),
+                ..Default::default()
+            })
             .await,
         Code::InvalidArgument,
         "ListConnections with garbage for a token",
@@ -1052,16 +943,13 @@ async fn pages_are_tamper_checked_and_filters_follow_visibility(backend: Backend
     // The token of an unfiltered listing, reused with a filter.
     expect_code(
         clients
-            .connections
-            .list_connections(authorized(
-                ListConnectionsRequest {
-                    parent: workspace_name(&workspace),
-                    page_size: 2,
-                    page_token: token.clone(),
-                    filter: r#"type = "postgres""#.to_owned(),
-                },
-                &member,
-            ))
+            .with_token(&member)
+            .list_connections(ListConnectionsRequest {
+                parent: workspace_name(&workspace),
+                page_size: 2,
+                page_token: token.clone(),
+                filter: r#"type = "postgres""#.to_owned(),
+            })
             .await,
         Code::InvalidArgument,
         "ListConnections with another filter's page token",
@@ -1069,16 +957,13 @@ async fn pages_are_tamper_checked_and_filters_follow_visibility(backend: Backend
     // The untampered token still works.
     let second_page = ok(
         clients
-            .connections
-            .list_connections(authorized(
-                ListConnectionsRequest {
-                    parent: workspace_name(&workspace),
-                    page_size: 2,
-                    page_token: token,
-                    ..Default::default()
-                },
-                &member,
-            ))
+            .with_token(&member)
+            .list_connections(ListConnectionsRequest {
+                parent: workspace_name(&workspace),
+                page_size: 2,
+                page_token: token,
+                ..Default::default()
+            })
             .await,
         "ListConnections page 2",
     );
@@ -1126,30 +1011,24 @@ async fn pages_are_tamper_checked_and_filters_follow_visibility(backend: Backend
     }
     expect_one_of(
         clients
-            .connections
-            .list_connections(authorized(
-                ListConnectionsRequest {
-                    parent: workspace_name(&workspace),
-                    filter: deployment("nowhere"),
-                    ..Default::default()
-                },
-                &member,
-            ))
+            .with_token(&member)
+            .list_connections(ListConnectionsRequest {
+                parent: workspace_name(&workspace),
+                filter: deployment("nowhere"),
+                ..Default::default()
+            })
             .await,
         &[Code::NotFound, Code::InvalidArgument],
         "a filter on a deployment that does not exist",
     );
     expect_code(
         clients
-            .connections
-            .list_connections(authorized(
-                ListConnectionsRequest {
-                    parent: workspace_name(&workspace),
-                    filter: r#"color = "blue""#.to_owned(),
-                    ..Default::default()
-                },
-                &member,
-            ))
+            .with_token(&member)
+            .list_connections(ListConnectionsRequest {
+                parent: workspace_name(&workspace),
+                filter: r#"color = "blue""#.to_owned(),
+                ..Default::default()
+            })
             .await,
         Code::InvalidArgument,
         "a filter on an unknown field",
@@ -1158,15 +1037,12 @@ async fn pages_are_tamper_checked_and_filters_follow_visibility(backend: Backend
     // Deployments page the same way, with their own tamper check.
     let deployments = ok(
         clients
-            .deployments
-            .list_deployments(authorized(
-                ListDeploymentsRequest {
-                    parent: workspace_name(&workspace),
-                    page_size: 2,
-                    ..Default::default()
-                },
-                &member,
-            ))
+            .with_token(&member)
+            .list_deployments(ListDeploymentsRequest {
+                parent: workspace_name(&workspace),
+                page_size: 2,
+                ..Default::default()
+            })
             .await,
         "ListDeployments page 1",
     );
@@ -1174,16 +1050,13 @@ async fn pages_are_tamper_checked_and_filters_follow_visibility(backend: Backend
     assert!(!deployments.next_page_token.is_empty());
     expect_code(
         clients
-            .connections
-            .list_connections(authorized(
-                ListConnectionsRequest {
-                    parent: workspace_name(&workspace),
-                    page_size: 2,
-                    page_token: deployments.next_page_token,
-                    ..Default::default()
-                },
-                &member,
-            ))
+            .with_token(&member)
+            .list_connections(ListConnectionsRequest {
+                parent: workspace_name(&workspace),
+                page_size: 2,
+                page_token: deployments.next_page_token,
+                ..Default::default()
+            })
             .await,
         Code::InvalidArgument,
         "a ListDeployments token given to ListConnections",
@@ -1195,7 +1068,7 @@ async fn rollback_restores_an_earlier_password(backend: Backend) {
     let server = backend.dev().await;
     let workspace = unique_workspace("rollback");
     let operator = server.user_token("olivia", &[(&workspace, WorkspaceRole::Operator)]);
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     create_deployment(&mut clients, &operator, &workspace, "prod").await;
     let prod_token =
         create_deployment_token(&server, &mut clients, &operator, &workspace, "prod").await;
@@ -1203,20 +1076,17 @@ async fn rollback_restores_an_earlier_password(backend: Backend) {
     let second_password = server.marker("second-password");
     let created = ok(
         clients
-            .connections
-            .create_connection(authorized(
-                CreateConnectionRequest {
-                    parent: workspace_name(&workspace),
-                    connection_id: "warehouse".to_owned(),
-                    connection: Some(snowflake_connection(&first_password)),
-                    request_id: String::new(),
-                    links: vec![Link {
-                        deployment: deployment_name(&workspace, "prod"),
-                        ..Default::default()
-                    }],
-                },
-                &operator,
-            ))
+            .with_token(&operator)
+            .create_connection(CreateConnectionRequest {
+                parent: workspace_name(&workspace),
+                connection_id: "warehouse".to_owned(),
+                connection: Some(snowflake_connection(&first_password)),
+                request_id: String::new(),
+                links: vec![Link {
+                    deployment: deployment_name(&workspace, "prod"),
+                    ..Default::default()
+                }],
+            })
             .await,
         "CreateConnection",
     );
@@ -1232,40 +1102,34 @@ async fn rollback_restores_an_earlier_password(backend: Backend) {
 
     let second = ok(
         clients
-            .connections
-            .update_connection(authorized(
-                UpdateConnectionRequest {
-                    connection: Some(Connection {
-                        name: name.clone(),
-                        etag: created.etag.clone(),
-                        password: second_password.clone(),
-                        description: "rotated".to_owned(),
-                        ..Default::default()
-                    }),
-                    update_mask: mask(&["password", "description"]),
-                    request_id: String::new(),
-                },
-                &operator,
-            ))
+            .with_token(&operator)
+            .update_connection(UpdateConnectionRequest {
+                connection: Some(Connection {
+                    name: name.clone(),
+                    etag: created.etag.clone(),
+                    password: second_password.clone(),
+                    description: "rotated".to_owned(),
+                    ..Default::default()
+                }),
+                update_mask: mask(&["password", "description"]),
+                request_id: String::new(),
+            })
             .await,
         "UpdateConnection password and description",
     );
     let third = ok(
         clients
-            .connections
-            .update_connection(authorized(
-                UpdateConnectionRequest {
-                    connection: Some(Connection {
-                        name: name.clone(),
-                        etag: second.etag.clone(),
-                        schema: "REPORTING".to_owned(),
-                        ..Default::default()
-                    }),
-                    update_mask: mask(&["schema"]),
-                    request_id: String::new(),
-                },
-                &operator,
-            ))
+            .with_token(&operator)
+            .update_connection(UpdateConnectionRequest {
+                connection: Some(Connection {
+                    name: name.clone(),
+                    etag: second.etag.clone(),
+                    schema: "REPORTING".to_owned(),
+                    ..Default::default()
+                }),
+                update_mask: mask(&["schema"]),
+                request_id: String::new(),
+            })
             .await,
         "UpdateConnection schema",
     );
@@ -1280,14 +1144,11 @@ async fn rollback_restores_an_earlier_password(backend: Backend) {
 
     let versions = ok(
         clients
-            .connections
-            .list_connection_versions(authorized(
-                ListConnectionVersionsRequest {
-                    parent: name.clone(),
-                    ..Default::default()
-                },
-                &operator,
-            ))
+            .with_token(&operator)
+            .list_connection_versions(ListConnectionVersionsRequest {
+                parent: name.clone(),
+                ..Default::default()
+            })
             .await,
         "ListConnectionVersions",
     )
@@ -1342,16 +1203,13 @@ async fn rollback_restores_an_earlier_password(backend: Backend) {
     let first_version = versions[2].version;
     let rolled_back = ok(
         clients
-            .connections
-            .rollback_connection(authorized(
-                RollbackConnectionRequest {
-                    name: name.clone(),
-                    version: first_version,
-                    etag: third.etag.clone(),
-                    request_id: String::new(),
-                },
-                &operator,
-            ))
+            .with_token(&operator)
+            .rollback_connection(RollbackConnectionRequest {
+                name: name.clone(),
+                version: first_version,
+                etag: third.etag.clone(),
+                request_id: String::new(),
+            })
             .await,
         "RollbackConnection to the first version",
     );
@@ -1371,15 +1229,12 @@ async fn rollback_restores_an_earlier_password(backend: Backend) {
 
     let after = ok(
         clients
-            .connections
-            .list_connection_versions(authorized(
-                ListConnectionVersionsRequest {
-                    parent: name.clone(),
-                    page_size: 2,
-                    ..Default::default()
-                },
-                &operator,
-            ))
+            .with_token(&operator)
+            .list_connection_versions(ListConnectionVersionsRequest {
+                parent: name.clone(),
+                page_size: 2,
+                ..Default::default()
+            })
             .await,
         "ListConnectionVersions after the rollback",
     );
@@ -1395,15 +1250,12 @@ async fn rollback_restores_an_earlier_password(backend: Backend) {
     );
     let rest = ok(
         clients
-            .connections
-            .list_connection_versions(authorized(
-                ListConnectionVersionsRequest {
-                    parent: name.clone(),
-                    page_size: 2,
-                    page_token: after.next_page_token,
-                },
-                &operator,
-            ))
+            .with_token(&operator)
+            .list_connection_versions(ListConnectionVersionsRequest {
+                parent: name.clone(),
+                page_size: 2,
+                page_token: after.next_page_token,
+            })
             .await,
         "ListConnectionVersions page 2",
     );
@@ -1413,16 +1265,13 @@ async fn rollback_restores_an_earlier_password(backend: Backend) {
     // Rolling back to a version that doesn't exist is NOT_FOUND.
     expect_code(
         clients
-            .connections
-            .rollback_connection(authorized(
-                RollbackConnectionRequest {
-                    name: name.clone(),
-                    version: 999,
-                    etag: String::new(),
-                    request_id: String::new(),
-                },
-                &operator,
-            ))
+            .with_token(&operator)
+            .rollback_connection(RollbackConnectionRequest {
+                name: name.clone(),
+                version: 999,
+                etag: String::new(),
+                request_id: String::new(),
+            })
             .await,
         Code::NotFound,
         "RollbackConnection to a missing version",
@@ -1437,7 +1286,7 @@ async fn audit_events_name_fields_never_values(backend: Backend) {
     let owner = server.user_token("otto", &[(&workspace, WorkspaceRole::Owner)]);
     let author = server.user_token("arthur", &[(&workspace, WorkspaceRole::Author)]);
     let member = server.user_token("mia", &[(&workspace, WorkspaceRole::Member)]);
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     let started = std::time::SystemTime::now() - std::time::Duration::from_secs(5);
 
     let deployment = create_deployment(&mut clients, &alice, &workspace, "prod").await;
@@ -1456,21 +1305,18 @@ async fn audit_events_name_fields_never_values(backend: Backend) {
     let update_request_id = format!("update-{}", random_hex(8));
     let updated = ok(
         clients
-            .connections
-            .update_connection(authorized(
-                UpdateConnectionRequest {
-                    connection: Some(Connection {
-                        name: name.clone(),
-                        etag: created.etag.clone(),
-                        password: new_password.clone(),
-                        host: "example.snowflakecomputing.com".to_owned(),
-                        ..Default::default()
-                    }),
-                    update_mask: mask(&["password", "host"]),
-                    request_id: update_request_id.clone(),
-                },
-                &alice,
-            ))
+            .with_token(&alice)
+            .update_connection(UpdateConnectionRequest {
+                connection: Some(Connection {
+                    name: name.clone(),
+                    etag: created.etag.clone(),
+                    password: new_password.clone(),
+                    host: "example.snowflakecomputing.com".to_owned(),
+                    ..Default::default()
+                }),
+                update_mask: mask(&["password", "host"]),
+                request_id: update_request_id.clone(),
+            })
             .await,
         "UpdateConnection",
     );
@@ -1489,116 +1335,98 @@ async fn audit_events_name_fields_never_values(backend: Backend) {
     .await;
     let link = ok(
         clients
-            .connections
-            .update_link(authorized(
-                UpdateLinkRequest {
-                    link: Some(Link {
-                        name: link.name.clone(),
-                        etag: link.etag.clone(),
-                        overrides: Some(LinkOverrides {
-                            schema: Some("PROD_V2".to_owned()),
-                            ..Default::default()
-                        }),
+            .with_token(&alice)
+            .update_link(UpdateLinkRequest {
+                link: Some(Link {
+                    name: link.name.clone(),
+                    etag: link.etag.clone(),
+                    overrides: Some(LinkOverrides {
+                        schema: Some("PROD_V2".to_owned()),
                         ..Default::default()
                     }),
-                    update_mask: mask(&["overrides.schema"]),
-                    request_id: String::new(),
-                },
-                &alice,
-            ))
+                    ..Default::default()
+                }),
+                update_mask: mask(&["overrides.schema"]),
+                request_id: String::new(),
+            })
             .await,
         "UpdateLink",
     );
     ok(
         clients
-            .connections
-            .delete_link(authorized(
-                DeleteLinkRequest {
-                    name: link.name.clone(),
-                    etag: link.etag.clone(),
-                    request_id: String::new(),
-                },
-                &alice,
-            ))
+            .with_token(&alice)
+            .delete_link(DeleteLinkRequest {
+                name: link.name.clone(),
+                etag: link.etag.clone(),
+                request_id: String::new(),
+            })
             .await,
         "DeleteLink",
     );
     ok(
         clients
-            .deployments
-            .update_deployment(authorized(
-                UpdateDeploymentRequest {
-                    deployment: Some(Deployment {
-                        name: deployment.name.clone(),
-                        etag: deployment.etag.clone(),
-                        display_name: "Production".to_owned(),
-                        ..Default::default()
-                    }),
-                    update_mask: mask(&["display_name"]),
-                    request_id: String::new(),
-                },
-                &alice,
-            ))
+            .with_token(&alice)
+            .update_deployment(UpdateDeploymentRequest {
+                deployment: Some(Deployment {
+                    name: deployment.name.clone(),
+                    etag: deployment.etag.clone(),
+                    display_name: "Production".to_owned(),
+                    ..Default::default()
+                }),
+                update_mask: mask(&["display_name"]),
+                request_id: String::new(),
+            })
             .await,
         "UpdateDeployment",
     );
     ok(
         clients
-            .workspaces
-            .update_workspace_policy(authorized(
-                UpdateWorkspacePolicyRequest {
-                    policy: Some(WorkspacePolicy {
-                        name: policy_name(&workspace),
-                        allow_secret_reveal: true,
-                        ..Default::default()
-                    }),
-                    update_mask: mask(&["allow_secret_reveal"]),
-                    request_id: String::new(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .update_workspace_policy(UpdateWorkspacePolicyRequest {
+                policy: Some(WorkspacePolicy {
+                    name: policy_name(&workspace),
+                    allow_secret_reveal: true,
+                    ..Default::default()
+                }),
+                update_mask: mask(&["allow_secret_reveal"]),
+                request_id: String::new(),
+            })
             .await,
         "UpdateWorkspacePolicy",
     );
     let revealed = ok(
         clients
-            .connections
-            .get_connection(authorized(
-                GetConnectionRequest {
-                    name: name.clone(),
-                    view: ConnectionView::WithSecrets as i32,
-                },
-                &alice,
-            ))
+            .with_token(&alice)
+            .get_connection(GetConnectionRequest {
+                name: name.clone(),
+                view: ConnectionView::WithSecrets as i32,
+            })
             .await,
         "GetConnection WITH_SECRETS",
     );
     assert_eq!(revealed.password, new_password);
     ok(
         clients
-            .connections
-            .delete_connection(authorized(
-                DeleteConnectionRequest {
-                    name: name.clone(),
-                    etag: updated.etag.clone(),
-                    request_id: String::new(),
-                },
-                &alice,
-            ))
+            .with_token(&alice)
+            .delete_connection(DeleteConnectionRequest {
+                name: name.clone(),
+                etag: updated.etag.clone(),
+                request_id: String::new(),
+            })
             .await,
         "DeleteConnection",
     );
 
     for (token, role) in [(&author, "AUTHOR"), (&member, "MEMBER")] {
         expect_code(
-            audit_client(server.channel().await)
-                .list_audit_events(authorized(
-                    ListAuditEventsRequest {
-                        parent: workspace_name(&workspace),
-                        ..Default::default()
-                    },
-                    token,
-                ))
+            server
+                .client()
+                .await
+                .with_token(token)
+                .list_audit_events(ListAuditEventsRequest {
+                    parent: workspace_name(&workspace),
+                    ..Default::default()
+                })
                 .await,
             Code::PermissionDenied,
             &format!("ListAuditEvents as {role}"),
@@ -1801,43 +1629,43 @@ async fn audit_events_name_fields_never_values(backend: Backend) {
     assert!(before_start.is_empty(), "nothing happened before the test");
 
     expect_code(
-        audit_client(server.channel().await)
-            .list_audit_events(authorized(
-                ListAuditEventsRequest {
-                    parent: workspace_name(&workspace),
-                    filter: r#"secret = "x""#.to_owned(),
-                    ..Default::default()
-                },
-                &alice,
-            ))
+        server
+            .client()
+            .await
+            .with_token(&alice)
+            .list_audit_events(ListAuditEventsRequest {
+                parent: workspace_name(&workspace),
+                filter: r#"secret = "x""#.to_owned(),
+                ..Default::default()
+            })
             .await,
         Code::InvalidArgument,
         "ListAuditEvents with an unknown filter field",
     );
     let first_page = ok(
-        audit_client(server.channel().await)
-            .list_audit_events(authorized(
-                ListAuditEventsRequest {
-                    parent: workspace_name(&workspace),
-                    page_size: 2,
-                    ..Default::default()
-                },
-                &alice,
-            ))
+        server
+            .client()
+            .await
+            .with_token(&alice)
+            .list_audit_events(ListAuditEventsRequest {
+                parent: workspace_name(&workspace),
+                page_size: 2,
+                ..Default::default()
+            })
             .await,
         "ListAuditEvents page 1",
     );
     expect_code(
-        audit_client(server.channel().await)
-            .list_audit_events(authorized(
-                ListAuditEventsRequest {
-                    parent: workspace_name(&workspace),
-                    page_size: 2,
-                    page_token: first_page.next_page_token,
-                    filter: r#"actor = "user:alice""#.to_owned(),
-                },
-                &alice,
-            ))
+        server
+            .client()
+            .await
+            .with_token(&alice)
+            .list_audit_events(ListAuditEventsRequest {
+                parent: workspace_name(&workspace),
+                page_size: 2,
+                page_token: first_page.next_page_token,
+                filter: r#"actor = "user:alice""#.to_owned(),
+            })
             .await,
         Code::InvalidArgument,
         "ListAuditEvents with another filter's page token",
@@ -1864,7 +1692,7 @@ async fn policy_gates_secret_reveal(backend: Backend) {
     let author = server.user_token("arthur", &[(&workspace, WorkspaceRole::Author)]);
     let member = server.user_token("mia", &[(&workspace, WorkspaceRole::Member)]);
     let outsider = server.user_token("oscar", &[("elsewhere", WorkspaceRole::Owner)]);
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     let password = server.marker("policy-password");
     let created = create_connection(
         &mut clients,
@@ -1875,18 +1703,22 @@ async fn policy_gates_secret_reveal(backend: Backend) {
     )
     .await;
     let name = created.name.clone();
-    let reveal = |token: &str| {
-        authorized(
-            GetConnectionRequest {
+    let reveal = {
+        let (clients, name) = (clients.clone(), name.clone());
+        move |token: &str| {
+            let client = clients.with_token(token);
+            let request = GetConnectionRequest {
                 name: name.clone(),
                 view: ConnectionView::WithSecrets as i32,
-            },
-            token,
-        )
+            };
+            async move { client.get_connection(request).await }
+        }
     };
-    let set_reveal = |allow: bool, token: &str| {
-        authorized(
-            UpdateWorkspacePolicyRequest {
+    let set_reveal = {
+        let (clients, workspace) = (clients.clone(), workspace.clone());
+        move |allow: bool, token: &str| {
+            let client = clients.with_token(token);
+            let request = UpdateWorkspacePolicyRequest {
                 policy: Some(WorkspacePolicy {
                     name: policy_name(&workspace),
                     allow_secret_reveal: allow,
@@ -1894,20 +1726,17 @@ async fn policy_gates_secret_reveal(backend: Backend) {
                 }),
                 update_mask: mask(&["allow_secret_reveal"]),
                 request_id: String::new(),
-            },
-            token,
-        )
+            };
+            async move { client.update_workspace_policy(request).await }
+        }
     };
 
     let policy = ok(
         clients
-            .workspaces
-            .get_workspace_policy(authorized(
-                GetWorkspacePolicyRequest {
-                    name: policy_name(&workspace),
-                },
-                &member,
-            ))
+            .with_token(&member)
+            .get_workspace_policy(GetWorkspacePolicyRequest {
+                name: policy_name(&workspace),
+            })
             .await,
         "GetWorkspacePolicy as MEMBER",
     );
@@ -1924,7 +1753,7 @@ async fn policy_gates_secret_reveal(backend: Backend) {
         (&outsider, "a user of another workspace"),
     ] {
         let status = expect_one_of(
-            clients.connections.get_connection(reveal(token)).await,
+            reveal(token).await,
             &[Code::PermissionDenied, Code::NotFound],
             &format!("WITH_SECRETS as {role} while allow_secret_reveal is off"),
         );
@@ -1937,23 +1766,17 @@ async fn policy_gates_secret_reveal(backend: Backend) {
         (&member, "MEMBER"),
     ] {
         expect_code(
-            clients
-                .workspaces
-                .update_workspace_policy(set_reveal(true, token))
-                .await,
+            set_reveal(true, token).await,
             Code::PermissionDenied,
             &format!("UpdateWorkspacePolicy as {role}"),
         );
     }
     let unchanged = ok(
         clients
-            .workspaces
-            .get_workspace_policy(authorized(
-                GetWorkspacePolicyRequest {
-                    name: policy_name(&workspace),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .get_workspace_policy(GetWorkspacePolicyRequest {
+                name: policy_name(&workspace),
+            })
             .await,
         "GetWorkspacePolicy",
     );
@@ -1964,10 +1787,7 @@ async fn policy_gates_secret_reveal(backend: Backend) {
     );
 
     let on = ok(
-        clients
-            .workspaces
-            .update_workspace_policy(set_reveal(true, &owner))
-            .await,
+        set_reveal(true, &owner).await,
         "UpdateWorkspacePolicy as OWNER",
     );
     assert!(on.allow_secret_reveal);
@@ -1976,7 +1796,7 @@ async fn policy_gates_secret_reveal(backend: Backend) {
     // On: OPERATOR and OWNER see the password; AUTHOR and MEMBER still don't.
     for (token, role) in [(&owner, "OWNER"), (&operator, "OPERATOR")] {
         let revealed = ok(
-            clients.connections.get_connection(reveal(token)).await,
+            reveal(token).await,
             &format!("WITH_SECRETS as {role} with allow_secret_reveal on"),
         );
         assert_eq!(revealed.password, password, "{role} sees the password");
@@ -1989,22 +1809,16 @@ async fn policy_gates_secret_reveal(backend: Backend) {
         (&outsider, "a user of another workspace"),
     ] {
         expect_one_of(
-            clients.connections.get_connection(reveal(token)).await,
+            reveal(token).await,
             &[Code::PermissionDenied, Code::NotFound],
             &format!("WITH_SECRETS as {role} with allow_secret_reveal on"),
         );
     }
 
     // Off again: refused again.
-    ok(
-        clients
-            .workspaces
-            .update_workspace_policy(set_reveal(false, &owner))
-            .await,
-        "UpdateWorkspacePolicy off",
-    );
+    ok(set_reveal(false, &owner).await, "UpdateWorkspacePolicy off");
     expect_code(
-        clients.connections.get_connection(reveal(&operator)).await,
+        reveal(&operator).await,
         Code::PermissionDenied,
         "WITH_SECRETS as OPERATOR after the policy was turned off",
     );

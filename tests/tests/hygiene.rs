@@ -10,18 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use switchboard_proto::v1::audit_service_client::AuditServiceClient;
-use switchboard_proto::v1::connection_service_client::ConnectionServiceClient;
-use switchboard_proto::v1::deployment_service_client::DeploymentServiceClient;
-use switchboard_proto::v1::resolver_service_client::ResolverServiceClient;
-use switchboard_proto::v1::workspace_service_client::WorkspaceServiceClient;
 use switchboard_proto::v1::{
     CreateDeploymentRequest, CreateDeploymentTokenRequest, Deployment, DeploymentKind, Link,
     LinkOverrides, ListAuditEventsRequest, ResolveConnectionRequest, RevokeDeploymentTokenRequest,
     UpdateLinkRequest, UpdateWorkspacePolicyRequest, WorkspacePolicy,
 };
 use switchboard_tests::{
-    Role, TestServer, TestServerConfig, WorkspaceRole, authorized, mint_user_token, random_hex,
+    Role, TestServer, TestServerConfig, WorkspaceRole, mint_user_token, random_hex,
     switchboard_binary,
 };
 use tempfile::TempDir;
@@ -33,19 +28,14 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::backends::Backend;
 use crate::support::{
-    Clients, OwnPostgres, connection_name, create_connection, create_deployment,
+    Client, OwnPostgres, connection_name, create_connection, create_deployment,
     create_deployment_token, create_link, deployment_name, ok, schema_and_warehouse,
     snowflake_connection, workspace_name,
 };
 
 /// One client per service on `channel`.
-fn clients_on(channel: Channel) -> Clients {
-    Clients {
-        connections: ConnectionServiceClient::new(channel.clone()),
-        deployments: DeploymentServiceClient::new(channel.clone()),
-        workspaces: WorkspaceServiceClient::new(channel.clone()),
-        resolver: ResolverServiceClient::new(channel),
-    }
+fn clients_on(channel: Channel) -> Client {
+    Client::new(channel)
 }
 
 fn mode(path: &Path) -> u32 {
@@ -297,7 +287,7 @@ async fn client_files_holding_secrets_never_follow_planted_symlinks() {
     let server = TestServer::configure().spawn().await;
     let owner = server.user_token("olivia", &[("acme", WorkspaceRole::Owner)]);
     let password = server.marker("pg-password");
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     create_deployment(&mut clients, &owner, "acme", "dev").await;
     create_connection(
         &mut clients,
@@ -318,21 +308,18 @@ async fn client_files_holding_secrets_never_follow_planted_symlinks() {
     .await;
     ok(
         clients
-            .workspaces
-            .update_workspace_policy(authorized(
-                UpdateWorkspacePolicyRequest {
-                    policy: Some(WorkspacePolicy {
-                        name: format!("{}/policy", workspace_name("acme")),
-                        allow_local_export: true,
-                        ..Default::default()
-                    }),
-                    update_mask: Some(prost_types::FieldMask {
-                        paths: vec!["allow_local_export".to_owned()],
-                    }),
-                    request_id: String::new(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .update_workspace_policy(UpdateWorkspacePolicyRequest {
+                policy: Some(WorkspacePolicy {
+                    name: format!("{}/policy", workspace_name("acme")),
+                    allow_local_export: true,
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["allow_local_export".to_owned()],
+                }),
+                request_id: String::new(),
+            })
             .await,
         "UpdateWorkspacePolicy",
     );
@@ -569,7 +556,7 @@ async fn resolver_serves_tls_to_clients_that_trust_its_ca_and_refuses_plaintext(
         .await;
     let owner = control.user_token("olivia", &[("acme", WorkspaceRole::Owner)]);
     let password = control.marker("tls-password");
-    let mut clients = Clients::connect(&control).await;
+    let mut clients = control.client().await;
     create_deployment(&mut clients, &owner, "acme", "prod").await;
     create_connection(
         &mut clients,
@@ -611,14 +598,12 @@ async fn resolver_serves_tls_to_clients_that_trust_its_ca_and_refuses_plaintext(
         .await
         .expect("connect over TLS");
     let resolved = ok(
-        ResolverServiceClient::new(channel)
-            .resolve_connection(authorized(
-                ResolveConnectionRequest {
-                    deployment: String::new(),
-                    conn_id: "warehouse".to_owned(),
-                },
-                &token,
-            ))
+        Client::new(channel)
+            .with_token(&token)
+            .resolve_connection(ResolveConnectionRequest {
+                deployment: String::new(),
+                conn_id: "warehouse".to_owned(),
+            })
             .await,
         "ResolveConnection over TLS",
     );
@@ -841,31 +826,33 @@ async fn retention_scenario(backend: RetentionBackend) {
     resolver.forbid_in_logs(&owner);
     let password = control.marker("retention-password");
     resolver.forbid_in_logs(&password);
-    let mut clients = Clients::connect(&control).await;
-    let mut resolver_client = ResolverServiceClient::new(resolver.channel().await);
+    let mut clients = control.client().await;
+    let resolver_client = resolver.client().await;
 
     // A create with a request_id, retried within the window: one deployment.
     let request_id = format!("retention-{}", random_hex(8));
-    let create_prod = || {
-        authorized(
-            CreateDeploymentRequest {
-                parent: workspace_name("acme"),
-                deployment_id: "prod".to_owned(),
-                deployment: Some(Deployment {
-                    kind: DeploymentKind::Standard as i32,
-                    ..Default::default()
-                }),
-                request_id: request_id.clone(),
-            },
-            &owner,
-        )
+    let create_prod = {
+        let (owner_client, request_id) = (clients.with_token(&owner), request_id.clone());
+        move || {
+            let (client, request_id) = (owner_client.clone(), request_id.clone());
+            async move {
+                client
+                    .create_deployment(CreateDeploymentRequest {
+                        parent: workspace_name("acme"),
+                        deployment_id: "prod".to_owned(),
+                        deployment: Some(Deployment {
+                            kind: DeploymentKind::Standard as i32,
+                            ..Default::default()
+                        }),
+                        request_id,
+                    })
+                    .await
+            }
+        }
     };
-    let first = ok(
-        clients.deployments.create_deployment(create_prod()).await,
-        "CreateDeployment",
-    );
+    let first = ok(create_prod().await, "CreateDeployment");
     let retried = ok(
-        clients.deployments.create_deployment(create_prod()).await,
+        create_prod().await,
         "a retry within the request log's retention",
     );
     assert_eq!((retried.name, retried.etag), (first.name, first.etag));
@@ -891,15 +878,12 @@ async fn retention_scenario(backend: RetentionBackend) {
     for description in ["revoked later", "kept"] {
         let issued = ok(
             clients
-                .deployments
-                .create_deployment_token(authorized(
-                    CreateDeploymentTokenRequest {
-                        parent: deployment_name("acme", "prod"),
-                        description: description.to_owned(),
-                        request_id: String::new(),
-                    },
-                    &owner,
-                ))
+                .with_token(&owner)
+                .create_deployment_token(CreateDeploymentTokenRequest {
+                    parent: deployment_name("acme", "prod"),
+                    description: description.to_owned(),
+                    request_id: String::new(),
+                })
                 .await,
             "CreateDeploymentToken",
         );
@@ -908,22 +892,19 @@ async fn retention_scenario(backend: RetentionBackend) {
         tokens.push(issued);
     }
     let resolve = |token: &str| {
-        authorized(
-            ResolveConnectionRequest {
-                deployment: String::new(),
-                conn_id: "warehouse".to_owned(),
-            },
-            token,
-        )
+        let client = resolver_client.with_token(token);
+        async move {
+            client
+                .resolve_connection(ResolveConnectionRequest {
+                    deployment: String::new(),
+                    conn_id: "warehouse".to_owned(),
+                })
+                .await
+        }
     };
     let mut seen = 0;
     for issued in &tokens {
-        let resolved = ok(
-            resolver_client
-                .resolve_connection(resolve(&issued.token))
-                .await,
-            "ResolveConnection",
-        );
+        let resolved = ok(resolve(&issued.token).await, "ResolveConnection");
         assert_eq!(resolved.schema, "PROD");
         seen = resolved.revision;
     }
@@ -933,24 +914,21 @@ async fn retention_scenario(backend: RetentionBackend) {
     resolver.signal("STOP");
     let moved = ok(
         clients
-            .connections
-            .update_link(authorized(
-                UpdateLinkRequest {
-                    link: Some(Link {
-                        name: format!("{}/links/prod", connection_name("acme", "warehouse")),
-                        overrides: Some(LinkOverrides {
-                            schema: Some("MOVED".to_owned()),
-                            ..Default::default()
-                        }),
+            .with_token(&owner)
+            .update_link(UpdateLinkRequest {
+                link: Some(Link {
+                    name: format!("{}/links/prod", connection_name("acme", "warehouse")),
+                    overrides: Some(LinkOverrides {
+                        schema: Some("MOVED".to_owned()),
                         ..Default::default()
                     }),
-                    update_mask: Some(prost_types::FieldMask {
-                        paths: vec!["overrides.schema".to_owned()],
-                    }),
-                    request_id: String::new(),
-                },
-                &owner,
-            ))
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["overrides.schema".to_owned()],
+                }),
+                request_id: String::new(),
+            })
             .await,
         "UpdateLink",
     );
@@ -963,13 +941,10 @@ async fn retention_scenario(backend: RetentionBackend) {
     );
     ok(
         clients
-            .deployments
-            .revoke_deployment_token(authorized(
-                RevokeDeploymentTokenRequest {
-                    name: tokens[0].name.clone(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .revoke_deployment_token(RevokeDeploymentTokenRequest {
+                name: tokens[0].name.clone(),
+            })
             .await,
         "RevokeDeploymentToken",
     );
@@ -997,15 +972,9 @@ async fn retention_scenario(backend: RetentionBackend) {
 
     let started = Instant::now();
     loop {
-        let revoked = resolver_client
-            .resolve_connection(resolve(&tokens[0].token))
-            .await;
-        let kept = resolver_client
-            .resolve_connection(resolve(&tokens[1].token))
-            .await;
-        let kept_schema = kept
-            .as_ref()
-            .map(|response| response.get_ref().schema.clone());
+        let revoked = resolve(&tokens[0].token).await;
+        let kept = resolve(&tokens[1].token).await;
+        let kept_schema = kept.as_ref().map(|response| response.schema.clone());
         if revoked.as_ref().err().map(Status::code) == Some(Code::Unauthenticated)
             && kept_schema.as_ref().is_ok_and(|schema| schema == "MOVED")
         {
@@ -1014,7 +983,7 @@ async fn retention_scenario(backend: RetentionBackend) {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "the resolver never caught up after the feed was pruned past it: revoked token {:?}, kept token {kept_schema:?}",
-            revoked.map(|response| response.into_inner().schema)
+            revoked.map(|response| response.schema)
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -1026,7 +995,7 @@ async fn retention_scenario(backend: RetentionBackend) {
     // Past the request log's retention, the same request is a new one.
     let started = Instant::now();
     loop {
-        match clients.deployments.create_deployment(create_prod()).await {
+        match create_prod().await {
             Err(status) if status.code() == Code::AlreadyExists => break,
             Ok(_) => {}
             Err(status) => panic!("a late retry: {status:?}"),
@@ -1039,22 +1008,20 @@ async fn retention_scenario(backend: RetentionBackend) {
     }
 
     // Old audit events go; new ones are listed, and the service still works.
-    let mut audit = AuditServiceClient::new(control.channel().await);
-    let list = |audit: &mut AuditServiceClient<Channel>| {
-        let mut audit = audit.clone();
+    let mut audit = control.client().await;
+    let list = |audit: &mut Client| {
+        let audit = audit.clone();
         let owner = owner.clone();
         async move {
             ok(
                 audit
-                    .list_audit_events(authorized(
-                        ListAuditEventsRequest {
-                            parent: workspace_name("acme"),
-                            page_size: 100,
-                            page_token: String::new(),
-                            filter: String::new(),
-                        },
-                        &owner,
-                    ))
+                    .with_token(&owner)
+                    .list_audit_events(ListAuditEventsRequest {
+                        parent: workspace_name("acme"),
+                        page_size: 100,
+                        page_token: String::new(),
+                        filter: String::new(),
+                    })
                     .await,
                 "ListAuditEvents",
             )
@@ -1082,9 +1049,7 @@ async fn retention_scenario(backend: RetentionBackend) {
         "a new event is listed: {events:?}"
     );
     let resolved = ok(
-        resolver_client
-            .resolve_connection(resolve(&tokens[1].token))
-            .await,
+        resolve(&tokens[1].token).await,
         "ResolveConnection after pruning",
     );
     assert_eq!(resolved.schema, "MOVED");

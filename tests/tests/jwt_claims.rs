@@ -15,11 +15,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use switchboard_proto::v1::ListConnectionTypesRequest;
-use switchboard_tests::{TestServer, authorized, workspace_root};
+use switchboard_tests::{TestServer, workspace_root};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
-use crate::support::{Clients, expect_code, ok};
+use crate::support::{Client, expect_code, ok};
 
 const W: &str = "claims";
 const ISSUER: &str = "https://idp.example";
@@ -75,21 +75,21 @@ fn es256_jwt(kid: &str, claims: &serde_json::Value) -> String {
 }
 
 /// ListConnectionTypes with `token`, which any role allows.
-async fn call(clients: &mut Clients, token: &str) -> Result<(), tonic::Status> {
+async fn call(clients: &mut Client, token: &str) -> Result<(), tonic::Status> {
     clients
-        .connections
-        .list_connection_types(authorized(ListConnectionTypesRequest::default(), token))
+        .with_token(token)
+        .list_connection_types(ListConnectionTypesRequest::default())
         .await
         .map(|_| ())
 }
 
 /// Fails unless `token` is refused UNAUTHENTICATED with a message that
 /// contains `expected`, names no library error and does not echo the token.
-async fn refused(clients: &mut Clients, token: &str, expected: &str, what: &str) {
+async fn refused(clients: &mut Client, token: &str, expected: &str, what: &str) {
     let status = expect_code(
         clients
-            .connections
-            .list_connection_types(authorized(ListConnectionTypesRequest::default(), token))
+            .with_token(token)
+            .list_connection_types(ListConnectionTypesRequest::default())
             .await,
         Code::Unauthenticated,
         what,
@@ -120,15 +120,12 @@ async fn user_token_claims_are_checked_with_plain_errors() {
     let key = std::fs::read(server.data_dir().join("jwt-hs256.key"))
         .expect("the development signing key in the data dir");
     let header = serde_json::json!({"alg": "HS256", "typ": "JWT"});
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
 
     ok(
         clients
-            .connections
-            .list_connection_types(authorized(
-                ListConnectionTypesRequest::default(),
-                &hs256_jwt(&header, &claims(), &key),
-            ))
+            .with_token(&hs256_jwt(&header, &claims(), &key))
+            .list_connection_types(ListConnectionTypesRequest::default())
             .await,
         "a plain token",
     );
@@ -206,7 +203,7 @@ async fn a_configured_issuer_is_required() {
         .with_arg("--jwt-issuer", ISSUER)
         .spawn()
         .await;
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     let mut with_issuer = claims();
     with_issuer["iss"] = serde_json::json!(ISSUER);
     call(&mut clients, &es256_jwt(KID, &with_issuer))
@@ -331,7 +328,7 @@ fn jwks_document(extra_kids: &[&str]) -> String {
 
 /// Calls with one token each, all at once; each call's result and duration.
 async fn burst(
-    clients: &Clients,
+    clients: &Client,
     tokens: Vec<String>,
 ) -> Vec<(Result<(), tonic::Status>, Duration)> {
     let calls = tokens.into_iter().map(|token| {
@@ -366,7 +363,7 @@ async fn jwks_refresh_is_single_flight_bounded_and_never_blocks_known_keys() {
         .spawn()
         .await;
     assert_eq!(endpoint.requests(), 1, "the JWKS is read once at startup");
-    let clients = Clients::connect(&server).await;
+    let clients = server.client().await;
     let known = es256_jwt(KID, &claims());
     call(&mut clients.clone(), &known)
         .await

@@ -8,16 +8,15 @@ mod fake_kube;
 
 use std::time::Duration;
 
-use switchboard_proto::v1::audit_service_client::AuditServiceClient;
 use switchboard_proto::v1::{
     Connection, CreateDeploymentRequest, Deployment, DeploymentKind, ListAuditEventsRequest,
     SecretDelivery, UpdateDeploymentRequest,
 };
-use switchboard_tests::{TestServer, WorkspaceRole, authorized};
-use tonic::{Code, Response, Status};
+use switchboard_tests::{TestServer, WorkspaceRole};
+use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
-use crate::support::{Clients, create_connection, expect_code, ok, workspace_name};
+use crate::support::{Client, create_connection, expect_code, ok, workspace_name};
 use fake_kube::{FakeApi, data, data_keys};
 
 fn deployment(namespace: &str, delivery: SecretDelivery) -> Deployment {
@@ -30,57 +29,51 @@ fn deployment(namespace: &str, delivery: SecretDelivery) -> Deployment {
 }
 
 async fn create(
-    clients: &mut Clients,
+    clients: &mut Client,
     token: &str,
     workspace: &str,
     id: &str,
     namespace: &str,
     delivery: SecretDelivery,
-) -> Result<Response<Deployment>, Status> {
+) -> Result<Deployment, Status> {
     clients
-        .deployments
-        .create_deployment(authorized(
-            CreateDeploymentRequest {
-                parent: workspace_name(workspace),
-                deployment_id: id.to_owned(),
-                deployment: Some(deployment(namespace, delivery)),
-                request_id: String::new(),
-            },
-            token,
-        ))
+        .with_token(token)
+        .create_deployment(CreateDeploymentRequest {
+            parent: workspace_name(workspace),
+            deployment_id: id.to_owned(),
+            deployment: Some(deployment(namespace, delivery)),
+            request_id: String::new(),
+        })
         .await
 }
 
 async fn update(
-    clients: &mut Clients,
+    clients: &mut Client,
     token: &str,
     workspace: &str,
     id: &str,
     changed: Deployment,
     paths: &[&str],
-) -> Result<Response<Deployment>, Status> {
+) -> Result<Deployment, Status> {
     clients
-        .deployments
-        .update_deployment(authorized(
-            UpdateDeploymentRequest {
-                deployment: Some(Deployment {
-                    name: format!("workspaces/{workspace}/deployments/{id}"),
-                    ..changed
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: paths.iter().map(|path| (*path).to_owned()).collect(),
-                }),
-                request_id: String::new(),
-            },
-            token,
-        ))
+        .with_token(token)
+        .update_deployment(UpdateDeploymentRequest {
+            deployment: Some(Deployment {
+                name: format!("workspaces/{workspace}/deployments/{id}"),
+                ..changed
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+            }),
+            request_id: String::new(),
+        })
         .await
 }
 
 /// FAILED_PRECONDITION naming the namespace and the workspace, with a
 /// `google.rpc.PreconditionFailure` detail.
 fn expect_refused<T: std::fmt::Debug>(
-    result: Result<Response<T>, Status>,
+    result: Result<T, Status>,
     workspace: &str,
     namespace: &str,
     what: &str,
@@ -114,7 +107,7 @@ async fn deliveries_outside_a_workspaces_allowed_namespaces_are_refused() {
         .with_arg("--kube-namespace", "globex=airflow-globex")
         .spawn()
         .await;
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     let token = server.user_token(
         "olivia",
         &[
@@ -235,13 +228,10 @@ async fn deliveries_outside_a_workspaces_allowed_namespaces_are_refused() {
     assert_eq!(moved.namespace, "airflow-globex");
     let stage = ok(
         clients
-            .deployments
-            .get_deployment(authorized(
-                switchboard_proto::v1::GetDeploymentRequest {
-                    name: "workspaces/acme/deployments/stage".into(),
-                },
-                &token,
-            ))
+            .with_token(&token)
+            .get_deployment(switchboard_proto::v1::GetDeploymentRequest {
+                name: "workspaces/acme/deployments/stage".into(),
+            })
             .await,
         "GetDeployment acme/stage",
     );
@@ -264,7 +254,7 @@ async fn allowed_namespaces_come_from_the_config_file_and_default_to_none() {
         .await;
     let bare = TestServer::configure().spawn().await;
     for server in [&configured, &bare] {
-        let mut clients = Clients::connect(server).await;
+        let mut clients = server.client().await;
         let token = server.user_token("olivia", &[("acme", WorkspaceRole::Owner)]);
         let result = create(
             &mut clients,
@@ -365,7 +355,7 @@ async fn the_sync_names_secrets_by_workspace_and_reports_bad_env_keys_on_the_dep
         )
         .spawn()
         .await;
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     let token = server.user_token(
         "olivia",
         &[
@@ -464,17 +454,15 @@ async fn the_sync_names_secrets_by_workspace_and_reports_bad_env_keys_on_the_dep
     );
 
     // The ENV write is audited as granting secret access.
-    let mut audit = AuditServiceClient::new(server.channel().await);
+    let audit = server.client().await;
     let events = ok(
         audit
-            .list_audit_events(authorized(
-                ListAuditEventsRequest {
-                    parent: workspace_name("acme"),
-                    filter: "action = \"ApplyKubernetesSecret\"".into(),
-                    ..Default::default()
-                },
-                &token,
-            ))
+            .with_token(&token)
+            .list_audit_events(ListAuditEventsRequest {
+                parent: workspace_name("acme"),
+                filter: "action = \"ApplyKubernetesSecret\"".into(),
+                ..Default::default()
+            })
             .await,
         "ListAuditEvents",
     );
@@ -492,14 +480,11 @@ async fn the_sync_names_secrets_by_workspace_and_reports_bad_env_keys_on_the_dep
     // The bad connection deleted: the gauge goes back to 0.
     ok(
         clients
-            .connections
-            .delete_connection(authorized(
-                switchboard_proto::v1::DeleteConnectionRequest {
-                    name: "workspaces/acme/connections/my-db".into(),
-                    ..Default::default()
-                },
-                &token,
-            ))
+            .with_token(&token)
+            .delete_connection(switchboard_proto::v1::DeleteConnectionRequest {
+                name: "workspaces/acme/connections/my-db".into(),
+                ..Default::default()
+            })
             .await,
         "DeleteConnection my-db",
     );

@@ -11,12 +11,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use switchboard_proto::v1::ListAuditEventsRequest;
-use switchboard_proto::v1::audit_service_client::AuditServiceClient;
 use switchboard_tests::leaks::{self, Leak};
-use switchboard_tests::{TestServer, WorkspaceRole, authorized, switchboard_binary};
+use switchboard_tests::{TestServer, WorkspaceRole, switchboard_binary};
 
 use crate::support::{
-    Clients, create_connection, create_deployment, ok, snowflake_connection, workspace_name,
+    create_connection, create_deployment, ok, snowflake_connection, workspace_name,
 };
 
 const WORKSPACE: &str = "leakscan";
@@ -67,20 +66,20 @@ async fn the_scan_catches_planted_markers_and_not_encrypted_secrets() {
     let password = server.marker("password");
     // A leak on purpose: a marker in a column that is not encrypted.
     let planted_in_database = server.marker("planted-description");
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     create_deployment(&mut clients, &token, WORKSPACE, "prod").await;
     let mut connection = snowflake_connection(&password);
     connection.description = planted_in_database.clone();
     create_connection(&mut clients, &token, WORKSPACE, "warehouse", connection).await;
     let events = ok(
-        AuditServiceClient::new(server.channel().await)
-            .list_audit_events(authorized(
-                ListAuditEventsRequest {
-                    parent: workspace_name(WORKSPACE),
-                    ..Default::default()
-                },
-                &token,
-            ))
+        server
+            .client()
+            .await
+            .with_token(&token)
+            .list_audit_events(ListAuditEventsRequest {
+                parent: workspace_name(WORKSPACE),
+                ..Default::default()
+            })
             .await,
         "ListAuditEvents",
     );

@@ -13,14 +13,14 @@ use switchboard_proto::v1::{
     ListConnectionsRequest, ListDeploymentsRequest, ResolveConnectionRequest,
     UpdateConnectionRequest,
 };
-use switchboard_tests::{TestServer, WorkspaceRole, authorized};
+use switchboard_tests::{TestServer, WorkspaceRole};
 use tonic::Code;
 
 use crate::resolver_feed::metric_value;
 use crate::support::{
-    Clients, connection_name, create_connection, create_deployment, create_deployment_token,
-    create_link, deployment_name, expect_code, expect_one_of, ok, schema_and_warehouse,
-    snowflake_connection, string_struct, workspace_name,
+    connection_name, create_connection, create_deployment, create_deployment_token, create_link,
+    deployment_name, expect_code, expect_one_of, ok, schema_and_warehouse, snowflake_connection,
+    string_struct, workspace_name,
 };
 
 const WORKSPACE: &str = "limits";
@@ -29,7 +29,7 @@ const WORKSPACE: &str = "limits";
 async fn a_message_over_4_mib_is_refused_and_one_under_it_reaches_validation() {
     let server = TestServer::configure().spawn().await;
     let token = server.user_token("limits", &[(WORKSPACE, WorkspaceRole::Operator)]);
-    let mut clients = Clients::connect(&server).await;
+    let clients = server.client().await;
     let password = server.marker("password");
     let mut connection = snowflake_connection(&password);
     connection.description = "x".repeat(5 * 1024 * 1024);
@@ -41,10 +41,7 @@ async fn a_message_over_4_mib_is_refused_and_one_under_it_reaches_validation() {
         links: Vec::new(),
     };
     let status = expect_one_of(
-        clients
-            .connections
-            .create_connection(authorized(request, &token))
-            .await,
+        clients.with_token(&token).create_connection(request).await,
         &[Code::ResourceExhausted, Code::OutOfRange],
         "CreateConnection of 5 MiB",
     );
@@ -64,10 +61,7 @@ async fn a_message_over_4_mib_is_refused_and_one_under_it_reaches_validation() {
         links: Vec::new(),
     };
     let status = expect_code(
-        clients
-            .connections
-            .create_connection(authorized(request, &token))
-            .await,
+        clients.with_token(&token).create_connection(request).await,
         Code::InvalidArgument,
         "CreateConnection with a 3 MiB extra",
     );
@@ -79,14 +73,11 @@ async fn a_message_over_4_mib_is_refused_and_one_under_it_reaches_validation() {
     );
     let listed = ok(
         clients
-            .connections
-            .list_connections(authorized(
-                ListConnectionsRequest {
-                    parent: workspace_name(WORKSPACE),
-                    ..Default::default()
-                },
-                &token,
-            ))
+            .with_token(&token)
+            .list_connections(ListConnectionsRequest {
+                parent: workspace_name(WORKSPACE),
+                ..Default::default()
+            })
             .await,
         "ListConnections",
     );
@@ -108,7 +99,7 @@ async fn control_limits_each_caller_and_the_resolver_is_not_limited() {
         .await;
     let first = server.user_token("first", &[(WORKSPACE, WorkspaceRole::Operator)]);
     let second = server.user_token("second", &[(WORKSPACE, WorkspaceRole::Operator)]);
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     create_deployment(&mut clients, &first, WORKSPACE, "prod").await;
     create_connection(
         &mut clients,
@@ -134,8 +125,8 @@ async fn control_limits_each_caller_and_the_resolver_is_not_limited() {
     let mut limited = None;
     for call in 0..30 {
         let result = clients
-            .connections
-            .list_connection_types(authorized(ListConnectionTypesRequest::default(), &first))
+            .with_token(&first)
+            .list_connection_types(ListConnectionTypesRequest::default())
             .await;
         if let Err(status) = result {
             limited = Some((call, status));
@@ -151,8 +142,8 @@ async fn control_limits_each_caller_and_the_resolver_is_not_limited() {
     // Another caller has its own allowance.
     ok(
         clients
-            .connections
-            .list_connection_types(authorized(ListConnectionTypesRequest::default(), &second))
+            .with_token(&second)
+            .list_connection_types(ListConnectionTypesRequest::default())
             .await,
         "ListConnectionTypes by another caller",
     );
@@ -160,14 +151,11 @@ async fn control_limits_each_caller_and_the_resolver_is_not_limited() {
     for _ in 0..40 {
         ok(
             clients
-                .resolver
-                .resolve_connection(authorized(
-                    ResolveConnectionRequest {
-                        deployment: String::new(),
-                        conn_id: "warehouse".to_owned(),
-                    },
-                    &deployment_token,
-                ))
+                .with_token(&deployment_token)
+                .resolve_connection(ResolveConnectionRequest {
+                    deployment: String::new(),
+                    conn_id: "warehouse".to_owned(),
+                })
                 .await,
             "ResolveConnection under control's limit",
         );
@@ -176,8 +164,8 @@ async fn control_limits_each_caller_and_the_resolver_is_not_limited() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     ok(
         clients
-            .connections
-            .list_connection_types(authorized(ListConnectionTypesRequest::default(), &first))
+            .with_token(&first)
+            .list_connection_types(ListConnectionTypesRequest::default())
             .await,
         "ListConnectionTypes after the refill",
     );
@@ -235,7 +223,7 @@ async fn a_write_whose_deadline_passes_while_the_database_is_locked_ends_then_an
     }
     let server = TestServer::configure().spawn().await;
     let token = server.user_token("limits", &[(WORKSPACE, WorkspaceRole::Operator)]);
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     let password = server.marker("password");
     let created = create_connection(
         &mut clients,
@@ -247,24 +235,24 @@ async fn a_write_whose_deadline_passes_while_the_database_is_locked_ends_then_an
     .await;
 
     let lock = WriteLock::take(&server.data_dir().join("switchboard.db"));
-    let mut request = authorized(
-        UpdateConnectionRequest {
-            connection: Some(Connection {
-                name: connection_name(WORKSPACE, "warehouse"),
-                host: "late.example.com".to_owned(),
-                etag: created.etag.clone(),
-                ..Default::default()
-            }),
-            update_mask: Some(FieldMask {
-                paths: vec!["host".to_owned()],
-            }),
-            request_id: String::new(),
-        },
-        &token,
-    );
-    request.set_timeout(Duration::from_millis(800));
+    let request = UpdateConnectionRequest {
+        connection: Some(Connection {
+            name: connection_name(WORKSPACE, "warehouse"),
+            host: "late.example.com".to_owned(),
+            etag: created.etag.clone(),
+            ..Default::default()
+        }),
+        update_mask: Some(FieldMask {
+            paths: vec!["host".to_owned()],
+        }),
+        request_id: String::new(),
+    };
     let started = Instant::now();
-    let result = clients.connections.update_connection(request).await;
+    let result = clients
+        .with_token(&token)
+        .with_timeout(Duration::from_millis(800))
+        .update_connection(request)
+        .await;
     let waited = started.elapsed();
     let status = result.expect_err("the write can't finish while the database is locked");
     assert!(
@@ -283,14 +271,11 @@ async fn a_write_whose_deadline_passes_while_the_database_is_locked_ends_then_an
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = ok(
         clients
-            .connections
-            .get_connection(authorized(
-                GetConnectionRequest {
-                    name: connection_name(WORKSPACE, "warehouse"),
-                    ..Default::default()
-                },
-                &token,
-            ))
+            .with_token(&token)
+            .get_connection(GetConnectionRequest {
+                name: connection_name(WORKSPACE, "warehouse"),
+                ..Default::default()
+            })
             .await,
         "GetConnection",
     );
@@ -313,7 +298,7 @@ async fn a_corrupt_deployment_kind_is_an_internal_error_not_a_standard_deploymen
     }
     let server = TestServer::configure().spawn().await;
     let token = server.user_token("limits", &[(WORKSPACE, WorkspaceRole::Operator)]);
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     create_deployment(&mut clients, &token, WORKSPACE, "corrupt").await;
     let updated = Command::new("sqlite3")
         .arg(server.data_dir().join("switchboard.db"))
@@ -323,13 +308,10 @@ async fn a_corrupt_deployment_kind_is_an_internal_error_not_a_standard_deploymen
     assert!(updated.status.success(), "{updated:?}");
 
     let status = clients
-        .deployments
-        .get_deployment(authorized(
-            GetDeploymentRequest {
-                name: deployment_name(WORKSPACE, "corrupt"),
-            },
-            &token,
-        ))
+        .with_token(&token)
+        .get_deployment(GetDeploymentRequest {
+            name: deployment_name(WORKSPACE, "corrupt"),
+        })
         .await
         .expect_err("a corrupt kind is not served");
     assert_eq!(status.code(), Code::Internal, "{status:?}");
@@ -341,14 +323,11 @@ async fn a_corrupt_deployment_kind_is_an_internal_error_not_a_standard_deploymen
     );
     expect_code(
         clients
-            .deployments
-            .list_deployments(authorized(
-                ListDeploymentsRequest {
-                    parent: workspace_name(WORKSPACE),
-                    ..Default::default()
-                },
-                &token,
-            ))
+            .with_token(&token)
+            .list_deployments(ListDeploymentsRequest {
+                parent: workspace_name(WORKSPACE),
+                ..Default::default()
+            })
             .await,
         Code::Internal,
         "ListDeployments over a corrupt row",

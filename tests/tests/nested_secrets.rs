@@ -16,18 +16,17 @@ use std::process::Command;
 
 use prost_types::value::Kind;
 use prost_types::{FieldMask, ListValue, Struct, Value};
-use switchboard_proto::v1::audit_service_client::AuditServiceClient;
 use switchboard_proto::v1::{
     Connection, ConnectionView, GetConnectionRequest, GetLinkRequest, LinkOverrides,
     ListAuditEventsRequest, ListConnectionVersionsRequest, ListConnectionsRequest,
     ResolvedConnection, RollbackConnectionRequest, UpdateConnectionRequest,
 };
-use switchboard_tests::{TestServer, TestServerConfig, WorkspaceRole, authorized};
+use switchboard_tests::{TestServer, TestServerConfig, WorkspaceRole};
 
 use crate::backends::{Backend, psql, resolve_until, unique_workspace};
 use crate::support::{
-    Clients, connection_name, create_connection, create_deployment, create_deployment_token,
-    create_link, deployment_name, ok, string_value, workspace_name,
+    connection_name, create_connection, create_deployment, create_deployment_token, create_link,
+    deployment_name, ok, string_value, workspace_name,
 };
 
 /// The shared PostgreSQL + OpenBao (see [`Backend::postgres_openbao`]).
@@ -169,17 +168,15 @@ fn quoted(text: &str) -> String {
 }
 
 async fn audit_events(server: &TestServer, token: &str, workspace: &str) -> String {
-    let mut audit = AuditServiceClient::new(server.channel().await);
+    let audit = server.client().await;
     let response = ok(
         audit
-            .list_audit_events(authorized(
-                ListAuditEventsRequest {
-                    parent: workspace_name(workspace),
-                    page_size: 1000,
-                    ..Default::default()
-                },
-                token,
-            ))
+            .with_token(token)
+            .list_audit_events(ListAuditEventsRequest {
+                parent: workspace_name(workspace),
+                page_size: 1000,
+                ..Default::default()
+            })
             .await,
         "ListAuditEvents",
     );
@@ -191,7 +188,7 @@ async fn nested_secrets_stay_secret(backend: Backend) {
     let workspace = unique_workspace("nested");
     let operator = server.user_token("op", &[(&workspace, WorkspaceRole::Operator)]);
     let member = server.user_token("member", &[(&workspace, WorkspaceRole::Member)]);
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     create_deployment(&mut clients, &operator, &workspace, "etl").await;
     let deployment_token =
         create_deployment_token(&server, &mut clients, &operator, &workspace, "etl").await;
@@ -224,14 +221,11 @@ async fn nested_secrets_stay_secret(backend: Backend) {
     let name = connection_name(&workspace, "aws_default");
     let read = ok(
         clients
-            .connections
-            .get_connection(authorized(
-                GetConnectionRequest {
-                    name: name.clone(),
-                    view: ConnectionView::Basic as i32,
-                },
-                &member,
-            ))
+            .with_token(&member)
+            .get_connection(GetConnectionRequest {
+                name: name.clone(),
+                view: ConnectionView::Basic as i32,
+            })
             .await,
         "GetConnection",
     );
@@ -241,14 +235,11 @@ async fn nested_secrets_stay_secret(backend: Backend) {
     assert_eq!(read.secret_fields_set, NESTED_PATHS);
     let listed = ok(
         clients
-            .connections
-            .list_connections(authorized(
-                ListConnectionsRequest {
-                    parent: workspace_name(&workspace),
-                    ..Default::default()
-                },
-                &member,
-            ))
+            .with_token(&member)
+            .list_connections(ListConnectionsRequest {
+                parent: workspace_name(&workspace),
+                ..Default::default()
+            })
             .await,
         "ListConnections",
     );
@@ -285,27 +276,24 @@ async fn nested_secrets_stay_secret(backend: Backend) {
     let rotated = server.marker("aws-secret-rotated");
     let updated = ok(
         clients
-            .connections
-            .update_connection(authorized(
-                UpdateConnectionRequest {
-                    connection: Some(Connection {
-                        name: name.clone(),
-                        extra: extra(vec![(
-                            "session_kwargs",
-                            object(vec![
-                                ("profile_name", string_value("etl")),
-                                ("aws_secret_access_key", string_value(&rotated)),
-                            ]),
-                        )]),
-                        ..Default::default()
-                    }),
-                    update_mask: Some(FieldMask {
-                        paths: vec!["extra.session_kwargs".to_owned()],
-                    }),
-                    request_id: String::new(),
-                },
-                &operator,
-            ))
+            .with_token(&operator)
+            .update_connection(UpdateConnectionRequest {
+                connection: Some(Connection {
+                    name: name.clone(),
+                    extra: extra(vec![(
+                        "session_kwargs",
+                        object(vec![
+                            ("profile_name", string_value("etl")),
+                            ("aws_secret_access_key", string_value(&rotated)),
+                        ]),
+                    )]),
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["extra.session_kwargs".to_owned()],
+                }),
+                request_id: String::new(),
+            })
             .await,
         "UpdateConnection extra.session_kwargs",
     );
@@ -316,33 +304,27 @@ async fn nested_secrets_stay_secret(backend: Backend) {
     // secrets of the objects it sends.
     let read = ok(
         clients
-            .connections
-            .get_connection(authorized(
-                GetConnectionRequest {
-                    name: name.clone(),
-                    view: ConnectionView::Basic as i32,
-                },
-                &operator,
-            ))
+            .with_token(&operator)
+            .get_connection(GetConnectionRequest {
+                name: name.clone(),
+                view: ConnectionView::Basic as i32,
+            })
             .await,
         "GetConnection",
     );
     let written_back = ok(
         clients
-            .connections
-            .update_connection(authorized(
-                UpdateConnectionRequest {
-                    connection: Some(Connection {
-                        description: "edited".to_owned(),
-                        ..read
-                    }),
-                    update_mask: Some(FieldMask {
-                        paths: vec!["*".to_owned()],
-                    }),
-                    request_id: String::new(),
-                },
-                &operator,
-            ))
+            .with_token(&operator)
+            .update_connection(UpdateConnectionRequest {
+                connection: Some(Connection {
+                    description: "edited".to_owned(),
+                    ..read
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["*".to_owned()],
+                }),
+                request_id: String::new(),
+            })
             .await,
         "UpdateConnection *",
     );
@@ -367,24 +349,21 @@ async fn nested_secrets_stay_secret(backend: Backend) {
     let new_header = server.marker("authorization-rotated");
     let rotated_header = ok(
         clients
-            .connections
-            .update_connection(authorized(
-                UpdateConnectionRequest {
-                    connection: Some(Connection {
-                        name: name.clone(),
-                        extra: extra(vec![(
-                            "headers",
-                            object(vec![("Authorization", string_value(&new_header))]),
-                        )]),
-                        ..Default::default()
-                    }),
-                    update_mask: Some(FieldMask {
-                        paths: vec!["extra.headers.Authorization".to_owned()],
-                    }),
-                    request_id: String::new(),
-                },
-                &operator,
-            ))
+            .with_token(&operator)
+            .update_connection(UpdateConnectionRequest {
+                connection: Some(Connection {
+                    name: name.clone(),
+                    extra: extra(vec![(
+                        "headers",
+                        object(vec![("Authorization", string_value(&new_header))]),
+                    )]),
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["extra.headers.Authorization".to_owned()],
+                }),
+                request_id: String::new(),
+            })
             .await,
         "UpdateConnection extra.headers.Authorization",
     );
@@ -440,13 +419,10 @@ async fn nested_secrets_stay_secret(backend: Backend) {
     );
     let got = ok(
         clients
-            .connections
-            .get_link(authorized(
-                GetLinkRequest {
-                    name: link.name.clone(),
-                },
-                &member,
-            ))
+            .with_token(&member)
+            .get_link(GetLinkRequest {
+                name: link.name.clone(),
+            })
             .await,
         "GetLink",
     );
@@ -486,14 +462,11 @@ async fn nested_secrets_stay_secret(backend: Backend) {
     ];
     let versions = ok(
         clients
-            .connections
-            .list_connection_versions(authorized(
-                ListConnectionVersionsRequest {
-                    parent: name.clone(),
-                    ..Default::default()
-                },
-                &member,
-            ))
+            .with_token(&member)
+            .list_connection_versions(ListConnectionVersionsRequest {
+                parent: name.clone(),
+                ..Default::default()
+            })
             .await,
         "ListConnectionVersions",
     );
@@ -505,16 +478,13 @@ async fn nested_secrets_stay_secret(backend: Backend) {
     }
     ok(
         clients
-            .connections
-            .rollback_connection(authorized(
-                RollbackConnectionRequest {
-                    name: name.clone(),
-                    version: 1,
-                    etag: String::new(),
-                    request_id: String::new(),
-                },
-                &operator,
-            ))
+            .with_token(&operator)
+            .rollback_connection(RollbackConnectionRequest {
+                name: name.clone(),
+                version: 1,
+                etag: String::new(),
+                request_id: String::new(),
+            })
             .await,
         "RollbackConnection",
     );
@@ -580,7 +550,7 @@ async fn plaintext_nested_secrets_are_moved_at_start_up(backend: Backend) {
     let workspace = unique_workspace("legacy");
     let operator = server.user_token("op", &[(&workspace, WorkspaceRole::Operator)]);
     let member = server.user_token("member", &[(&workspace, WorkspaceRole::Member)]);
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     create_deployment(&mut clients, &operator, &workspace, "etl").await;
     let deployment_token =
         create_deployment_token(&server, &mut clients, &operator, &workspace, "etl").await;
@@ -688,18 +658,15 @@ async fn plaintext_nested_secrets_are_moved_at_start_up(backend: Backend) {
     );
 
     let server = stopped.restart.spawn().await;
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     let name = connection_name(&workspace, "legacy_aws");
     let read = ok(
         clients
-            .connections
-            .get_connection(authorized(
-                GetConnectionRequest {
-                    name: name.clone(),
-                    view: ConnectionView::Basic as i32,
-                },
-                &member,
-            ))
+            .with_token(&member)
+            .get_connection(GetConnectionRequest {
+                name: name.clone(),
+                view: ConnectionView::Basic as i32,
+            })
             .await,
         "GetConnection",
     );
@@ -714,13 +681,10 @@ async fn plaintext_nested_secrets_are_moved_at_start_up(backend: Backend) {
     );
     let link = ok(
         clients
-            .connections
-            .get_link(authorized(
-                GetLinkRequest {
-                    name: format!("{name}/links/etl"),
-                },
-                &member,
-            ))
+            .with_token(&member)
+            .get_link(GetLinkRequest {
+                name: format!("{name}/links/etl"),
+            })
             .await,
         "GetLink",
     );
@@ -731,14 +695,11 @@ async fn plaintext_nested_secrets_are_moved_at_start_up(backend: Backend) {
     );
     let versions = ok(
         clients
-            .connections
-            .list_connection_versions(authorized(
-                ListConnectionVersionsRequest {
-                    parent: name.clone(),
-                    ..Default::default()
-                },
-                &member,
-            ))
+            .with_token(&member)
+            .list_connection_versions(ListConnectionVersionsRequest {
+                parent: name.clone(),
+                ..Default::default()
+            })
             .await,
         "ListConnectionVersions",
     );
@@ -772,39 +733,33 @@ async fn plaintext_nested_secrets_are_moved_at_start_up(backend: Backend) {
     // The moved version still rolls back with its secret.
     ok(
         clients
-            .connections
-            .update_connection(authorized(
-                UpdateConnectionRequest {
-                    connection: Some(Connection {
-                        name: name.clone(),
-                        extra: extra(vec![(
-                            "session_kwargs",
-                            object(vec![("profile_name", string_value("other"))]),
-                        )]),
-                        ..Default::default()
-                    }),
-                    update_mask: Some(FieldMask {
-                        paths: vec!["extra.session_kwargs".to_owned()],
-                    }),
-                    request_id: String::new(),
-                },
-                &operator,
-            ))
+            .with_token(&operator)
+            .update_connection(UpdateConnectionRequest {
+                connection: Some(Connection {
+                    name: name.clone(),
+                    extra: extra(vec![(
+                        "session_kwargs",
+                        object(vec![("profile_name", string_value("other"))]),
+                    )]),
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["extra.session_kwargs".to_owned()],
+                }),
+                request_id: String::new(),
+            })
             .await,
         "UpdateConnection",
     );
     ok(
         clients
-            .connections
-            .rollback_connection(authorized(
-                RollbackConnectionRequest {
-                    name: name.clone(),
-                    version: 1,
-                    etag: String::new(),
-                    request_id: String::new(),
-                },
-                &operator,
-            ))
+            .with_token(&operator)
+            .rollback_connection(RollbackConnectionRequest {
+                name: name.clone(),
+                version: 1,
+                etag: String::new(),
+                request_id: String::new(),
+            })
             .await,
         "RollbackConnection",
     );
@@ -839,7 +794,7 @@ async fn plaintext_nested_secrets_are_moved_at_start_up(backend: Backend) {
         before,
         "a second start moved nothing"
     );
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     let resolved = resolve_until(
         &mut clients,
         &deployment_token,
@@ -873,20 +828,18 @@ async fn deployment_token_audit_event_says_it_grants_secret_access() {
     let server = Backend::Embedded.dev().await;
     let workspace = unique_workspace("grants");
     let operator = server.user_token("op", &[(&workspace, WorkspaceRole::Operator)]);
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     create_deployment(&mut clients, &operator, &workspace, "etl").await;
     create_deployment_token(&server, &mut clients, &operator, &workspace, "etl").await;
-    let mut audit = AuditServiceClient::new(server.channel().await);
+    let audit = server.client().await;
     let events = ok(
         audit
-            .list_audit_events(authorized(
-                ListAuditEventsRequest {
-                    parent: workspace_name(&workspace),
-                    page_size: 100,
-                    ..Default::default()
-                },
-                &operator,
-            ))
+            .with_token(&operator)
+            .list_audit_events(ListAuditEventsRequest {
+                parent: workspace_name(&workspace),
+                page_size: 100,
+                ..Default::default()
+            })
             .await,
         "ListAuditEvents",
     )

@@ -11,11 +11,6 @@
 use std::fmt::Write as _;
 
 use prost_types::FieldMask;
-use switchboard_proto::v1::audit_service_client::AuditServiceClient;
-use switchboard_proto::v1::connection_service_client::ConnectionServiceClient;
-use switchboard_proto::v1::deployment_service_client::DeploymentServiceClient;
-use switchboard_proto::v1::resolver_service_client::ResolverServiceClient;
-use switchboard_proto::v1::workspace_service_client::WorkspaceServiceClient;
 use switchboard_proto::v1::{
     Connection, ConnectionView, CreateConnectionRequest, CreateDeploymentRequest,
     CreateDeploymentTokenRequest, CreateLinkRequest, DeleteConnectionRequest,
@@ -27,9 +22,8 @@ use switchboard_proto::v1::{
     RollbackConnectionRequest, UpdateConnectionRequest, UpdateDeploymentRequest, UpdateLinkRequest,
     UpdateWorkspacePolicyRequest, WorkspacePolicy,
 };
-use switchboard_tests::{TestServer, WorkspaceRole, authorized};
-use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+use switchboard_tests::{Client, Method, TestServer, WorkspaceRole};
+use tonic::{Code, Status};
 
 use crate::support::{connection_name, deployment_name, ok, snowflake_connection, workspace_name};
 
@@ -272,35 +266,17 @@ const MATRIX: &[Row] = &[
           known_bug: None },
 ];
 
-/// A client per service on one channel.
-#[derive(Debug, Clone)]
-struct Clients {
-    connections: ConnectionServiceClient<Channel>,
-    deployments: DeploymentServiceClient<Channel>,
-    workspaces: WorkspaceServiceClient<Channel>,
-    audit: AuditServiceClient<Channel>,
-    resolver: ResolverServiceClient<Channel>,
-}
-
 /// The server, the callers' tokens and a counter for fresh resource ids.
 #[derive(Debug)]
 struct Matrix {
     server: TestServer,
-    clients: Clients,
+    clients: Client,
     /// OWNER of both workspaces; makes the resources cells act on. Not a column.
     setup: String,
     /// Tokens in [`COLUMNS`] order (`None` for [`Who::Anonymous`]).
     tokens: Vec<Option<String>>,
     password: String,
     fresh: usize,
-}
-
-/// `message` with `token` as bearer, or without credentials.
-fn request<T>(message: T, token: Option<&str>) -> Request<T> {
-    match token {
-        Some(token) => authorized(message, token),
-        None => Request::new(message),
-    }
 }
 
 fn mask(paths: &[&str]) -> Option<FieldMask> {
@@ -329,14 +305,7 @@ impl Matrix {
             .with_env("SWITCHBOARD_RATE_LIMIT", "100000")
             .spawn()
             .await;
-        let channel = server.channel().await;
-        let clients = Clients {
-            connections: ConnectionServiceClient::new(channel.clone()),
-            deployments: DeploymentServiceClient::new(channel.clone()),
-            workspaces: WorkspaceServiceClient::new(channel.clone()),
-            audit: AuditServiceClient::new(channel.clone()),
-            resolver: ResolverServiceClient::new(channel),
-        };
+        let clients = server.client().await;
         let setup = server.user_token(
             "setup",
             &[(W, WorkspaceRole::Owner), (OTHER_W, WorkspaceRole::Owner)],
@@ -362,19 +331,16 @@ impl Matrix {
         ok(
             matrix
                 .clients
-                .connections
-                .update_connection(authorized(
-                    UpdateConnectionRequest {
-                        connection: Some(Connection {
-                            name: connection_name(W, ROLLBACK_CONN),
-                            description: "second version".to_owned(),
-                            ..Default::default()
-                        }),
-                        update_mask: mask(&["description"]),
-                        request_id: String::new(),
-                    },
-                    &matrix.setup,
-                ))
+                .with_token(&matrix.setup)
+                .update_connection(UpdateConnectionRequest {
+                    connection: Some(Connection {
+                        name: connection_name(W, ROLLBACK_CONN),
+                        description: "second version".to_owned(),
+                        ..Default::default()
+                    }),
+                    update_mask: mask(&["description"]),
+                    request_id: String::new(),
+                })
                 .await,
             "setup: UpdateConnection for a second version",
         );
@@ -407,20 +373,17 @@ impl Matrix {
     async fn create_deployment(&mut self, workspace: &str, deployment_id: &str) {
         ok(
             self.clients
-                .deployments
-                .create_deployment(authorized(
-                    CreateDeploymentRequest {
-                        parent: workspace_name(workspace),
-                        deployment_id: deployment_id.to_owned(),
-                        deployment: Some(Deployment {
-                            display_name: deployment_id.to_owned(),
-                            kind: DeploymentKind::Standard as i32,
-                            ..Default::default()
-                        }),
-                        request_id: String::new(),
-                    },
-                    &self.setup,
-                ))
+                .with_token(&self.setup)
+                .create_deployment(CreateDeploymentRequest {
+                    parent: workspace_name(workspace),
+                    deployment_id: deployment_id.to_owned(),
+                    deployment: Some(Deployment {
+                        display_name: deployment_id.to_owned(),
+                        kind: DeploymentKind::Standard as i32,
+                        ..Default::default()
+                    }),
+                    request_id: String::new(),
+                })
                 .await,
             &format!("setup: CreateDeployment {workspace}/{deployment_id}"),
         );
@@ -429,17 +392,14 @@ impl Matrix {
     async fn create_connection(&mut self, conn_id: &str) {
         ok(
             self.clients
-                .connections
-                .create_connection(authorized(
-                    CreateConnectionRequest {
-                        parent: workspace_name(W),
-                        connection_id: conn_id.to_owned(),
-                        connection: Some(snowflake_connection(&self.password)),
-                        request_id: String::new(),
-                        links: Vec::new(),
-                    },
-                    &self.setup,
-                ))
+                .with_token(&self.setup)
+                .create_connection(CreateConnectionRequest {
+                    parent: workspace_name(W),
+                    connection_id: conn_id.to_owned(),
+                    connection: Some(snowflake_connection(&self.password)),
+                    request_id: String::new(),
+                    links: Vec::new(),
+                })
                 .await,
             &format!("setup: CreateConnection {conn_id}"),
         );
@@ -448,19 +408,16 @@ impl Matrix {
     async fn create_link(&mut self, conn_id: &str, deployment_id: &str) {
         ok(
             self.clients
-                .connections
-                .create_link(authorized(
-                    CreateLinkRequest {
-                        parent: connection_name(W, conn_id),
-                        link: Some(Link {
-                            deployment: deployment_name(W, deployment_id),
-                            overrides: Some(LinkOverrides::default()),
-                            ..Default::default()
-                        }),
-                        request_id: String::new(),
-                    },
-                    &self.setup,
-                ))
+                .with_token(&self.setup)
+                .create_link(CreateLinkRequest {
+                    parent: connection_name(W, conn_id),
+                    link: Some(Link {
+                        deployment: deployment_name(W, deployment_id),
+                        overrides: Some(LinkOverrides::default()),
+                        ..Default::default()
+                    }),
+                    request_id: String::new(),
+                })
                 .await,
             &format!("setup: CreateLink {conn_id} → {deployment_id}"),
         );
@@ -470,15 +427,12 @@ impl Matrix {
     async fn create_token(&mut self, workspace: &str, deployment_id: &str) -> (String, String) {
         let issued = ok(
             self.clients
-                .deployments
-                .create_deployment_token(authorized(
-                    CreateDeploymentTokenRequest {
-                        parent: deployment_name(workspace, deployment_id),
-                        description: "permission matrix".to_owned(),
-                        request_id: String::new(),
-                    },
-                    &self.setup,
-                ))
+                .with_token(&self.setup)
+                .create_deployment_token(CreateDeploymentTokenRequest {
+                    parent: deployment_name(workspace, deployment_id),
+                    description: "permission matrix".to_owned(),
+                    request_id: String::new(),
+                })
                 .await,
             &format!("setup: CreateDeploymentToken {workspace}/{deployment_id}"),
         );
@@ -488,40 +442,31 @@ impl Matrix {
 
     async fn connection_exists(&mut self, conn_id: &str) -> bool {
         self.clients
-            .connections
-            .get_connection(authorized(
-                GetConnectionRequest {
-                    name: connection_name(W, conn_id),
-                    view: 0,
-                },
-                &self.setup,
-            ))
+            .with_token(&self.setup)
+            .get_connection(GetConnectionRequest {
+                name: connection_name(W, conn_id),
+                view: 0,
+            })
             .await
             .is_ok()
     }
 
     async fn deployment_exists(&mut self, deployment_id: &str) -> bool {
         self.clients
-            .deployments
-            .get_deployment(authorized(
-                GetDeploymentRequest {
-                    name: deployment_name(W, deployment_id),
-                },
-                &self.setup,
-            ))
+            .with_token(&self.setup)
+            .get_deployment(GetDeploymentRequest {
+                name: deployment_name(W, deployment_id),
+            })
             .await
             .is_ok()
     }
 
     async fn link_exists(&mut self, conn_id: &str) -> bool {
         self.clients
-            .connections
-            .get_link(authorized(
-                GetLinkRequest {
-                    name: link_name(conn_id, THIS_D),
-                },
-                &self.setup,
-            ))
+            .with_token(&self.setup)
+            .get_link(GetLinkRequest {
+                name: link_name(conn_id, THIS_D),
+            })
             .await
             .is_ok()
     }
@@ -533,30 +478,26 @@ impl Matrix {
             .iter()
             .position(|candidate| *candidate == who)
             .expect("a column");
-        let token = self.tokens[column].clone();
-        let token = token.as_deref();
-        let mut clients = self.clients.clone();
+        let caller = match &self.tokens[column] {
+            Some(token) => self.clients.with_token(token),
+            None => self.clients.anonymous(),
+        };
         let mut problem = None;
         let result = match call {
-            Call::ListConnectionTypes => clients
-                .connections
-                .list_connection_types(request(ListConnectionTypesRequest::default(), token))
+            Call::ListConnectionTypes => caller
+                .list_connection_types(ListConnectionTypesRequest::default())
                 .await
                 .map(drop),
             Call::CreateConnection => {
                 let conn_id = self.fresh("created_");
-                let result = clients
-                    .connections
-                    .create_connection(request(
-                        CreateConnectionRequest {
-                            parent: workspace_name(W),
-                            connection_id: conn_id.clone(),
-                            connection: Some(snowflake_connection(&self.password)),
-                            request_id: String::new(),
-                            links: Vec::new(),
-                        },
-                        token,
-                    ))
+                let result = caller
+                    .create_connection(CreateConnectionRequest {
+                        parent: workspace_name(W),
+                        connection_id: conn_id.clone(),
+                        connection: Some(snowflake_connection(&self.password)),
+                        request_id: String::new(),
+                        links: Vec::new(),
+                    })
                     .await
                     .map(drop);
                 if result.is_err() && self.connection_exists(&conn_id).await {
@@ -570,18 +511,14 @@ impl Matrix {
                 } else {
                     ConnectionView::WithSecrets
                 };
-                let result = clients
-                    .connections
-                    .get_connection(request(
-                        GetConnectionRequest {
-                            name: connection_name(W, BASE_CONN),
-                            view: view as i32,
-                        },
-                        token,
-                    ))
+                let result = caller
+                    .get_connection(GetConnectionRequest {
+                        name: connection_name(W, BASE_CONN),
+                        view: view as i32,
+                    })
                     .await;
                 if let Ok(response) = &result {
-                    let shown = &response.get_ref().password;
+                    let shown = &response.password;
                     match view {
                         ConnectionView::WithSecrets if *shown != self.password => {
                             problem = Some("WITH_SECRETS answered without the password".into());
@@ -595,48 +532,36 @@ impl Matrix {
                 }
                 result.map(drop)
             }
-            Call::ListConnections => clients
-                .connections
-                .list_connections(request(
-                    ListConnectionsRequest {
-                        parent: workspace_name(W),
-                        ..Default::default()
-                    },
-                    token,
-                ))
+            Call::ListConnections => caller
+                .list_connections(ListConnectionsRequest {
+                    parent: workspace_name(W),
+                    ..Default::default()
+                })
                 .await
                 .map(drop),
             Call::UpdateConnection => {
                 let description = self.fresh("described by cell ");
-                clients
-                    .connections
-                    .update_connection(request(
-                        UpdateConnectionRequest {
-                            connection: Some(Connection {
-                                name: connection_name(W, UPDATE_CONN),
-                                description,
-                                ..Default::default()
-                            }),
-                            update_mask: mask(&["description"]),
-                            request_id: String::new(),
-                        },
-                        token,
-                    ))
+                caller
+                    .update_connection(UpdateConnectionRequest {
+                        connection: Some(Connection {
+                            name: connection_name(W, UPDATE_CONN),
+                            description,
+                            ..Default::default()
+                        }),
+                        update_mask: mask(&["description"]),
+                        request_id: String::new(),
+                    })
                     .await
                     .map(drop)
             }
             Call::DeleteConnection => {
                 let conn_id = self.fresh("doomed_");
                 self.create_connection(&conn_id).await;
-                let result = clients
-                    .connections
-                    .delete_connection(request(
-                        DeleteConnectionRequest {
-                            name: connection_name(W, &conn_id),
-                            ..Default::default()
-                        },
-                        token,
-                    ))
+                let result = caller
+                    .delete_connection(DeleteConnectionRequest {
+                        name: connection_name(W, &conn_id),
+                        ..Default::default()
+                    })
                     .await
                     .map(drop);
                 if result.is_err() && !self.connection_exists(&conn_id).await {
@@ -647,23 +572,19 @@ impl Matrix {
             Call::CreateLink => {
                 let conn_id = self.fresh("unlinked_");
                 self.create_connection(&conn_id).await;
-                let result = clients
-                    .connections
-                    .create_link(request(
-                        CreateLinkRequest {
-                            parent: connection_name(W, &conn_id),
-                            link: Some(Link {
-                                deployment: deployment_name(W, THIS_D),
-                                overrides: Some(LinkOverrides {
-                                    schema: Some("LINKED".to_owned()),
-                                    ..Default::default()
-                                }),
+                let result = caller
+                    .create_link(CreateLinkRequest {
+                        parent: connection_name(W, &conn_id),
+                        link: Some(Link {
+                            deployment: deployment_name(W, THIS_D),
+                            overrides: Some(LinkOverrides {
+                                schema: Some("LINKED".to_owned()),
                                 ..Default::default()
                             }),
-                            request_id: String::new(),
-                        },
-                        token,
-                    ))
+                            ..Default::default()
+                        }),
+                        request_id: String::new(),
+                    })
                     .await
                     .map(drop);
                 if result.is_err() && self.link_exists(&conn_id).await {
@@ -671,46 +592,34 @@ impl Matrix {
                 }
                 result
             }
-            Call::GetLink => clients
-                .connections
-                .get_link(request(
-                    GetLinkRequest {
-                        name: link_name(BASE_CONN, THIS_D),
-                    },
-                    token,
-                ))
+            Call::GetLink => caller
+                .get_link(GetLinkRequest {
+                    name: link_name(BASE_CONN, THIS_D),
+                })
                 .await
                 .map(drop),
-            Call::ListLinks => clients
-                .connections
-                .list_links(request(
-                    ListLinksRequest {
-                        parent: connection_name(W, BASE_CONN),
-                        ..Default::default()
-                    },
-                    token,
-                ))
+            Call::ListLinks => caller
+                .list_links(ListLinksRequest {
+                    parent: connection_name(W, BASE_CONN),
+                    ..Default::default()
+                })
                 .await
                 .map(drop),
             Call::UpdateLink => {
                 let schema = self.fresh("SCHEMA_");
-                clients
-                    .connections
-                    .update_link(request(
-                        UpdateLinkRequest {
-                            link: Some(Link {
-                                name: link_name(UPDATE_CONN, THIS_D),
-                                overrides: Some(LinkOverrides {
-                                    schema: Some(schema),
-                                    ..Default::default()
-                                }),
+                caller
+                    .update_link(UpdateLinkRequest {
+                        link: Some(Link {
+                            name: link_name(UPDATE_CONN, THIS_D),
+                            overrides: Some(LinkOverrides {
+                                schema: Some(schema),
                                 ..Default::default()
                             }),
-                            update_mask: mask(&["overrides.schema"]),
-                            request_id: String::new(),
-                        },
-                        token,
-                    ))
+                            ..Default::default()
+                        }),
+                        update_mask: mask(&["overrides.schema"]),
+                        request_id: String::new(),
+                    })
                     .await
                     .map(drop)
             }
@@ -718,15 +627,11 @@ impl Matrix {
                 let conn_id = self.fresh("linked_");
                 self.create_connection(&conn_id).await;
                 self.create_link(&conn_id, THIS_D).await;
-                let result = clients
-                    .connections
-                    .delete_link(request(
-                        DeleteLinkRequest {
-                            name: link_name(&conn_id, THIS_D),
-                            ..Default::default()
-                        },
-                        token,
-                    ))
+                let result = caller
+                    .delete_link(DeleteLinkRequest {
+                        name: link_name(&conn_id, THIS_D),
+                        ..Default::default()
+                    })
                     .await
                     .map(drop);
                 if result.is_err() && !self.link_exists(&conn_id).await {
@@ -734,46 +639,34 @@ impl Matrix {
                 }
                 result
             }
-            Call::ListConnectionVersions => clients
-                .connections
-                .list_connection_versions(request(
-                    ListConnectionVersionsRequest {
-                        parent: connection_name(W, BASE_CONN),
-                        ..Default::default()
-                    },
-                    token,
-                ))
+            Call::ListConnectionVersions => caller
+                .list_connection_versions(ListConnectionVersionsRequest {
+                    parent: connection_name(W, BASE_CONN),
+                    ..Default::default()
+                })
                 .await
                 .map(drop),
-            Call::RollbackConnection => clients
-                .connections
-                .rollback_connection(request(
-                    RollbackConnectionRequest {
-                        name: connection_name(W, ROLLBACK_CONN),
-                        version: 1,
-                        ..Default::default()
-                    },
-                    token,
-                ))
+            Call::RollbackConnection => caller
+                .rollback_connection(RollbackConnectionRequest {
+                    name: connection_name(W, ROLLBACK_CONN),
+                    version: 1,
+                    ..Default::default()
+                })
                 .await
                 .map(drop),
             Call::CreateDeployment => {
                 let deployment_id = self.fresh("created-");
-                let result = clients
-                    .deployments
-                    .create_deployment(request(
-                        CreateDeploymentRequest {
-                            parent: workspace_name(W),
-                            deployment_id: deployment_id.clone(),
-                            deployment: Some(Deployment {
-                                display_name: "by a cell".to_owned(),
-                                kind: DeploymentKind::Standard as i32,
-                                ..Default::default()
-                            }),
-                            request_id: String::new(),
-                        },
-                        token,
-                    ))
+                let result = caller
+                    .create_deployment(CreateDeploymentRequest {
+                        parent: workspace_name(W),
+                        deployment_id: deployment_id.clone(),
+                        deployment: Some(Deployment {
+                            display_name: "by a cell".to_owned(),
+                            kind: DeploymentKind::Standard as i32,
+                            ..Default::default()
+                        }),
+                        request_id: String::new(),
+                    })
                     .await
                     .map(drop);
                 if result.is_err() && self.deployment_exists(&deployment_id).await {
@@ -781,58 +674,42 @@ impl Matrix {
                 }
                 result
             }
-            Call::GetDeployment => clients
-                .deployments
-                .get_deployment(request(
-                    GetDeploymentRequest {
-                        name: deployment_name(W, THIS_D),
-                    },
-                    token,
-                ))
+            Call::GetDeployment => caller
+                .get_deployment(GetDeploymentRequest {
+                    name: deployment_name(W, THIS_D),
+                })
                 .await
                 .map(drop),
-            Call::ListDeployments => clients
-                .deployments
-                .list_deployments(request(
-                    ListDeploymentsRequest {
-                        parent: workspace_name(W),
-                        ..Default::default()
-                    },
-                    token,
-                ))
+            Call::ListDeployments => caller
+                .list_deployments(ListDeploymentsRequest {
+                    parent: workspace_name(W),
+                    ..Default::default()
+                })
                 .await
                 .map(drop),
             Call::UpdateDeployment => {
                 let display_name = self.fresh("named by cell ");
-                clients
-                    .deployments
-                    .update_deployment(request(
-                        UpdateDeploymentRequest {
-                            deployment: Some(Deployment {
-                                name: deployment_name(W, UPDATE_D),
-                                display_name,
-                                ..Default::default()
-                            }),
-                            update_mask: mask(&["display_name"]),
-                            request_id: String::new(),
-                        },
-                        token,
-                    ))
+                caller
+                    .update_deployment(UpdateDeploymentRequest {
+                        deployment: Some(Deployment {
+                            name: deployment_name(W, UPDATE_D),
+                            display_name,
+                            ..Default::default()
+                        }),
+                        update_mask: mask(&["display_name"]),
+                        request_id: String::new(),
+                    })
                     .await
                     .map(drop)
             }
             Call::DeleteDeployment => {
                 let deployment_id = self.fresh("doomed-");
                 self.create_deployment(W, &deployment_id).await;
-                let result = clients
-                    .deployments
-                    .delete_deployment(request(
-                        DeleteDeploymentRequest {
-                            name: deployment_name(W, &deployment_id),
-                            ..Default::default()
-                        },
-                        token,
-                    ))
+                let result = caller
+                    .delete_deployment(DeleteDeploymentRequest {
+                        name: deployment_name(W, &deployment_id),
+                        ..Default::default()
+                    })
                     .await
                     .map(drop);
                 if result.is_err() && !self.deployment_exists(&deployment_id).await {
@@ -841,105 +718,73 @@ impl Matrix {
                 result
             }
             Call::CreateDeploymentToken => {
-                let result = clients
-                    .deployments
-                    .create_deployment_token(request(
-                        CreateDeploymentTokenRequest {
-                            parent: deployment_name(W, TOKENS_D),
-                            description: "by a cell".to_owned(),
-                            request_id: String::new(),
-                        },
-                        token,
-                    ))
+                let result = caller
+                    .create_deployment_token(CreateDeploymentTokenRequest {
+                        parent: deployment_name(W, TOKENS_D),
+                        description: "by a cell".to_owned(),
+                        request_id: String::new(),
+                    })
                     .await;
                 if let Ok(issued) = &result {
-                    self.server.forbid_in_logs(&issued.get_ref().token);
+                    self.server.forbid_in_logs(&issued.token);
                 }
                 result.map(drop)
             }
-            Call::ListDeploymentTokens => clients
-                .deployments
-                .list_deployment_tokens(request(
-                    ListDeploymentTokensRequest {
-                        parent: deployment_name(W, THIS_D),
-                        ..Default::default()
-                    },
-                    token,
-                ))
+            Call::ListDeploymentTokens => caller
+                .list_deployment_tokens(ListDeploymentTokensRequest {
+                    parent: deployment_name(W, THIS_D),
+                    ..Default::default()
+                })
                 .await
                 .map(drop),
             Call::RevokeDeploymentToken => {
                 let (name, _) = self.create_token(W, TOKENS_D).await;
-                let result = clients
-                    .deployments
-                    .revoke_deployment_token(request(
-                        RevokeDeploymentTokenRequest { name: name.clone() },
-                        token,
-                    ))
+                let result = caller
+                    .revoke_deployment_token(RevokeDeploymentTokenRequest { name: name.clone() })
                     .await;
                 if let Ok(revoked) = &result
-                    && revoked.get_ref().revoke_time.is_none()
+                    && revoked.revoke_time.is_none()
                 {
                     problem = Some("RevokeDeploymentToken answered without revoke_time".into());
                 }
                 result.map(drop)
             }
-            Call::GetWorkspacePolicy => clients
-                .workspaces
-                .get_workspace_policy(request(
-                    GetWorkspacePolicyRequest {
-                        name: format!("workspaces/{W}/policy"),
-                    },
-                    token,
-                ))
+            Call::GetWorkspacePolicy => caller
+                .get_workspace_policy(GetWorkspacePolicyRequest {
+                    name: format!("workspaces/{W}/policy"),
+                })
                 .await
                 .map(drop),
             Call::UpdateWorkspacePolicy => {
                 // Sets what the phase already has, so the phase stays as it is.
                 let on = self.policy_on().await;
-                clients
-                    .workspaces
-                    .update_workspace_policy(request(
-                        UpdateWorkspacePolicyRequest {
-                            policy: Some(policy(on)),
-                            update_mask: None,
-                            request_id: String::new(),
-                        },
-                        token,
-                    ))
+                caller
+                    .update_workspace_policy(UpdateWorkspacePolicyRequest {
+                        policy: Some(policy(on)),
+                        update_mask: None,
+                        request_id: String::new(),
+                    })
                     .await
                     .map(drop)
             }
-            Call::ListAuditEvents => clients
-                .audit
-                .list_audit_events(request(
-                    ListAuditEventsRequest {
-                        parent: workspace_name(W),
-                        ..Default::default()
-                    },
-                    token,
-                ))
+            Call::ListAuditEvents => caller
+                .list_audit_events(ListAuditEventsRequest {
+                    parent: workspace_name(W),
+                    ..Default::default()
+                })
                 .await
                 .map(drop),
-            Call::ResolveConnection => clients
-                .resolver
-                .resolve_connection(request(
-                    ResolveConnectionRequest {
-                        deployment: resolve_target(who),
-                        conn_id: BASE_CONN.to_owned(),
-                    },
-                    token,
-                ))
+            Call::ResolveConnection => caller
+                .resolve_connection(ResolveConnectionRequest {
+                    deployment: resolve_target(who),
+                    conn_id: BASE_CONN.to_owned(),
+                })
                 .await
                 .map(drop),
-            Call::ListResolvedConnections => clients
-                .resolver
-                .list_resolved_connections(request(
-                    ListResolvedConnectionsRequest {
-                        deployment: resolve_target(who),
-                    },
-                    token,
-                ))
+            Call::ListResolvedConnections => caller
+                .list_resolved_connections(ListResolvedConnectionsRequest {
+                    deployment: resolve_target(who),
+                })
                 .await
                 .map(drop),
         };
@@ -949,13 +794,10 @@ impl Matrix {
     async fn policy_on(&mut self) -> bool {
         let policy = ok(
             self.clients
-                .workspaces
-                .get_workspace_policy(authorized(
-                    GetWorkspacePolicyRequest {
-                        name: format!("workspaces/{W}/policy"),
-                    },
-                    &self.setup,
-                ))
+                .with_token(&self.setup)
+                .get_workspace_policy(GetWorkspacePolicyRequest {
+                    name: format!("workspaces/{W}/policy"),
+                })
                 .await,
             "setup: GetWorkspacePolicy",
         );
@@ -969,15 +811,12 @@ impl Matrix {
     async fn set_policy(&mut self, on: bool) {
         let updated = ok(
             self.clients
-                .workspaces
-                .update_workspace_policy(authorized(
-                    UpdateWorkspacePolicyRequest {
-                        policy: Some(policy(on)),
-                        update_mask: None,
-                        request_id: String::new(),
-                    },
-                    &self.setup,
-                ))
+                .with_token(&self.setup)
+                .update_workspace_policy(UpdateWorkspacePolicyRequest {
+                    policy: Some(policy(on)),
+                    update_mask: None,
+                    request_id: String::new(),
+                })
                 .await,
             "setup: UpdateWorkspacePolicy",
         );
@@ -1073,29 +912,12 @@ async fn every_method_for_every_caller_matches_the_design_table() {
 /// the matrix.
 #[test]
 fn the_matrix_covers_every_method() {
-    let mut covered: Vec<&str> = MATRIX
-        .iter()
-        .map(|row| match row.call {
-            Call::GetConnectionWithSecrets => "GetConnection",
-            other => method_name(other),
-        })
-        .collect();
+    let mut covered: Vec<Method> = MATRIX.iter().map(|row| method(row.call)).collect();
     covered.sort_unstable();
     covered.dedup();
-    let descriptor = <prost_types::FileDescriptorSet as prost::Message>::decode(
-        switchboard_proto::FILE_DESCRIPTOR_SET,
-    )
-    .expect("the descriptor set decodes");
-    let mut methods: Vec<String> = descriptor
-        .file
-        .iter()
-        .filter(|file| file.package() == "switchboard.v1")
-        .flat_map(|file| file.service.iter())
-        .flat_map(|service| service.method.iter())
-        .map(|method| method.name().to_owned())
-        .collect();
-    methods.sort_unstable();
-    assert_eq!(covered, methods, "one matrix row per contract method");
+    let mut every_method = Method::ALL.to_vec();
+    every_method.sort_unstable();
+    assert_eq!(covered, every_method, "one matrix row per contract method");
     assert!(
         MATRIX
             .iter()
@@ -1103,33 +925,11 @@ fn the_matrix_covers_every_method() {
     );
 }
 
-fn method_name(call: Call) -> &'static str {
-    match call {
-        Call::ListConnectionTypes => "ListConnectionTypes",
-        Call::CreateConnection => "CreateConnection",
-        Call::GetConnection | Call::GetConnectionWithSecrets => "GetConnection",
-        Call::ListConnections => "ListConnections",
-        Call::UpdateConnection => "UpdateConnection",
-        Call::DeleteConnection => "DeleteConnection",
-        Call::CreateLink => "CreateLink",
-        Call::GetLink => "GetLink",
-        Call::ListLinks => "ListLinks",
-        Call::UpdateLink => "UpdateLink",
-        Call::DeleteLink => "DeleteLink",
-        Call::ListConnectionVersions => "ListConnectionVersions",
-        Call::RollbackConnection => "RollbackConnection",
-        Call::CreateDeployment => "CreateDeployment",
-        Call::GetDeployment => "GetDeployment",
-        Call::ListDeployments => "ListDeployments",
-        Call::UpdateDeployment => "UpdateDeployment",
-        Call::DeleteDeployment => "DeleteDeployment",
-        Call::CreateDeploymentToken => "CreateDeploymentToken",
-        Call::ListDeploymentTokens => "ListDeploymentTokens",
-        Call::RevokeDeploymentToken => "RevokeDeploymentToken",
-        Call::GetWorkspacePolicy => "GetWorkspacePolicy",
-        Call::UpdateWorkspacePolicy => "UpdateWorkspacePolicy",
-        Call::ListAuditEvents => "ListAuditEvents",
-        Call::ResolveConnection => "ResolveConnection",
-        Call::ListResolvedConnections => "ListResolvedConnections",
-    }
+/// The contract method a cell calls: the one its variant is named after.
+fn method(call: Call) -> Method {
+    let name = match call {
+        Call::GetConnectionWithSecrets => "GetConnection".to_owned(),
+        other => format!("{other:?}"),
+    };
+    Method::named(&name).unwrap_or_else(|| panic!("{call:?} is named after no contract method"))
 }

@@ -8,18 +8,17 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use switchboard_proto::v1::audit_service_client::AuditServiceClient;
 use switchboard_proto::v1::{
     Connection, CreateConnectionRequest, CreateLinkRequest, DeleteLinkRequest, Link,
     ListAuditEventsRequest, ListResolvedConnectionsRequest, ResolveConnectionRequest,
     ResolvedConnection, UpdateConnectionRequest, UpdateWorkspacePolicyRequest, WorkspacePolicy,
 };
-use switchboard_tests::{Role, TestServer, TestServerConfig, WorkspaceRole, authorized};
-use tonic::{Code, Response, Status};
+use switchboard_tests::{Role, TestServer, TestServerConfig, WorkspaceRole};
+use tonic::{Code, Status};
 
 use crate::backends::{Backend, unique_workspace};
 use crate::support::{
-    Clients, connection_name, create_deployment, create_deployment_token, deployment_name,
+    Client, connection_name, create_deployment, create_deployment_token, deployment_name,
     expect_code, ok, snowflake_connection, workspace_name,
 };
 
@@ -52,26 +51,23 @@ impl Pair<'_> {
 }
 
 async fn resolve(
-    clients: &mut Clients,
+    clients: &mut Client,
     token: &str,
     conn_id: &str,
-) -> Result<Response<ResolvedConnection>, Status> {
+) -> Result<ResolvedConnection, Status> {
     clients
-        .resolver
-        .resolve_connection(authorized(
-            ResolveConnectionRequest {
-                deployment: String::new(),
-                conn_id: conn_id.to_owned(),
-            },
-            token,
-        ))
+        .with_token(token)
+        .resolve_connection(ResolveConnectionRequest {
+            deployment: String::new(),
+            conn_id: conn_id.to_owned(),
+        })
         .await
 }
 
 /// Resolves `conn_id` once, right after a write; fails unless it is served
 /// with `schema`.
 async fn resolve_now(
-    clients: &mut Clients,
+    clients: &mut Client,
     token: &str,
     conn_id: &str,
     schema: &str,
@@ -118,8 +114,8 @@ async fn every_write_is_resolved_at_once(pair: Pair<'_>) {
     let operator = pair
         .writer
         .user_token("olga", &[(&workspace, WorkspaceRole::Operator)]);
-    let mut writer = Clients::connect(pair.writer).await;
-    let mut reader = Clients::connect(pair.reader).await;
+    let mut writer = pair.writer.client().await;
+    let mut reader = pair.reader.client().await;
     create_deployment(&mut writer, &operator, &workspace, "prod").await;
     create_deployment(&mut writer, &operator, &workspace, "staging").await;
     let token =
@@ -131,15 +127,12 @@ async fn every_write_is_resolved_at_once(pair: Pair<'_>) {
     let password = pair.marker("ryw-password");
     ok(
         writer
-            .connections
-            .create_connection(authorized(
-                create_request(
-                    &workspace,
-                    "warm",
-                    snowflake_connection(&password),
-                    Some("prod"),
-                ),
-                &operator,
+            .with_token(&operator)
+            .create_connection(create_request(
+                &workspace,
+                "warm",
+                snowflake_connection(&password),
+                Some("prod"),
             ))
             .await,
         "CreateConnection warm",
@@ -151,15 +144,12 @@ async fn every_write_is_resolved_at_once(pair: Pair<'_>) {
         let created_id = format!("created-{round}");
         let created = ok(
             writer
-                .connections
-                .create_connection(authorized(
-                    create_request(
-                        &workspace,
-                        &created_id,
-                        snowflake_connection(&password),
-                        Some("prod"),
-                    ),
-                    &operator,
+                .with_token(&operator)
+                .create_connection(create_request(
+                    &workspace,
+                    &created_id,
+                    snowflake_connection(&password),
+                    Some("prod"),
                 ))
                 .await,
             "CreateConnection with a link",
@@ -178,22 +168,19 @@ async fn every_write_is_resolved_at_once(pair: Pair<'_>) {
         let schema = format!("SCHEMA_{round}");
         ok(
             writer
-                .connections
-                .update_connection(authorized(
-                    UpdateConnectionRequest {
-                        connection: Some(Connection {
-                            name: created.name.clone(),
-                            etag: created.etag.clone(),
-                            schema: schema.clone(),
-                            ..Default::default()
-                        }),
-                        update_mask: Some(prost_types::FieldMask {
-                            paths: vec!["schema".to_owned()],
-                        }),
-                        request_id: String::new(),
-                    },
-                    &operator,
-                ))
+                .with_token(&operator)
+                .update_connection(UpdateConnectionRequest {
+                    connection: Some(Connection {
+                        name: created.name.clone(),
+                        etag: created.etag.clone(),
+                        schema: schema.clone(),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["schema".to_owned()],
+                    }),
+                    request_id: String::new(),
+                })
                 .await,
             "UpdateConnection schema",
         );
@@ -210,10 +197,12 @@ async fn every_write_is_resolved_at_once(pair: Pair<'_>) {
         let later_id = format!("later-{round}");
         ok(
             writer
-                .connections
-                .create_connection(authorized(
-                    create_request(&workspace, &later_id, snowflake_connection(&password), None),
-                    &operator,
+                .with_token(&operator)
+                .create_connection(create_request(
+                    &workspace,
+                    &later_id,
+                    snowflake_connection(&password),
+                    None,
                 ))
                 .await,
             "CreateConnection without a link",
@@ -225,33 +214,27 @@ async fn every_write_is_resolved_at_once(pair: Pair<'_>) {
         );
         let link = ok(
             writer
-                .connections
-                .create_link(authorized(
-                    CreateLinkRequest {
-                        parent: connection_name(&workspace, &later_id),
-                        link: Some(Link {
-                            deployment: deployment_name(&workspace, "prod"),
-                            ..Default::default()
-                        }),
-                        request_id: String::new(),
-                    },
-                    &operator,
-                ))
+                .with_token(&operator)
+                .create_link(CreateLinkRequest {
+                    parent: connection_name(&workspace, &later_id),
+                    link: Some(Link {
+                        deployment: deployment_name(&workspace, "prod"),
+                        ..Default::default()
+                    }),
+                    request_id: String::new(),
+                })
                 .await,
             "CreateLink",
         );
         resolve_now(&mut reader, &token, &later_id, "PUBLIC", "CreateLink").await;
         ok(
             writer
-                .connections
-                .delete_link(authorized(
-                    DeleteLinkRequest {
-                        name: link.name,
-                        etag: link.etag,
-                        request_id: String::new(),
-                    },
-                    &operator,
-                ))
+                .with_token(&operator)
+                .delete_link(DeleteLinkRequest {
+                    name: link.name,
+                    etag: link.etag,
+                    request_id: String::new(),
+                })
                 .await,
             "DeleteLink",
         );
@@ -265,18 +248,15 @@ async fn every_write_is_resolved_at_once(pair: Pair<'_>) {
         let everywhere_id = format!("everywhere-{round}");
         ok(
             writer
-                .connections
-                .create_connection(authorized(
-                    create_request(
-                        &workspace,
-                        &everywhere_id,
-                        Connection {
-                            link_to_all_deployments: true,
-                            ..snowflake_connection(&password)
-                        },
-                        None,
-                    ),
-                    &operator,
+                .with_token(&operator)
+                .create_connection(create_request(
+                    &workspace,
+                    &everywhere_id,
+                    Connection {
+                        link_to_all_deployments: true,
+                        ..snowflake_connection(&password)
+                    },
+                    None,
                 ))
                 .await,
             "CreateConnection linked to all",
@@ -293,13 +273,10 @@ async fn every_write_is_resolved_at_once(pair: Pair<'_>) {
         // The whole list reflects every write of the round too.
         let listed = ok(
             reader
-                .resolver
-                .list_resolved_connections(authorized(
-                    ListResolvedConnectionsRequest {
-                        deployment: String::new(),
-                    },
-                    &token,
-                ))
+                .with_token(&token)
+                .list_resolved_connections(ListResolvedConnectionsRequest {
+                    deployment: String::new(),
+                })
                 .await,
             "ListResolvedConnections",
         );
@@ -397,41 +374,35 @@ async fn a_user_resolving_in_a_loop_is_audited_once_per_deployment_and_minute() 
     let owner = dev.user_token("owen", &[(&workspace, WorkspaceRole::Owner)]);
     let ursula = dev.user_token("ursula", &[(&workspace, WorkspaceRole::Operator)]);
     let ulrich = dev.user_token("ulrich", &[(&workspace, WorkspaceRole::Author)]);
-    let mut clients = Clients::connect(&dev).await;
+    let mut clients = dev.client().await;
     for deployment in ["prod", "staging"] {
         create_deployment(&mut clients, &owner, &workspace, deployment).await;
     }
     let password = dev.marker("ryw-audit-password");
     ok(
         clients
-            .connections
-            .create_connection(authorized(
-                create_request(
-                    &workspace,
-                    "warehouse",
-                    snowflake_connection(&password),
-                    Some("prod"),
-                ),
-                &owner,
+            .with_token(&owner)
+            .create_connection(create_request(
+                &workspace,
+                "warehouse",
+                snowflake_connection(&password),
+                Some("prod"),
             ))
             .await,
         "CreateConnection",
     );
     ok(
         clients
-            .workspaces
-            .update_workspace_policy(authorized(
-                UpdateWorkspacePolicyRequest {
-                    policy: Some(WorkspacePolicy {
-                        name: format!("{}/policy", workspace_name(&workspace)),
-                        allow_local_export: true,
-                        ..Default::default()
-                    }),
-                    update_mask: None,
-                    request_id: String::new(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .update_workspace_policy(UpdateWorkspacePolicyRequest {
+                policy: Some(WorkspacePolicy {
+                    name: format!("{}/policy", workspace_name(&workspace)),
+                    allow_local_export: true,
+                    ..Default::default()
+                }),
+                update_mask: None,
+                request_id: String::new(),
+            })
             .await,
         "UpdateWorkspacePolicy allow_local_export",
     );
@@ -441,27 +412,21 @@ async fn a_user_resolving_in_a_loop_is_audited_once_per_deployment_and_minute() 
         for user in [&ursula, &ulrich] {
             let resolved = ok(
                 clients
-                    .resolver
-                    .resolve_connection(authorized(
-                        ResolveConnectionRequest {
-                            deployment: deployment_name(&workspace, "prod"),
-                            conn_id: "warehouse".to_owned(),
-                        },
-                        user,
-                    ))
+                    .with_token(user)
+                    .resolve_connection(ResolveConnectionRequest {
+                        deployment: deployment_name(&workspace, "prod"),
+                        conn_id: "warehouse".to_owned(),
+                    })
                     .await,
                 "a user's ResolveConnection",
             );
             assert_eq!(resolved.password, password, "round {round}");
             ok(
                 clients
-                    .resolver
-                    .list_resolved_connections(authorized(
-                        ListResolvedConnectionsRequest {
-                            deployment: deployment_name(&workspace, "staging"),
-                        },
-                        user,
-                    ))
+                    .with_token(user)
+                    .list_resolved_connections(ListResolvedConnectionsRequest {
+                        deployment: deployment_name(&workspace, "staging"),
+                    })
                     .await,
                 "a user's ListResolvedConnections",
             );
@@ -469,18 +434,16 @@ async fn a_user_resolving_in_a_loop_is_audited_once_per_deployment_and_minute() 
     }
     let minutes = usize::try_from(wall_minute() - first_minute + 1).expect("a few minutes");
 
-    let mut audit = AuditServiceClient::new(dev.channel().await);
+    let audit = dev.client().await;
     let events = ok(
         audit
-            .list_audit_events(authorized(
-                ListAuditEventsRequest {
-                    parent: workspace_name(&workspace),
-                    page_size: 1000,
-                    page_token: String::new(),
-                    filter: String::new(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .list_audit_events(ListAuditEventsRequest {
+                parent: workspace_name(&workspace),
+                page_size: 1000,
+                page_token: String::new(),
+                filter: String::new(),
+            })
             .await,
         "ListAuditEvents",
     )

@@ -12,19 +12,18 @@
 use std::time::{Duration, Instant};
 
 use prost_types::FieldMask;
-use switchboard_proto::v1::resolver_service_client::ResolverServiceClient;
 use switchboard_proto::v1::{
     Connection, CreateDeploymentRequest, CreateDeploymentTokenRequest, DeleteDeploymentRequest,
     DeleteLinkRequest, Deployment, DeploymentKind, GetDeploymentRequest, LinkOverrides,
     ListLinksRequest, ListResolvedConnectionsRequest, ResolveConnectionRequest, ResolvedConnection,
     RevokeDeploymentTokenRequest, UpdateConnectionRequest, UpdateLinkRequest,
 };
-use switchboard_tests::{Role, TestServer, WorkspaceRole, authorized, random_hex};
+use switchboard_tests::{Role, TestServer, WorkspaceRole, random_hex};
 use tonic::{Code, Status};
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::support::{
-    Clients, OwnPostgres, connection_name, create_connection, create_deployment, create_link,
+    Client, OwnPostgres, connection_name, create_connection, create_deployment, create_link,
     deployment_name, expect_code, extra_string, ok, schema_and_warehouse, snowflake_connection,
     string_struct,
 };
@@ -90,22 +89,19 @@ fn resolver_of(control: &TestServer, url: &str) -> switchboard_tests::TestServer
 /// Issues a token for `deployment`; `(token, token resource name)`.
 async fn issue_token(
     cluster: &Cluster,
-    clients: &mut Clients,
+    clients: &mut Client,
     operator: &str,
     workspace: &str,
     deployment: &str,
 ) -> (String, String) {
     let issued = ok(
         clients
-            .deployments
-            .create_deployment_token(authorized(
-                CreateDeploymentTokenRequest {
-                    parent: deployment_name(workspace, deployment),
-                    description: format!("shim of {deployment}"),
-                    request_id: String::new(),
-                },
-                operator,
-            ))
+            .with_token(operator)
+            .create_deployment_token(CreateDeploymentTokenRequest {
+                parent: deployment_name(workspace, deployment),
+                description: format!("shim of {deployment}"),
+                request_id: String::new(),
+            })
             .await,
         "CreateDeploymentToken",
     );
@@ -114,7 +110,7 @@ async fn issue_token(
 }
 
 async fn create_child(
-    clients: &mut Clients,
+    clients: &mut Client,
     operator: &str,
     workspace: &str,
     deployment: &str,
@@ -123,21 +119,18 @@ async fn create_child(
 ) {
     ok(
         clients
-            .deployments
-            .create_deployment(authorized(
-                CreateDeploymentRequest {
-                    parent: format!("workspaces/{workspace}"),
-                    deployment_id: deployment.to_owned(),
-                    deployment: Some(Deployment {
-                        display_name: format!("{deployment} of {parent}"),
-                        kind: kind as i32,
-                        parent_deployment: deployment_name(workspace, parent),
-                        ..Default::default()
-                    }),
-                    request_id: String::new(),
-                },
-                operator,
-            ))
+            .with_token(operator)
+            .create_deployment(CreateDeploymentRequest {
+                parent: format!("workspaces/{workspace}"),
+                deployment_id: deployment.to_owned(),
+                deployment: Some(Deployment {
+                    display_name: format!("{deployment} of {parent}"),
+                    kind: kind as i32,
+                    parent_deployment: deployment_name(workspace, parent),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
             .await,
         "CreateDeployment (child)",
     );
@@ -146,17 +139,14 @@ async fn create_child(
 type Resolved = Result<ResolvedConnection, Status>;
 
 async fn resolve(resolver: &TestServer, token: &str, conn_id: &str) -> Resolved {
-    let mut client = ResolverServiceClient::new(resolver.channel().await);
+    let client = resolver.client().await;
     client
-        .resolve_connection(authorized(
-            ResolveConnectionRequest {
-                deployment: String::new(),
-                conn_id: conn_id.to_owned(),
-            },
-            token,
-        ))
+        .with_token(token)
+        .resolve_connection(ResolveConnectionRequest {
+            deployment: String::new(),
+            conn_id: conn_id.to_owned(),
+        })
         .await
-        .map(tonic::Response::into_inner)
 }
 
 /// Polls `resolver` until `done` holds for ResolveConnection of `conn_id`
@@ -168,18 +158,15 @@ async fn until_resolved(
     since: Instant,
     done: impl Fn(&Resolved) -> bool,
 ) -> Duration {
-    let mut client = ResolverServiceClient::new(resolver.channel().await);
+    let client = resolver.client().await;
     loop {
         let result = client
-            .resolve_connection(authorized(
-                ResolveConnectionRequest {
-                    deployment: String::new(),
-                    conn_id: conn_id.to_owned(),
-                },
-                token,
-            ))
-            .await
-            .map(tonic::Response::into_inner);
+            .with_token(token)
+            .resolve_connection(ResolveConnectionRequest {
+                deployment: String::new(),
+                conn_id: conn_id.to_owned(),
+            })
+            .await;
         if done(&result) {
             return since.elapsed();
         }
@@ -238,14 +225,14 @@ fn assert_within_bound(what: &str, lags: [Duration; 2]) {
 struct Seeded {
     workspace: String,
     operator: String,
-    clients: Clients,
+    clients: Client,
     prod_token: String,
     prod_token_name: String,
 }
 
 async fn seed_prod(cluster: &Cluster, prefix: &str) -> Seeded {
     let workspace = fresh_workspace(prefix);
-    let mut clients = Clients::connect(&cluster.control).await;
+    let mut clients = cluster.control.client().await;
     let operator = cluster
         .control
         .user_token("olivia", &[(&workspace, WorkspaceRole::Operator)]);
@@ -290,25 +277,22 @@ async fn update_warehouse_override(seeded: &mut Seeded, deployment: &str, wareho
     ok(
         seeded
             .clients
-            .connections
-            .update_link(authorized(
-                UpdateLinkRequest {
-                    link: Some(switchboard_proto::v1::Link {
-                        name: format!(
-                            "{}/links/{deployment}",
-                            connection_name(&seeded.workspace, CONN_ID)
-                        ),
-                        overrides: Some(LinkOverrides {
-                            extra: Some(string_struct(&[("warehouse", warehouse)])),
-                            ..Default::default()
-                        }),
+            .with_token(&seeded.operator)
+            .update_link(UpdateLinkRequest {
+                link: Some(switchboard_proto::v1::Link {
+                    name: format!(
+                        "{}/links/{deployment}",
+                        connection_name(&seeded.workspace, CONN_ID)
+                    ),
+                    overrides: Some(LinkOverrides {
+                        extra: Some(string_struct(&[("warehouse", warehouse)])),
                         ..Default::default()
                     }),
-                    update_mask: mask(&["overrides.extra.warehouse"]),
-                    request_id: String::new(),
-                },
-                &seeded.operator,
-            ))
+                    ..Default::default()
+                }),
+                update_mask: mask(&["overrides.extra.warehouse"]),
+                request_id: String::new(),
+            })
             .await,
         "UpdateLink",
     );
@@ -327,13 +311,11 @@ async fn every_kind_of_change_reaches_both_resolvers_within_the_bound() {
     })
     .await;
     eprintln!("first resolve: {warm:?}");
-    let mut list = ResolverServiceClient::new(cluster.resolvers[0].channel().await);
+    let list = cluster.resolvers[0].client().await;
     let before = ok(
-        list.list_resolved_connections(authorized(
-            ListResolvedConnectionsRequest::default(),
-            &token,
-        ))
-        .await,
+        list.with_token(&token)
+            .list_resolved_connections(ListResolvedConnectionsRequest::default())
+            .await,
         "ListResolvedConnections",
     );
 
@@ -343,19 +325,16 @@ async fn every_kind_of_change_reaches_both_resolvers_within_the_bound() {
         ok(
             seeded
                 .clients
-                .connections
-                .update_connection(authorized(
-                    UpdateConnectionRequest {
-                        connection: Some(Connection {
-                            name: connection_name(&seeded.workspace, CONN_ID),
-                            login: login.clone(),
-                            ..Default::default()
-                        }),
-                        update_mask: mask(&["login"]),
-                        request_id: String::new(),
-                    },
-                    &seeded.operator,
-                ))
+                .with_token(&seeded.operator)
+                .update_connection(UpdateConnectionRequest {
+                    connection: Some(Connection {
+                        name: connection_name(&seeded.workspace, CONN_ID),
+                        login: login.clone(),
+                        ..Default::default()
+                    }),
+                    update_mask: mask(&["login"]),
+                    request_id: String::new(),
+                })
                 .await,
             "UpdateConnection",
         );
@@ -383,11 +362,9 @@ async fn every_kind_of_change_reaches_both_resolvers_within_the_bound() {
 
     // The list says which revision it reflects, and that moved on.
     let after = ok(
-        list.list_resolved_connections(authorized(
-            ListResolvedConnectionsRequest::default(),
-            &token,
-        ))
-        .await,
+        list.with_token(&token)
+            .list_resolved_connections(ListResolvedConnectionsRequest::default())
+            .await,
         "ListResolvedConnections",
     );
     assert!(
@@ -407,14 +384,11 @@ async fn every_kind_of_change_reaches_both_resolvers_within_the_bound() {
     ok(
         seeded
             .clients
-            .connections
-            .delete_link(authorized(
-                DeleteLinkRequest {
-                    name: format!("{}/links/prod", connection_name(&seeded.workspace, CONN_ID)),
-                    ..Default::default()
-                },
-                &seeded.operator,
-            ))
+            .with_token(&seeded.operator)
+            .delete_link(DeleteLinkRequest {
+                name: format!("{}/links/prod", connection_name(&seeded.workspace, CONN_ID)),
+                ..Default::default()
+            })
             .await,
         "DeleteLink",
     );
@@ -450,13 +424,10 @@ async fn a_revoked_token_is_refused_by_both_resolvers_within_the_bound() {
     ok(
         seeded
             .clients
-            .deployments
-            .revoke_deployment_token(authorized(
-                RevokeDeploymentTokenRequest {
-                    name: seeded.prod_token_name.clone(),
-                },
-                &seeded.operator,
-            ))
+            .with_token(&seeded.operator)
+            .revoke_deployment_token(RevokeDeploymentTokenRequest {
+                name: seeded.prod_token_name.clone(),
+            })
             .await,
         "RevokeDeploymentToken",
     );
@@ -480,7 +451,7 @@ async fn link_to_all_reaches_every_deployment_but_the_excluded_ones() {
     let Some(url) = database_url() else { return };
     let cluster = Cluster::start(&url).await;
     let workspace = fresh_workspace("all");
-    let mut clients = Clients::connect(&cluster.control).await;
+    let mut clients = cluster.control.client().await;
     let operator = cluster
         .control
         .user_token("olivia", &[(&workspace, WorkspaceRole::Operator)]);
@@ -539,19 +510,16 @@ async fn link_to_all_reaches_every_deployment_but_the_excluded_ones() {
     // Moving the exclusion from gamma to alpha propagates both ways.
     ok(
         clients
-            .connections
-            .update_connection(authorized(
-                UpdateConnectionRequest {
-                    connection: Some(Connection {
-                        name: connection_name(&workspace, CONN_ID),
-                        excluded_deployments: vec![deployment_name(&workspace, "alpha")],
-                        ..Default::default()
-                    }),
-                    update_mask: mask(&["excluded_deployments"]),
-                    request_id: String::new(),
-                },
-                &operator,
-            ))
+            .with_token(&operator)
+            .update_connection(UpdateConnectionRequest {
+                connection: Some(Connection {
+                    name: connection_name(&workspace, CONN_ID),
+                    excluded_deployments: vec![deployment_name(&workspace, "alpha")],
+                    ..Default::default()
+                }),
+                update_mask: mask(&["excluded_deployments"]),
+                request_id: String::new(),
+            })
             .await,
         "UpdateConnection excluded_deployments",
     );
@@ -571,10 +539,11 @@ async fn link_to_all_reaches_every_deployment_but_the_excluded_ones() {
 
 /// The conn_ids a deployment's ListResolvedConnections returns on `resolver`.
 async fn listed_conn_ids(resolver: &TestServer, token: &str) -> Vec<String> {
-    let mut client = ResolverServiceClient::new(resolver.channel().await);
+    let client = resolver.client().await;
     let listed = ok(
         client
-            .list_resolved_connections(authorized(ListResolvedConnectionsRequest::default(), token))
+            .with_token(token)
+            .list_resolved_connections(ListResolvedConnectionsRequest::default())
             .await,
         "ListResolvedConnections",
     );
@@ -736,8 +705,8 @@ async fn deleting_a_parent_needs_force_which_takes_its_previews_links_and_tokens
     };
     expect_code(
         clients
-            .deployments
-            .delete_deployment(authorized(delete(false), &operator))
+            .with_token(&operator)
+            .delete_deployment(delete(false))
             .await,
         Code::FailedPrecondition,
         "DeleteDeployment of a parent with previews, without force",
@@ -750,8 +719,8 @@ async fn deleting_a_parent_needs_force_which_takes_its_previews_links_and_tokens
 
     ok(
         clients
-            .deployments
-            .delete_deployment(authorized(delete(true), &operator))
+            .with_token(&operator)
+            .delete_deployment(delete(true))
             .await,
         "DeleteDeployment with force",
     );
@@ -765,27 +734,21 @@ async fn deleting_a_parent_needs_force_which_takes_its_previews_links_and_tokens
     }
     expect_code(
         clients
-            .deployments
-            .get_deployment(authorized(
-                GetDeploymentRequest {
-                    name: deployment_name(&workspace, "pr-1"),
-                },
-                &operator,
-            ))
+            .with_token(&operator)
+            .get_deployment(GetDeploymentRequest {
+                name: deployment_name(&workspace, "pr-1"),
+            })
             .await,
         Code::NotFound,
         "GetDeployment of the preview",
     );
     let links = ok(
         clients
-            .connections
-            .list_links(authorized(
-                ListLinksRequest {
-                    parent: connection_name(&workspace, CONN_ID),
-                    ..Default::default()
-                },
-                &operator,
-            ))
+            .with_token(&operator)
+            .list_links(ListLinksRequest {
+                parent: connection_name(&workspace, CONN_ID),
+                ..Default::default()
+            })
             .await,
         "ListLinks",
     );
@@ -916,22 +879,19 @@ async fn resolvers_serve_what_they_hold_while_postgres_is_down_and_recover_witho
     loop {
         let result = seeded
             .clients
-            .connections
-            .update_link(authorized(
-                UpdateLinkRequest {
-                    link: Some(switchboard_proto::v1::Link {
-                        name: format!("{}/links/prod", connection_name(&seeded.workspace, CONN_ID)),
-                        overrides: Some(LinkOverrides {
-                            extra: Some(string_struct(&[("warehouse", "AFTER_WH")])),
-                            ..Default::default()
-                        }),
+            .with_token(&seeded.operator)
+            .update_link(UpdateLinkRequest {
+                link: Some(switchboard_proto::v1::Link {
+                    name: format!("{}/links/prod", connection_name(&seeded.workspace, CONN_ID)),
+                    overrides: Some(LinkOverrides {
+                        extra: Some(string_struct(&[("warehouse", "AFTER_WH")])),
                         ..Default::default()
                     }),
-                    update_mask: mask(&["overrides.extra.warehouse"]),
-                    request_id: String::new(),
-                },
-                &seeded.operator,
-            ))
+                    ..Default::default()
+                }),
+                update_mask: mask(&["overrides.extra.warehouse"]),
+                request_id: String::new(),
+            })
             .await;
         match result {
             Ok(_) => break,

@@ -7,12 +7,12 @@ use switchboard_proto::v1::{
     ListConnectionsRequest, ListResolvedConnectionsRequest, ResolveConnectionRequest,
     ResolvedConnection,
 };
-use switchboard_tests::{TestServer, WorkspaceRole, authorized};
+use switchboard_tests::{TestServer, WorkspaceRole};
 use tonic::Code;
 
 use crate::support::{
-    Clients, connection_name, create_connection, create_deployment, create_deployment_token,
-    create_link, expect_code, extra_string, ok, schema_and_warehouse, snowflake_connection,
+    connection_name, create_connection, create_deployment, create_deployment_token, create_link,
+    expect_code, extra_string, ok, schema_and_warehouse, snowflake_connection,
 };
 
 pub(crate) const WORKSPACE: &str = "acme";
@@ -35,7 +35,7 @@ pub(crate) struct Seeded {
 /// token for each deployment. `control` creates; tokens are registered with
 /// `control` and `also_watch` for the log check.
 pub(crate) async fn seed(control: &TestServer, also_watch: Option<&TestServer>) -> Seeded {
-    let mut clients = Clients::connect(control).await;
+    let mut clients = control.client().await;
     let operator_token = control.user_token("olivia", &[(WORKSPACE, WorkspaceRole::Operator)]);
     for deployment_id in ["prod", "staging", "sandbox"] {
         create_deployment(&mut clients, &operator_token, WORKSPACE, deployment_id).await;
@@ -177,17 +177,14 @@ pub(crate) fn assert_effective(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snowflake_connection_linked_to_two_deployments_resolves_per_deployment() {
     let server = TestServer::configure().spawn().await;
-    let mut clients = Clients::connect(&server).await;
+    let clients = server.client().await;
 
     let operator_token =
         server.user_token("catalog-reader", &[(WORKSPACE, WorkspaceRole::Operator)]);
     let catalog = ok(
         clients
-            .connections
-            .list_connection_types(authorized(
-                ListConnectionTypesRequest::default(),
-                &operator_token,
-            ))
+            .with_token(&operator_token)
+            .list_connection_types(ListConnectionTypesRequest::default())
             .await,
         "ListConnectionTypes",
     );
@@ -253,14 +250,11 @@ async fn snowflake_connection_linked_to_two_deployments_resolves_per_deployment(
     // Each deployment token resolves its own merged copy.
     let prod = ok(
         clients
-            .resolver
-            .resolve_connection(authorized(
-                ResolveConnectionRequest {
-                    deployment: String::new(),
-                    conn_id: CONN_ID.to_owned(),
-                },
-                &seeded.prod_token,
-            ))
+            .with_token(&seeded.prod_token)
+            .resolve_connection(ResolveConnectionRequest {
+                deployment: String::new(),
+                conn_id: CONN_ID.to_owned(),
+            })
             .await,
         "ResolveConnection with prod's token",
     );
@@ -268,14 +262,11 @@ async fn snowflake_connection_linked_to_two_deployments_resolves_per_deployment(
 
     let staging = ok(
         clients
-            .resolver
-            .resolve_connection(authorized(
-                ResolveConnectionRequest {
-                    deployment: String::new(),
-                    conn_id: CONN_ID.to_owned(),
-                },
-                &seeded.staging_token,
-            ))
+            .with_token(&seeded.staging_token)
+            .resolve_connection(ResolveConnectionRequest {
+                deployment: String::new(),
+                conn_id: CONN_ID.to_owned(),
+            })
             .await,
         "ResolveConnection with staging's token",
     );
@@ -284,14 +275,11 @@ async fn snowflake_connection_linked_to_two_deployments_resolves_per_deployment(
     // conn_id matches ignoring case, as Airflow's AIRFLOW_CONN_* variables do.
     let upper = ok(
         clients
-            .resolver
-            .resolve_connection(authorized(
-                ResolveConnectionRequest {
-                    deployment: String::new(),
-                    conn_id: CONN_ID.to_uppercase(),
-                },
-                &seeded.prod_token,
-            ))
+            .with_token(&seeded.prod_token)
+            .resolve_connection(ResolveConnectionRequest {
+                deployment: String::new(),
+                conn_id: CONN_ID.to_uppercase(),
+            })
             .await,
         "ResolveConnection by upper-case conn_id",
     );
@@ -303,13 +291,10 @@ async fn snowflake_connection_linked_to_two_deployments_resolves_per_deployment(
     ] {
         let listed = ok(
             clients
-                .resolver
-                .list_resolved_connections(authorized(
-                    ListResolvedConnectionsRequest {
-                        deployment: String::new(),
-                    },
-                    token,
-                ))
+                .with_token(token)
+                .list_resolved_connections(ListResolvedConnectionsRequest {
+                    deployment: String::new(),
+                })
                 .await,
             "ListResolvedConnections",
         );
@@ -332,14 +317,11 @@ async fn snowflake_connection_linked_to_two_deployments_resolves_per_deployment(
     // and the links carry the secret's presence only.
     let fetched = ok(
         clients
-            .connections
-            .get_connection(authorized(
-                GetConnectionRequest {
-                    name: connection_name(WORKSPACE, CONN_ID),
-                    view: ConnectionView::Basic as i32,
-                },
-                &seeded.operator_token,
-            ))
+            .with_token(&seeded.operator_token)
+            .get_connection(GetConnectionRequest {
+                name: connection_name(WORKSPACE, CONN_ID),
+                view: ConnectionView::Basic as i32,
+            })
             .await,
         "GetConnection",
     );
@@ -364,14 +346,11 @@ async fn snowflake_connection_linked_to_two_deployments_resolves_per_deployment(
 
     let listed = ok(
         clients
-            .connections
-            .list_connections(authorized(
-                ListConnectionsRequest {
-                    parent: format!("workspaces/{WORKSPACE}"),
-                    ..Default::default()
-                },
-                &seeded.operator_token,
-            ))
+            .with_token(&seeded.operator_token)
+            .list_connections(ListConnectionsRequest {
+                parent: format!("workspaces/{WORKSPACE}"),
+                ..Default::default()
+            })
             .await,
         "ListConnections",
     );
@@ -383,13 +362,10 @@ async fn snowflake_connection_linked_to_two_deployments_resolves_per_deployment(
 
     let link = ok(
         clients
-            .connections
-            .get_link(authorized(
-                GetLinkRequest {
-                    name: format!("{}/links/prod", connection_name(WORKSPACE, CONN_ID)),
-                },
-                &seeded.operator_token,
-            ))
+            .with_token(&seeded.operator_token)
+            .get_link(GetLinkRequest {
+                name: format!("{}/links/prod", connection_name(WORKSPACE, CONN_ID)),
+            })
             .await,
         "GetLink",
     );
@@ -399,18 +375,15 @@ async fn snowflake_connection_linked_to_two_deployments_resolves_per_deployment(
 
     // WITH_SECRETS needs the workspace policy, which is off by default.
     let reveal = clients
-        .connections
-        .get_connection(authorized(
-            GetConnectionRequest {
-                name: connection_name(WORKSPACE, CONN_ID),
-                view: ConnectionView::WithSecrets as i32,
-            },
-            &seeded.operator_token,
-        ))
+        .with_token(&seeded.operator_token)
+        .get_connection(GetConnectionRequest {
+            name: connection_name(WORKSPACE, CONN_ID),
+            view: ConnectionView::WithSecrets as i32,
+        })
         .await;
     if let Ok(response) = &reveal {
         assert!(
-            response.get_ref().password.is_empty(),
+            response.password.is_empty(),
             "WITH_SECRETS without allow_secret_reveal must not reveal the password"
         );
     } else {
@@ -427,19 +400,16 @@ async fn snowflake_connection_linked_to_two_deployments_resolves_per_deployment(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resolving_from_an_unlinked_deployment_is_not_found() {
     let server = TestServer::configure().spawn().await;
-    let mut clients = Clients::connect(&server).await;
+    let clients = server.client().await;
     let seeded = seed(&server, None).await;
 
     let status = expect_code(
         clients
-            .resolver
-            .resolve_connection(authorized(
-                ResolveConnectionRequest {
-                    deployment: String::new(),
-                    conn_id: CONN_ID.to_owned(),
-                },
-                &seeded.sandbox_token,
-            ))
+            .with_token(&seeded.sandbox_token)
+            .resolve_connection(ResolveConnectionRequest {
+                deployment: String::new(),
+                conn_id: CONN_ID.to_owned(),
+            })
             .await,
         Code::NotFound,
         "ResolveConnection from a deployment without a link",
@@ -448,13 +418,10 @@ async fn resolving_from_an_unlinked_deployment_is_not_found() {
 
     let listed = ok(
         clients
-            .resolver
-            .list_resolved_connections(authorized(
-                ListResolvedConnectionsRequest {
-                    deployment: String::new(),
-                },
-                &seeded.sandbox_token,
-            ))
+            .with_token(&seeded.sandbox_token)
+            .list_resolved_connections(ListResolvedConnectionsRequest {
+                deployment: String::new(),
+            })
             .await,
         "ListResolvedConnections for a deployment without links",
     );
@@ -470,14 +437,11 @@ async fn resolving_from_an_unlinked_deployment_is_not_found() {
 
     expect_code(
         clients
-            .resolver
-            .resolve_connection(authorized(
-                ResolveConnectionRequest {
-                    deployment: String::new(),
-                    conn_id: "no_such_connection".to_owned(),
-                },
-                &seeded.prod_token,
-            ))
+            .with_token(&seeded.prod_token)
+            .resolve_connection(ResolveConnectionRequest {
+                deployment: String::new(),
+                conn_id: "no_such_connection".to_owned(),
+            })
             .await,
         Code::NotFound,
         "ResolveConnection of a conn_id that doesn't exist",
@@ -489,7 +453,7 @@ async fn resolving_from_an_unlinked_deployment_is_not_found() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_numbers_reach_airflow_json_as_integers() {
     let server = TestServer::configure().spawn().await;
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     let token = server.user_token("olivia", &[(WORKSPACE, WorkspaceRole::Operator)]);
     create_deployment(&mut clients, &token, WORKSPACE, "prod").await;
 
@@ -548,14 +512,11 @@ async fn whole_numbers_reach_airflow_json_as_integers() {
 
     let resolved = ok(
         clients
-            .resolver
-            .resolve_connection(authorized(
-                ResolveConnectionRequest {
-                    deployment: String::new(),
-                    conn_id: "warehouse_pg".to_owned(),
-                },
-                &prod_token,
-            ))
+            .with_token(&prod_token)
+            .resolve_connection(ResolveConnectionRequest {
+                deployment: String::new(),
+                conn_id: "warehouse_pg".to_owned(),
+            })
             .await,
         "ResolveConnection warehouse_pg",
     );
@@ -584,14 +545,11 @@ async fn whole_numbers_reach_airflow_json_as_integers() {
 
     let resolved = ok(
         clients
-            .resolver
-            .resolve_connection(authorized(
-                ResolveConnectionRequest {
-                    deployment: String::new(),
-                    conn_id: "partner_api".to_owned(),
-                },
-                &prod_token,
-            ))
+            .with_token(&prod_token)
+            .resolve_connection(ResolveConnectionRequest {
+                deployment: String::new(),
+                conn_id: "partner_api".to_owned(),
+            })
             .await,
         "ResolveConnection partner_api",
     );

@@ -7,12 +7,12 @@ use switchboard_proto::v1::{
     GetLinkRequest, Link, LinkOverrides, ListConnectionTypesRequest, ResolveConnectionRequest,
     UpdateLinkRequest,
 };
-use switchboard_tests::{Role, TestServer, authorized};
+use switchboard_tests::{Role, TestServer};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::seed_story::{CONN_ID, WORKSPACE, assert_effective, seed};
-use crate::support::{Clients, connection_name, expect_code, ok, string_struct};
+use crate::support::{connection_name, expect_code, ok, string_struct};
 
 /// Upper bound for a change made through control to reach the resolver; a
 /// guard against hangs, not the 1 s the design promises.
@@ -44,31 +44,25 @@ async fn control_writes_and_a_separate_resolver_serves() {
     );
 
     let seeded = seed(&control, Some(&resolver)).await;
-    let mut at_control = Clients::connect(&control).await;
-    let mut at_resolver = Clients::connect(&resolver).await;
+    let at_control = control.client().await;
+    let at_resolver = resolver.client().await;
 
     // Each process serves only its own services.
     expect_code(
         at_resolver
-            .connections
-            .list_connection_types(authorized(
-                ListConnectionTypesRequest::default(),
-                &seeded.operator_token,
-            ))
+            .with_token(&seeded.operator_token)
+            .list_connection_types(ListConnectionTypesRequest::default())
             .await,
         Code::Unimplemented,
         "ConnectionService on the resolver process",
     );
     expect_code(
         at_control
-            .resolver
-            .resolve_connection(authorized(
-                ResolveConnectionRequest {
-                    deployment: String::new(),
-                    conn_id: CONN_ID.to_owned(),
-                },
-                &seeded.prod_token,
-            ))
+            .with_token(&seeded.prod_token)
+            .resolve_connection(ResolveConnectionRequest {
+                deployment: String::new(),
+                conn_id: CONN_ID.to_owned(),
+            })
             .await,
         Code::Unimplemented,
         "ResolverService on the control process",
@@ -80,14 +74,11 @@ async fn control_writes_and_a_separate_resolver_serves() {
     ] {
         let resolved = ok(
             at_resolver
-                .resolver
-                .resolve_connection(authorized(
-                    ResolveConnectionRequest {
-                        deployment: String::new(),
-                        conn_id: CONN_ID.to_owned(),
-                    },
-                    token,
-                ))
+                .with_token(token)
+                .resolve_connection(ResolveConnectionRequest {
+                    deployment: String::new(),
+                    conn_id: CONN_ID.to_owned(),
+                })
                 .await,
             "ResolveConnection at the resolver process",
         );
@@ -98,37 +89,31 @@ async fn control_writes_and_a_separate_resolver_serves() {
     let link_name = format!("{}/links/prod", connection_name(WORKSPACE, CONN_ID));
     let link = ok(
         at_control
-            .connections
-            .get_link(authorized(
-                GetLinkRequest {
-                    name: link_name.clone(),
-                },
-                &seeded.operator_token,
-            ))
+            .with_token(&seeded.operator_token)
+            .get_link(GetLinkRequest {
+                name: link_name.clone(),
+            })
             .await,
         "GetLink",
     );
     ok(
         at_control
-            .connections
-            .update_link(authorized(
-                UpdateLinkRequest {
-                    link: Some(Link {
-                        name: link_name,
-                        etag: link.etag,
-                        overrides: Some(LinkOverrides {
-                            extra: Some(string_struct(&[("warehouse", "PROD_XL_WH")])),
-                            ..Default::default()
-                        }),
+            .with_token(&seeded.operator_token)
+            .update_link(UpdateLinkRequest {
+                link: Some(Link {
+                    name: link_name,
+                    etag: link.etag,
+                    overrides: Some(LinkOverrides {
+                        extra: Some(string_struct(&[("warehouse", "PROD_XL_WH")])),
                         ..Default::default()
                     }),
-                    update_mask: Some(prost_types::FieldMask {
-                        paths: vec!["overrides.extra.warehouse".to_owned()],
-                    }),
-                    request_id: String::new(),
-                },
-                &seeded.operator_token,
-            ))
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["overrides.extra.warehouse".to_owned()],
+                }),
+                request_id: String::new(),
+            })
             .await,
         "UpdateLink",
     );
@@ -136,14 +121,11 @@ async fn control_writes_and_a_separate_resolver_serves() {
     loop {
         let resolved = ok(
             at_resolver
-                .resolver
-                .resolve_connection(authorized(
-                    ResolveConnectionRequest {
-                        deployment: String::new(),
-                        conn_id: CONN_ID.to_owned(),
-                    },
-                    &seeded.prod_token,
-                ))
+                .with_token(&seeded.prod_token)
+                .resolve_connection(ResolveConnectionRequest {
+                    deployment: String::new(),
+                    conn_id: CONN_ID.to_owned(),
+                })
                 .await,
             "ResolveConnection after UpdateLink",
         );

@@ -14,12 +14,12 @@ use switchboard_proto::v1::{
     Connection, CreateConnectionRequest, DeleteConnectionRequest, ListResolvedConnectionsRequest,
     ResolveConnectionRequest, UpdateConnectionRequest,
 };
-use switchboard_tests::{Role, TestServer, WorkspaceRole, authorized};
+use switchboard_tests::{Role, TestServer, WorkspaceRole};
 
 use crate::backends::{Backend, unique_workspace};
 
 use crate::support::{
-    Clients, connection_name, create_connection, create_deployment, create_deployment_token,
+    Client, connection_name, create_connection, create_deployment, create_deployment_token,
     create_link, extra_string, ok, schema_and_warehouse, snowflake_connection, string_struct,
     workspace_name,
 };
@@ -178,18 +178,12 @@ impl Rss {
     }
 }
 
-fn with_timeout<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut request = authorized(message, token);
-    request.set_timeout(CALL_TIMEOUT);
-    request
-}
-
 /// One writer: updates its connection's password and warehouse; every tenth
 /// round also creates and deletes a scratch connection. Its records and the
 /// last password it wrote successfully.
 async fn write_loop(
     password_marker: String,
-    mut clients: Clients,
+    clients: Client,
     workspace: String,
     token: String,
     writer: usize,
@@ -218,11 +212,12 @@ async fn write_loop(
         };
         let started = Instant::now();
         let result = clients
-            .connections
-            .update_connection(with_timeout(update, &token))
+            .with_token(&token)
+            .with_timeout(CALL_TIMEOUT)
+            .update_connection(update)
             .await;
         if let Some(updated) = record.add("UpdateConnection", started, result) {
-            etag = updated.into_inner().etag;
+            etag = updated.etag;
             last_password = format!("{password_marker}-{round}");
         }
         if round.is_multiple_of(10) {
@@ -239,19 +234,21 @@ async fn write_loop(
             };
             let started = Instant::now();
             let result = clients
-                .connections
-                .create_connection(with_timeout(create, &token))
+                .with_token(&token)
+                .with_timeout(CALL_TIMEOUT)
+                .create_connection(create)
                 .await;
             if let Some(created) = record.add("CreateConnection", started, result) {
                 let delete = DeleteConnectionRequest {
                     name: connection_name(&workspace, &scratch),
-                    etag: created.into_inner().etag,
+                    etag: created.etag,
                     request_id: String::new(),
                 };
                 let started = Instant::now();
                 let result = clients
-                    .connections
-                    .delete_connection(with_timeout(delete, &token))
+                    .with_token(&token)
+                    .with_timeout(CALL_TIMEOUT)
+                    .delete_connection(delete)
                     .await;
                 record.add("DeleteConnection", started, result);
             }
@@ -264,7 +261,7 @@ async fn write_loop(
 /// One resolver caller: alternates ResolveConnection of a writer's
 /// connection with ListResolvedConnections, with a deployment token.
 async fn resolve_loop(
-    mut clients: Clients,
+    clients: Client,
     token: String,
     caller: usize,
     stop: Arc<AtomicBool>,
@@ -276,14 +273,12 @@ async fn resolve_loop(
         let started = Instant::now();
         if round.is_multiple_of(4) {
             let result = clients
-                .resolver
-                .list_resolved_connections(with_timeout(
-                    ListResolvedConnectionsRequest::default(),
-                    &token,
-                ))
+                .with_token(&token)
+                .with_timeout(CALL_TIMEOUT)
+                .list_resolved_connections(ListResolvedConnectionsRequest::default())
                 .await;
             if let Some(response) = record.add("ListResolvedConnections", started, result) {
-                let count = response.into_inner().connections.len();
+                let count = response.connections.len();
                 if count < WRITERS + 1 {
                     record
                         .errors
@@ -297,11 +292,12 @@ async fn resolve_loop(
                 conn_id,
             };
             let result = clients
-                .resolver
-                .resolve_connection(with_timeout(request, &token))
+                .with_token(&token)
+                .with_timeout(CALL_TIMEOUT)
+                .resolve_connection(request)
                 .await;
             let resolved = record.add("ResolveConnection", started, result);
-            if resolved.is_some_and(|resolved| resolved.into_inner().password.is_empty()) {
+            if resolved.is_some_and(|resolved| resolved.password.is_empty()) {
                 record
                     .errors
                     .push("ResolveConnection: no password".to_owned());
@@ -373,7 +369,7 @@ async fn soak(
     let pid = resolver_server.pid().expect("the resolver runs");
     let control_pid = server.pid().expect("the control server runs");
     let token = server.user_token("soak-operator", &[(workspace, WorkspaceRole::Operator)]);
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     for deployment in DEPLOYMENTS {
         create_deployment(&mut clients, &token, workspace, deployment).await;
     }
@@ -427,7 +423,7 @@ async fn soak(
         resolver_server.forbid_in_logs(&password_marker);
         writers.push(tokio::spawn(write_loop(
             password_marker,
-            Clients::connect(&server).await,
+            server.client().await,
             workspace.to_owned(),
             token.clone(),
             writer,
@@ -438,7 +434,7 @@ async fn soak(
     let mut resolvers = Vec::new();
     for caller in 0..RESOLVERS {
         resolvers.push(tokio::spawn(resolve_loop(
-            Clients::connect(&resolver_server).await,
+            resolver_server.client().await,
             deployment_tokens[caller % deployment_tokens.len()].clone(),
             caller,
             stop.clone(),
@@ -505,20 +501,17 @@ async fn soak(
     }
 
     // Every writer's last acknowledged password is what the resolver serves.
-    let mut resolver_clients = Clients::connect(&resolver_server).await;
+    let resolver_clients = resolver_server.client().await;
     for (writer, password) in last_passwords.iter().enumerate() {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let resolved = ok(
                 resolver_clients
-                    .resolver
-                    .resolve_connection(authorized(
-                        ResolveConnectionRequest {
-                            deployment: String::new(),
-                            conn_id: format!("writer_{writer}"),
-                        },
-                        &deployment_tokens[0],
-                    ))
+                    .with_token(&deployment_tokens[0])
+                    .resolve_connection(ResolveConnectionRequest {
+                        deployment: String::new(),
+                        conn_id: format!("writer_{writer}"),
+                    })
                     .await,
                 "ResolveConnection after the soak",
             );

@@ -1,4 +1,4 @@
-//! Clients, request builders and status assertions shared by the tests.
+//! Client, request builders and status assertions shared by the tests.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -9,40 +9,16 @@ use std::time::{Duration, Instant};
 
 use prost_types::value::Kind;
 use prost_types::{Struct, Value};
-use switchboard_proto::v1::connection_service_client::ConnectionServiceClient;
-use switchboard_proto::v1::deployment_service_client::DeploymentServiceClient;
-use switchboard_proto::v1::resolver_service_client::ResolverServiceClient;
-use switchboard_proto::v1::workspace_service_client::WorkspaceServiceClient;
 use switchboard_proto::v1::{
     Connection, CreateConnectionRequest, CreateDeploymentRequest, CreateDeploymentTokenRequest,
     CreateLinkRequest, Deployment, DeploymentKind, Link, LinkOverrides,
 };
-use switchboard_tests::{TestServer, authorized, workspace_root};
+use switchboard_tests::{TestServer, workspace_root};
 use tempfile::TempDir;
-use tonic::transport::Channel;
-use tonic::{Code, Response, Status};
+use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
-/// One client per service, all on one channel.
-#[derive(Debug, Clone)]
-pub(crate) struct Clients {
-    pub(crate) connections: ConnectionServiceClient<Channel>,
-    pub(crate) deployments: DeploymentServiceClient<Channel>,
-    pub(crate) workspaces: WorkspaceServiceClient<Channel>,
-    pub(crate) resolver: ResolverServiceClient<Channel>,
-}
-
-impl Clients {
-    pub(crate) async fn connect(server: &TestServer) -> Self {
-        let channel = server.channel().await;
-        Clients {
-            connections: ConnectionServiceClient::new(channel.clone()),
-            deployments: DeploymentServiceClient::new(channel.clone()),
-            workspaces: WorkspaceServiceClient::new(channel.clone()),
-            resolver: ResolverServiceClient::new(channel),
-        }
-    }
-}
+pub(crate) use switchboard_tests::Client;
 
 /// A string `Value`.
 pub(crate) fn string_value(text: &str) -> Value {
@@ -77,9 +53,9 @@ pub(crate) fn extra_string<'a>(extra: &'a Option<Struct>, key: &str) -> Option<&
 }
 
 /// Unwraps a successful call, failing with the status otherwise.
-pub(crate) fn ok<T>(result: Result<Response<T>, Status>, what: &str) -> T {
+pub(crate) fn ok<T>(result: Result<T, Status>, what: &str) -> T {
     match result {
-        Ok(response) => response.into_inner(),
+        Ok(message) => message,
         Err(status) => panic!(
             "{what}: expected OK, got {:?}: {}",
             status.code(),
@@ -89,16 +65,9 @@ pub(crate) fn ok<T>(result: Result<Response<T>, Status>, what: &str) -> T {
 }
 
 /// Fails unless the call failed with `code`; the status.
-pub(crate) fn expect_code<T: Debug>(
-    result: Result<Response<T>, Status>,
-    code: Code,
-    what: &str,
-) -> Status {
+pub(crate) fn expect_code<T: Debug>(result: Result<T, Status>, code: Code, what: &str) -> Status {
     match result {
-        Ok(response) => panic!(
-            "{what}: expected {code:?}, got OK: {:?}",
-            response.into_inner()
-        ),
+        Ok(message) => panic!("{what}: expected {code:?}, got OK: {message:?}"),
         Err(status) => {
             switchboard_tests::leaks::record_status(&status);
             assert_eq!(
@@ -115,15 +84,12 @@ pub(crate) fn expect_code<T: Debug>(
 
 /// Fails unless the call failed with one of `codes`; the status.
 pub(crate) fn expect_one_of<T: Debug>(
-    result: Result<Response<T>, Status>,
+    result: Result<T, Status>,
     codes: &[Code],
     what: &str,
 ) -> Status {
     match result {
-        Ok(response) => panic!(
-            "{what}: expected one of {codes:?}, got OK: {:?}",
-            response.into_inner()
-        ),
+        Ok(message) => panic!("{what}: expected one of {codes:?}, got OK: {message:?}"),
         Err(status) => {
             switchboard_tests::leaks::record_status(&status);
             assert!(
@@ -193,7 +159,7 @@ pub(crate) fn connection_name(workspace: &str, conn_id: &str) -> String {
 
 /// Creates a STANDARD deployment; fails unless it succeeds.
 pub(crate) async fn create_deployment(
-    clients: &mut Clients,
+    clients: &mut Client,
     token: &str,
     workspace: &str,
     deployment_id: &str,
@@ -209,10 +175,7 @@ pub(crate) async fn create_deployment(
         request_id: String::new(),
     };
     let deployment = ok(
-        clients
-            .deployments
-            .create_deployment(authorized(request, token))
-            .await,
+        clients.with_token(token).create_deployment(request).await,
         "CreateDeployment",
     );
     assert_eq!(deployment.name, deployment_name(workspace, deployment_id));
@@ -227,7 +190,7 @@ pub(crate) async fn create_deployment(
 /// registered as forbidden in `server`'s logs.
 pub(crate) async fn create_deployment_token(
     server: &TestServer,
-    clients: &mut Clients,
+    clients: &mut Client,
     token: &str,
     workspace: &str,
     deployment_id: &str,
@@ -239,8 +202,8 @@ pub(crate) async fn create_deployment_token(
     };
     let issued = ok(
         clients
-            .deployments
-            .create_deployment_token(authorized(request, token))
+            .with_token(token)
+            .create_deployment_token(request)
             .await,
         "CreateDeploymentToken",
     );
@@ -283,7 +246,7 @@ pub(crate) fn snowflake_connection(password: &str) -> Connection {
 
 /// Creates `conn_id` in `workspace`; fails unless it succeeds.
 pub(crate) async fn create_connection(
-    clients: &mut Clients,
+    clients: &mut Client,
     token: &str,
     workspace: &str,
     conn_id: &str,
@@ -297,10 +260,7 @@ pub(crate) async fn create_connection(
         links: Vec::new(),
     };
     let created = ok(
-        clients
-            .connections
-            .create_connection(authorized(request, token))
-            .await,
+        clients.with_token(token).create_connection(request).await,
         "CreateConnection",
     );
     assert_eq!(created.name, connection_name(workspace, conn_id));
@@ -309,7 +269,7 @@ pub(crate) async fn create_connection(
 
 /// Links `conn_id` to `deployment_id` with `overrides`; fails unless it succeeds.
 pub(crate) async fn create_link(
-    clients: &mut Clients,
+    clients: &mut Client,
     token: &str,
     workspace: &str,
     conn_id: &str,
@@ -326,10 +286,7 @@ pub(crate) async fn create_link(
         request_id: String::new(),
     };
     let link = ok(
-        clients
-            .connections
-            .create_link(authorized(request, token))
-            .await,
+        clients.with_token(token).create_link(request).await,
         "CreateLink",
     );
     assert_eq!(

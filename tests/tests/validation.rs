@@ -5,18 +5,18 @@ use switchboard_proto::v1::{
     Connection, CreateConnectionRequest, CreateDeploymentRequest, CreateLinkRequest, Deployment,
     GetConnectionRequest, Link, LinkOverrides,
 };
-use switchboard_tests::{TestServer, WorkspaceRole, authorized};
+use switchboard_tests::{TestServer, WorkspaceRole};
 use tonic::Code;
 
 use crate::seed_story::WORKSPACE;
 use crate::support::{
-    Clients, assert_status_free_of, connection_name, create_connection, create_deployment,
+    Client, assert_status_free_of, connection_name, create_connection, create_deployment,
     deployment_name, expect_code, null_value, snowflake_connection, string_value, violation_fields,
     workspace_name,
 };
 
 async fn create_expecting_violations(
-    clients: &mut Clients,
+    clients: &mut Client,
     token: &str,
     conn_id: &str,
     connection: Connection,
@@ -24,17 +24,14 @@ async fn create_expecting_violations(
 ) -> Vec<String> {
     let status = expect_code(
         clients
-            .connections
-            .create_connection(authorized(
-                CreateConnectionRequest {
-                    parent: workspace_name(WORKSPACE),
-                    connection_id: conn_id.to_owned(),
-                    connection: Some(connection),
-                    request_id: String::new(),
-                    links: Vec::new(),
-                },
-                token,
-            ))
+            .with_token(token)
+            .create_connection(CreateConnectionRequest {
+                parent: workspace_name(WORKSPACE),
+                connection_id: conn_id.to_owned(),
+                connection: Some(connection),
+                request_id: String::new(),
+                links: Vec::new(),
+            })
             .await,
         Code::InvalidArgument,
         &format!("CreateConnection {conn_id:?}"),
@@ -53,7 +50,7 @@ fn assert_names(fields: &[String], expected: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_connections_are_refused_naming_each_field() {
     let server = TestServer::configure().spawn().await;
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     let token = server.user_token("olivia", &[(WORKSPACE, WorkspaceRole::Operator)]);
 
     let password = server.marker("bad-id-password");
@@ -124,14 +121,11 @@ async fn bad_connections_are_refused_naming_each_field() {
     for conn_id in ["bad_port", "bad_type", "no_password", "no_account"] {
         expect_code(
             clients
-                .connections
-                .get_connection(authorized(
-                    GetConnectionRequest {
-                        name: connection_name(WORKSPACE, conn_id),
-                        view: 0,
-                    },
-                    &token,
-                ))
+                .with_token(&token)
+                .get_connection(GetConnectionRequest {
+                    name: connection_name(WORKSPACE, conn_id),
+                    view: 0,
+                })
                 .await,
             Code::NotFound,
             &format!("GetConnection {conn_id} after a refused create"),
@@ -144,7 +138,7 @@ async fn bad_connections_are_refused_naming_each_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conn_ids_are_unique_ignoring_case() {
     let server = TestServer::configure().spawn().await;
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     let token = server.user_token("olivia", &[(WORKSPACE, WorkspaceRole::Operator)]);
     let password = server.marker("first-password");
     create_connection(
@@ -158,17 +152,14 @@ async fn conn_ids_are_unique_ignoring_case() {
     let password = server.marker("second-password");
     let status = expect_code(
         clients
-            .connections
-            .create_connection(authorized(
-                CreateConnectionRequest {
-                    parent: workspace_name(WORKSPACE),
-                    connection_id: "warehouse.main".to_owned(),
-                    connection: Some(snowflake_connection(&password)),
-                    request_id: String::new(),
-                    links: Vec::new(),
-                },
-                &token,
-            ))
+            .with_token(&token)
+            .create_connection(CreateConnectionRequest {
+                parent: workspace_name(WORKSPACE),
+                connection_id: "warehouse.main".to_owned(),
+                connection: Some(snowflake_connection(&password)),
+                request_id: String::new(),
+                links: Vec::new(),
+            })
             .await,
         Code::AlreadyExists,
         "CreateConnection of an id differing only in case",
@@ -180,21 +171,18 @@ async fn conn_ids_are_unique_ignoring_case() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_deployments_and_links_are_refused_naming_each_field() {
     let server = TestServer::configure().spawn().await;
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     let token = server.user_token("olivia", &[(WORKSPACE, WorkspaceRole::Operator)]);
 
     let status = expect_code(
         clients
-            .deployments
-            .create_deployment(authorized(
-                CreateDeploymentRequest {
-                    parent: workspace_name(WORKSPACE),
-                    deployment_id: "Not_A_Valid_Id".to_owned(),
-                    deployment: Some(Deployment::default()),
-                    request_id: String::new(),
-                },
-                &token,
-            ))
+            .with_token(&token)
+            .create_deployment(CreateDeploymentRequest {
+                parent: workspace_name(WORKSPACE),
+                deployment_id: "Not_A_Valid_Id".to_owned(),
+                deployment: Some(Deployment::default()),
+                request_id: String::new(),
+            })
             .await,
         Code::InvalidArgument,
         "CreateDeployment with a bad id",
@@ -222,22 +210,19 @@ async fn bad_deployments_and_links_are_refused_naming_each_field() {
         .insert("warehouse".to_owned(), string_value("PROD_WH"));
     let status = expect_code(
         clients
-            .connections
-            .create_link(authorized(
-                CreateLinkRequest {
-                    parent: connection_name(WORKSPACE, "snowflake_default"),
-                    link: Some(Link {
-                        deployment: deployment_name(WORKSPACE, "prod"),
-                        overrides: Some(LinkOverrides {
-                            extra: Some(overrides_extra),
-                            ..Default::default()
-                        }),
+            .with_token(&token)
+            .create_link(CreateLinkRequest {
+                parent: connection_name(WORKSPACE, "snowflake_default"),
+                link: Some(Link {
+                    deployment: deployment_name(WORKSPACE, "prod"),
+                    overrides: Some(LinkOverrides {
+                        extra: Some(overrides_extra),
                         ..Default::default()
                     }),
-                    request_id: String::new(),
-                },
-                &token,
-            ))
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
             .await,
         Code::InvalidArgument,
         "CreateLink whose overrides drop a required extra",
@@ -253,23 +238,20 @@ async fn bad_deployments_and_links_are_refused_naming_each_field() {
     let link_password = server.marker("link-override-password");
     let status = expect_code(
         clients
-            .connections
-            .create_link(authorized(
-                CreateLinkRequest {
-                    parent: connection_name(WORKSPACE, "snowflake_default"),
-                    link: Some(Link {
-                        deployment: deployment_name(WORKSPACE, "prod"),
-                        overrides: Some(LinkOverrides {
-                            port: Some(0x1_0000),
-                            password: Some(link_password.clone()),
-                            ..Default::default()
-                        }),
+            .with_token(&token)
+            .create_link(CreateLinkRequest {
+                parent: connection_name(WORKSPACE, "snowflake_default"),
+                link: Some(Link {
+                    deployment: deployment_name(WORKSPACE, "prod"),
+                    overrides: Some(LinkOverrides {
+                        port: Some(0x1_0000),
+                        password: Some(link_password.clone()),
                         ..Default::default()
                     }),
-                    request_id: String::new(),
-                },
-                &token,
-            ))
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
             .await,
         Code::InvalidArgument,
         "CreateLink with an out-of-range port override",

@@ -24,13 +24,13 @@ use switchboard_proto::v1::{
     UpdateConnectionRequest, UpdateDeploymentRequest, UpdateWorkspacePolicyRequest,
     WorkspacePolicy,
 };
-use switchboard_tests::{TestServer, WorkspaceRole, authorized, random_hex};
+use switchboard_tests::{TestServer, WorkspaceRole, random_hex};
 use tonic::Code;
 
 use crate::backends::{Backend, allow_reveal, psql_count, revealed_password, unique_workspace};
 use crate::support::{
-    Clients, OwnOpenBao, assert_status_free_of, create_deployment, create_deployment_token,
-    deployment_name, expect_code, ok, snowflake_connection, workspace_name,
+    OwnOpenBao, assert_status_free_of, create_deployment, create_deployment_token, deployment_name,
+    expect_code, ok, snowflake_connection, workspace_name,
 };
 
 /// The Vault timeout the hang test configures (`SWITCHBOARD_VAULT_TIMEOUT`,
@@ -128,24 +128,21 @@ async fn a_hung_vault_fails_secret_writes_quickly_and_blocks_no_other_write() {
     let workspace = unique_workspace("vault-hang");
     let quoted = workspace.replace('\'', "''");
     let owner = server.user_token("otto", &[(&workspace, WorkspaceRole::Owner)]);
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     let prod = create_deployment(&mut clients, &owner, &workspace, "prod").await;
     create_deployment(&mut clients, &owner, &workspace, "old").await;
     allow_reveal(&mut clients, &owner, &workspace).await;
     let before_password = server.marker("before-hang");
     let before = ok(
         clients
-            .connections
-            .create_connection(authorized(
-                CreateConnectionRequest {
-                    parent: workspace_name(&workspace),
-                    connection_id: "before".to_owned(),
-                    connection: Some(snowflake_connection(&before_password)),
-                    request_id: String::new(),
-                    links: Vec::new(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .create_connection(CreateConnectionRequest {
+                parent: workspace_name(&workspace),
+                connection_id: "before".to_owned(),
+                connection: Some(snowflake_connection(&before_password)),
+                request_id: String::new(),
+                links: Vec::new(),
+            })
             .await,
         "CreateConnection before the hang",
     );
@@ -153,15 +150,12 @@ async fn a_hung_vault_fails_secret_writes_quickly_and_blocks_no_other_write() {
         create_deployment_token(&server, &mut clients, &owner, &workspace, "prod").await;
     let spare = ok(
         clients
-            .deployments
-            .create_deployment_token(authorized(
-                CreateDeploymentTokenRequest {
-                    parent: deployment_name(&workspace, "prod"),
-                    description: "to revoke while Vault hangs".to_owned(),
-                    request_id: String::new(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .create_deployment_token(CreateDeploymentTokenRequest {
+                parent: deployment_name(&workspace, "prod"),
+                description: "to revoke while Vault hangs".to_owned(),
+                request_id: String::new(),
+            })
             .await,
         "CreateDeploymentToken (spare)",
     );
@@ -183,14 +177,11 @@ async fn a_hung_vault_fails_secret_writes_quickly_and_blocks_no_other_write() {
         }],
     };
     let hung_write = {
-        let mut clients = clients.clone();
+        let clients = clients.clone();
         let (request, owner) = (create_during.clone(), owner.clone());
         tokio::spawn(async move {
             let started = Instant::now();
-            let result = clients
-                .connections
-                .create_connection(authorized(request, &owner))
-                .await;
+            let result = clients.with_token(&owner).create_connection(request).await;
             (result, started.elapsed())
         })
     };
@@ -201,19 +192,16 @@ async fn a_hung_vault_fails_secret_writes_quickly_and_blocks_no_other_write() {
     let started = Instant::now();
     ok(
         clients
-            .deployments
-            .create_deployment(authorized(
-                CreateDeploymentRequest {
-                    parent: workspace_name(&workspace),
-                    deployment_id: "staging".to_owned(),
-                    deployment: Some(Deployment {
-                        display_name: "Staging".to_owned(),
-                        ..Default::default()
-                    }),
-                    request_id: String::new(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .create_deployment(CreateDeploymentRequest {
+                parent: workspace_name(&workspace),
+                deployment_id: "staging".to_owned(),
+                deployment: Some(Deployment {
+                    display_name: "Staging".to_owned(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
             .await,
         "CreateDeployment while Vault hangs",
     );
@@ -222,20 +210,17 @@ async fn a_hung_vault_fails_secret_writes_quickly_and_blocks_no_other_write() {
     let started = Instant::now();
     ok(
         clients
-            .deployments
-            .update_deployment(authorized(
-                UpdateDeploymentRequest {
-                    deployment: Some(Deployment {
-                        name: prod.name.clone(),
-                        etag: prod.etag.clone(),
-                        display_name: "Production (renamed while Vault hung)".to_owned(),
-                        ..Default::default()
-                    }),
-                    update_mask: mask(&["display_name"]),
-                    request_id: String::new(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .update_deployment(UpdateDeploymentRequest {
+                deployment: Some(Deployment {
+                    name: prod.name.clone(),
+                    etag: prod.etag.clone(),
+                    display_name: "Production (renamed while Vault hung)".to_owned(),
+                    ..Default::default()
+                }),
+                update_mask: mask(&["display_name"]),
+                request_id: String::new(),
+            })
             .await,
         "UpdateDeployment while Vault hangs",
     );
@@ -245,22 +230,19 @@ async fn a_hung_vault_fails_secret_writes_quickly_and_blocks_no_other_write() {
     let started = Instant::now();
     ok(
         clients
-            .connections
-            .create_link(authorized(
-                CreateLinkRequest {
-                    parent: before.name.clone(),
-                    link: Some(Link {
-                        deployment: deployment_name(&workspace, "staging"),
-                        overrides: Some(LinkOverrides {
-                            schema: Some("STAGING".to_owned()),
-                            ..Default::default()
-                        }),
+            .with_token(&owner)
+            .create_link(CreateLinkRequest {
+                parent: before.name.clone(),
+                link: Some(Link {
+                    deployment: deployment_name(&workspace, "staging"),
+                    overrides: Some(LinkOverrides {
+                        schema: Some("STAGING".to_owned()),
                         ..Default::default()
                     }),
-                    request_id: String::new(),
-                },
-                &owner,
-            ))
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
             .await,
         "CreateLink without secret overrides while Vault hangs",
     );
@@ -269,13 +251,10 @@ async fn a_hung_vault_fails_secret_writes_quickly_and_blocks_no_other_write() {
     let started = Instant::now();
     ok(
         clients
-            .deployments
-            .revoke_deployment_token(authorized(
-                RevokeDeploymentTokenRequest {
-                    name: spare.name.clone(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .revoke_deployment_token(RevokeDeploymentTokenRequest {
+                name: spare.name.clone(),
+            })
             .await,
         "RevokeDeploymentToken while Vault hangs",
     );
@@ -288,20 +267,17 @@ async fn a_hung_vault_fails_secret_writes_quickly_and_blocks_no_other_write() {
     let started = Instant::now();
     ok(
         clients
-            .workspaces
-            .update_workspace_policy(authorized(
-                UpdateWorkspacePolicyRequest {
-                    policy: Some(WorkspacePolicy {
-                        name: format!("{}/policy", workspace_name(&workspace)),
-                        allow_secret_reveal: true,
-                        allow_local_export: true,
-                        ..Default::default()
-                    }),
-                    update_mask: mask(&["allow_local_export"]),
-                    request_id: String::new(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .update_workspace_policy(UpdateWorkspacePolicyRequest {
+                policy: Some(WorkspacePolicy {
+                    name: format!("{}/policy", workspace_name(&workspace)),
+                    allow_secret_reveal: true,
+                    allow_local_export: true,
+                    ..Default::default()
+                }),
+                update_mask: mask(&["allow_local_export"]),
+                request_id: String::new(),
+            })
             .await,
         "UpdateWorkspacePolicy while Vault hangs",
     );
@@ -314,14 +290,11 @@ async fn a_hung_vault_fails_secret_writes_quickly_and_blocks_no_other_write() {
     let started = Instant::now();
     ok(
         clients
-            .deployments
-            .delete_deployment(authorized(
-                DeleteDeploymentRequest {
-                    name: deployment_name(&workspace, "old"),
-                    ..Default::default()
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .delete_deployment(DeleteDeploymentRequest {
+                name: deployment_name(&workspace, "old"),
+                ..Default::default()
+            })
             .await,
         "DeleteDeployment while Vault hangs",
     );
@@ -349,14 +322,11 @@ async fn a_hung_vault_fails_secret_writes_quickly_and_blocks_no_other_write() {
     let started = Instant::now();
     expect_code(
         clients
-            .connections
-            .get_connection(authorized(
-                GetConnectionRequest {
-                    name: before.name.clone(),
-                    view: ConnectionView::WithSecrets as i32,
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .get_connection(GetConnectionRequest {
+                name: before.name.clone(),
+                view: ConnectionView::WithSecrets as i32,
+            })
             .await,
         Code::Unavailable,
         "GetConnection WITH_SECRETS while Vault hangs",
@@ -369,15 +339,12 @@ async fn a_hung_vault_fails_secret_writes_quickly_and_blocks_no_other_write() {
     let started = Instant::now();
     expect_code(
         clients
-            .connections
-            .rollback_connection(authorized(
-                RollbackConnectionRequest {
-                    name: before.name.clone(),
-                    version: 1,
-                    ..Default::default()
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .rollback_connection(RollbackConnectionRequest {
+                name: before.name.clone(),
+                version: 1,
+                ..Default::default()
+            })
             .await,
         Code::Unavailable,
         "RollbackConnection while Vault hangs",
@@ -391,20 +358,17 @@ async fn a_hung_vault_fails_secret_writes_quickly_and_blocks_no_other_write() {
     let started = Instant::now();
     let status = expect_code(
         clients
-            .connections
-            .update_connection(authorized(
-                UpdateConnectionRequest {
-                    connection: Some(Connection {
-                        name: before.name.clone(),
-                        etag: before.etag.clone(),
-                        password: new_password.clone(),
-                        ..Default::default()
-                    }),
-                    update_mask: mask(&["password"]),
-                    request_id: String::new(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .update_connection(UpdateConnectionRequest {
+                connection: Some(Connection {
+                    name: before.name.clone(),
+                    etag: before.etag.clone(),
+                    password: new_password.clone(),
+                    ..Default::default()
+                }),
+                update_mask: mask(&["password"]),
+                request_id: String::new(),
+            })
             .await,
         Code::Unavailable,
         "UpdateConnection of a password while Vault hangs",
@@ -461,15 +425,15 @@ async fn a_hung_vault_fails_secret_writes_quickly_and_blocks_no_other_write() {
     // Everything works again; the refused create succeeds with its request_id.
     let created = ok(
         clients
-            .connections
-            .create_connection(authorized(create_during.clone(), &owner))
+            .with_token(&owner)
+            .create_connection(create_during.clone())
             .await,
         "CreateConnection retried after Vault recovered",
     );
     let retried = ok(
         clients
-            .connections
-            .create_connection(authorized(create_during, &owner))
+            .with_token(&owner)
+            .create_connection(create_during)
             .await,
         "CreateConnection retried once more",
     );
@@ -484,13 +448,10 @@ async fn a_hung_vault_fails_secret_writes_quickly_and_blocks_no_other_write() {
     );
     let resolved = ok(
         clients
-            .resolver
-            .list_resolved_connections(authorized(
-                ListResolvedConnectionsRequest {
-                    deployment: String::new(),
-                },
-                &shim_token,
-            ))
+            .with_token(&shim_token)
+            .list_resolved_connections(ListResolvedConnectionsRequest {
+                deployment: String::new(),
+            })
             .await,
         "ListResolvedConnections after Vault recovered",
     );
@@ -502,20 +463,17 @@ async fn a_hung_vault_fails_secret_writes_quickly_and_blocks_no_other_write() {
     assert_eq!(delivered.password, password);
     ok(
         clients
-            .connections
-            .update_connection(authorized(
-                UpdateConnectionRequest {
-                    connection: Some(Connection {
-                        name: before.name.clone(),
-                        etag: before.etag.clone(),
-                        password: new_password.clone(),
-                        ..Default::default()
-                    }),
-                    update_mask: mask(&["password"]),
-                    request_id: String::new(),
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .update_connection(UpdateConnectionRequest {
+                connection: Some(Connection {
+                    name: before.name.clone(),
+                    etag: before.etag.clone(),
+                    password: new_password.clone(),
+                    ..Default::default()
+                }),
+                update_mask: mask(&["password"]),
+                request_id: String::new(),
+            })
             .await,
         "UpdateConnection of a password after Vault recovered",
     );
@@ -551,7 +509,7 @@ async fn concurrent_token_creates_with_one_request_id_return_the_first(backend: 
     let server = backend.dev().await;
     let workspace = unique_workspace("token-race");
     let owner = server.user_token("otto", &[(&workspace, WorkspaceRole::Owner)]);
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     create_deployment(&mut clients, &owner, &workspace, "prod").await;
     let request = CreateDeploymentTokenRequest {
         parent: deployment_name(&workspace, "prod"),
@@ -561,12 +519,12 @@ async fn concurrent_token_creates_with_one_request_id_return_the_first(backend: 
     // A client whose first attempt timed out retries while it still runs.
     let mut tasks = Vec::new();
     for _ in 0..CALLS {
-        let mut clients = clients.clone();
+        let clients = clients.clone();
         let (request, owner) = (request.clone(), owner.clone());
         tasks.push(tokio::spawn(async move {
             clients
-                .deployments
-                .create_deployment_token(authorized(request, &owner))
+                .with_token(&owner)
+                .create_deployment_token(request)
                 .await
         }));
     }
@@ -582,8 +540,8 @@ async fn concurrent_token_creates_with_one_request_id_return_the_first(backend: 
     // A later retry answers the same way.
     let retry = ok(
         clients
-            .deployments
-            .create_deployment_token(authorized(request, &owner))
+            .with_token(&owner)
+            .create_deployment_token(request)
             .await,
         "CreateDeploymentToken retried later",
     );
@@ -592,14 +550,11 @@ async fn concurrent_token_creates_with_one_request_id_return_the_first(backend: 
     // The one token exists and works.
     let listed = ok(
         clients
-            .deployments
-            .list_deployment_tokens(authorized(
-                ListDeploymentTokensRequest {
-                    parent: deployment_name(&workspace, "prod"),
-                    ..Default::default()
-                },
-                &owner,
-            ))
+            .with_token(&owner)
+            .list_deployment_tokens(ListDeploymentTokensRequest {
+                parent: deployment_name(&workspace, "prod"),
+                ..Default::default()
+            })
             .await,
         "ListDeploymentTokens",
     );
@@ -632,13 +587,10 @@ async fn concurrent_token_creates_with_one_request_id_return_the_first(backend: 
     }
     ok(
         clients
-            .resolver
-            .list_resolved_connections(authorized(
-                ListResolvedConnectionsRequest {
-                    deployment: String::new(),
-                },
-                &issued.token,
-            ))
+            .with_token(&issued.token)
+            .list_resolved_connections(ListResolvedConnectionsRequest {
+                deployment: String::new(),
+            })
             .await,
         "ListResolvedConnections with the issued token",
     );
@@ -678,7 +630,7 @@ async fn sqlite_with_vault_keeps_each_new_links_secrets_apart() {
         .await;
     let workspace = unique_workspace("sqlite-vault");
     let owner = server.user_token("otto", &[(&workspace, WorkspaceRole::Owner)]);
-    let mut clients = Clients::connect(&server).await;
+    let mut clients = server.client().await;
     let deployments = ["prod", "staging", "dev"];
     let mut tokens = Vec::new();
     for deployment in deployments {
@@ -694,28 +646,25 @@ async fn sqlite_with_vault_keeps_each_new_links_secrets_apart() {
         .collect();
     ok(
         clients
-            .connections
-            .create_connection(authorized(
-                CreateConnectionRequest {
-                    parent: workspace_name(&workspace),
-                    connection_id: "warehouse".to_owned(),
-                    connection: Some(snowflake_connection(&base_password)),
-                    request_id: String::new(),
-                    links: deployments
-                        .iter()
-                        .enumerate()
-                        .map(|(index, deployment)| Link {
-                            deployment: deployment_name(&workspace, deployment),
-                            overrides: overrides.get(index).map(|password| LinkOverrides {
-                                password: Some(password.clone()),
-                                ..Default::default()
-                            }),
+            .with_token(&owner)
+            .create_connection(CreateConnectionRequest {
+                parent: workspace_name(&workspace),
+                connection_id: "warehouse".to_owned(),
+                connection: Some(snowflake_connection(&base_password)),
+                request_id: String::new(),
+                links: deployments
+                    .iter()
+                    .enumerate()
+                    .map(|(index, deployment)| Link {
+                        deployment: deployment_name(&workspace, deployment),
+                        overrides: overrides.get(index).map(|password| LinkOverrides {
+                            password: Some(password.clone()),
                             ..Default::default()
-                        })
-                        .collect(),
-                },
-                &owner,
-            ))
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+            })
             .await,
         "CreateConnection with two secret link overrides",
     );
@@ -723,13 +672,10 @@ async fn sqlite_with_vault_keeps_each_new_links_secrets_apart() {
     for (token, password) in tokens.iter().zip(expected) {
         let resolved = ok(
             clients
-                .resolver
-                .list_resolved_connections(authorized(
-                    ListResolvedConnectionsRequest {
-                        deployment: String::new(),
-                    },
-                    token,
-                ))
+                .with_token(token)
+                .list_resolved_connections(ListResolvedConnectionsRequest {
+                    deployment: String::new(),
+                })
                 .await,
             "ListResolvedConnections",
         );
