@@ -8,8 +8,8 @@ use switchboard_store::audit::{AuditFilter, TimeBound};
 use tonic::{Request, Response, Status};
 
 use crate::error::{ControlError, ControlResult};
+use crate::grpc::Control;
 use crate::page_token;
-use crate::service::Control;
 
 pub(crate) use switchboard_store::audit::AuditRecord;
 
@@ -93,9 +93,10 @@ impl pb::audit_service_server::AuditService for Control {
         let filter = parse_filter(&message.filter)?;
         let page_size = page_token::page_size(message.page_size)?;
         let fingerprint = format!("audit|{}|{}", parent.workspace, message.filter);
-        let before = page_token::decode_number(&self.page_key, &fingerprint, &message.page_token)?;
+        let before =
+            page_token::decode_number(&self.service.page_key, &fingerprint, &message.page_token)?;
         let mut rows = switchboard_store::audit::page(
-            self.store.db(),
+            self.service.store.db(),
             &parent.workspace,
             &filter,
             before,
@@ -103,10 +104,13 @@ impl pb::audit_service_server::AuditService for Control {
         )
         .await
         .map_err(ControlError::from)?;
-        let next_page_token =
-            page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| {
-                row.id.to_string()
-            });
+        let next_page_token = page_token::next_page(
+            &self.service.page_key,
+            &fingerprint,
+            &mut rows,
+            page_size,
+            |row| row.id.to_string(),
+        );
         let audit_events = rows
             .iter()
             .map(crate::pb_conversions::audit_to_pb)

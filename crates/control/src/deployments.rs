@@ -12,14 +12,13 @@ use switchboard_store::{WriteTxn, tokens};
 use tonic::{Request, Response, Status};
 
 use crate::audit::{self, AuditRecord};
-use crate::connections::{check_etag, deployment_ref};
+use crate::connections::deployment_ref;
 use crate::error::{ControlError, ControlResult};
+use crate::grpc::Control;
 use crate::idempotency;
 use crate::page_token;
-use crate::pb_conversions::{
-    delivery_from_pb, deployment_to_pb, kind_from_pb, required, token_to_pb,
-};
-use crate::service::Control;
+use crate::pb_conversions::{delivery_from_pb, deployment_to_pb, kind_from_pb, token_to_pb};
+use crate::service::{ControlService, check_etag, required};
 
 const KIND_DEPLOYMENT: &str = "deployment";
 const KIND_TOKEN: &str = "token";
@@ -50,7 +49,7 @@ fn check_namespace(field: &str, namespace: &str, violations: &mut Vec<FieldViola
 /// or ENV) in a namespace its workspace may not deliver to, so one workspace
 /// cannot take Secret names in another's namespace.
 fn check_delivery_namespace(
-    control: &Control,
+    control: &ControlService,
     workspace: &str,
     namespace: &str,
     delivery: &str,
@@ -79,7 +78,7 @@ fn check_display_name(field: &str, display_name: &str, violations: &mut Vec<Fiel
 
 /// Removes a deployment, its links and tokens, inside `write`.
 async fn delete_deployment_row(
-    control: &Control,
+    control: &ControlService,
     write: &WriteTxn,
     row: &deployment::Model,
     principal: &Principal,
@@ -193,13 +192,13 @@ impl Control {
             return Err(ControlError::InvalidArgument(violations));
         }
         check_delivery_namespace(
-            self,
+            &self.service,
             &workspace,
             &deployment.namespace,
             delivery_from_pb(delivery),
         )?;
-        let now = self.now();
-        let write = self.store.begin_write().await?;
+        let now = self.service.now();
+        let write = self.service.store.begin_write().await?;
         // Checked under the write lock, so concurrent retries with one
         // request_id return the first result rather than a conflict.
         if let Some(resource) = idempotency::previous(
@@ -340,8 +339,8 @@ impl Control {
         if !violations.is_empty() {
             return Err(ControlError::InvalidArgument(violations));
         }
-        let now = self.now();
-        let write = self.store.begin_write().await?;
+        let now = self.service.now();
+        let write = self.service.store.begin_write().await?;
         let row = find_deployment(&write.txn, &name).await?;
         check_etag(&deployment.etag, row.version, "deployment")?;
         let mut changes = DeploymentChanges::default();
@@ -369,7 +368,7 @@ impl Control {
                 .secret_delivery
                 .as_ref()
                 .unwrap_or(&row.secret_delivery);
-            check_delivery_namespace(self, &name.workspace, namespace, delivery)?;
+            check_delivery_namespace(&self.service, &name.workspace, namespace, delivery)?;
         }
         let saved = deployments::update(&write.txn, row, changes, now).await?;
         audit::record(
@@ -399,7 +398,7 @@ impl Control {
             .caller(&request, &name.workspace, Action::WriteDeployment)
             .await?;
         let message = request.into_inner();
-        let write = self.store.begin_write().await?;
+        let write = self.service.store.begin_write().await?;
         let row = find_deployment(&write.txn, &name).await?;
         check_etag(&message.etag, row.version, "deployment")?;
         let children = deployments::children(&write.txn, &name.workspace, &name.deployment).await?;
@@ -414,9 +413,16 @@ impl Control {
             )));
         }
         for child in &children {
-            delete_deployment_row(self, &write, child, &principal, &message.request_id).await?;
+            delete_deployment_row(
+                &self.service,
+                &write,
+                child,
+                &principal,
+                &message.request_id,
+            )
+            .await?;
         }
-        delete_deployment_row(self, &write, &row, &principal, &message.request_id).await?;
+        delete_deployment_row(&self.service, &write, &row, &principal, &message.request_id).await?;
         write.commit().await?;
         Ok(())
     }
@@ -436,13 +442,17 @@ impl Control {
         if !violations.is_empty() {
             return Err(ControlError::InvalidArgument(violations));
         }
-        if let Some(first) =
-            issued_token(self.store.db(), &name.workspace, &message.request_id).await?
+        if let Some(first) = issued_token(
+            self.service.store.db(),
+            &name.workspace,
+            &message.request_id,
+        )
+        .await?
         {
             return Ok(first);
         }
-        let now = self.now();
-        let write = self.store.begin_write().await?;
+        let now = self.service.now();
+        let write = self.service.store.begin_write().await?;
         // A concurrent call with the same request_id may have committed since
         // the check above; the write lock orders this one after it.
         if let Some(first) = issued_token(&write.txn, &name.workspace, &message.request_id).await? {
@@ -501,21 +511,24 @@ impl Control {
         self.caller(&request, &name.workspace, Action::Read).await?;
         let message = request.into_inner();
         let page_size = page_token::page_size(message.page_size)?;
-        find_deployment(self.store.db(), &name).await?;
+        find_deployment(self.service.store.db(), &name).await?;
         let fingerprint = format!("tokens|{name}");
-        let after = page_token::decode(&self.page_key, &fingerprint, &message.page_token)?;
+        let after = page_token::decode(&self.service.page_key, &fingerprint, &message.page_token)?;
         let mut rows = tokens::page(
-            self.store.db(),
+            self.service.store.db(),
             &name.workspace,
             &name.deployment,
             after.as_deref(),
             page_size + 1,
         )
         .await?;
-        let next_page_token =
-            page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| {
-                row.token_id.clone()
-            });
+        let next_page_token = page_token::next_page(
+            &self.service.page_key,
+            &fingerprint,
+            &mut rows,
+            page_size,
+            |row| row.token_id.clone(),
+        );
         Ok(pb::ListDeploymentTokensResponse {
             deployment_tokens: rows.iter().map(token_to_pb).collect(),
             next_page_token,
@@ -530,8 +543,8 @@ impl Control {
         let principal = self
             .caller(&request, &name.workspace, Action::WriteDeployment)
             .await?;
-        let now = self.now();
-        let write = self.store.begin_write().await?;
+        let now = self.service.now();
+        let write = self.service.store.begin_write().await?;
         let row = tokens::find(&write.txn, &name.workspace, &name.deployment, &name.token)
             .await?
             .ok_or_else(|| ControlError::NotFound(format!("token {name} not found")))?;
@@ -575,7 +588,7 @@ impl pb::deployment_service_server::DeploymentService for Control {
             DeploymentName::parse("name", &request.get_ref().name).map_err(ControlError::from)?;
         self.caller(&request, &name.workspace, Action::Read).await?;
         Ok(Response::new(deployment_to_pb(
-            &find_deployment(self.store.db(), &name).await?,
+            &find_deployment(self.service.store.db(), &name).await?,
         )?))
     }
 
@@ -590,7 +603,7 @@ impl pb::deployment_service_server::DeploymentService for Control {
         let message = request.into_inner();
         let page_size = page_token::page_size(message.page_size)?;
         let fingerprint = format!("deployments|{}|{}", parent.workspace, message.filter);
-        let after = page_token::decode(&self.page_key, &fingerprint, &message.page_token)?;
+        let after = page_token::decode(&self.service.page_key, &fingerprint, &message.page_token)?;
         let mut kind_filter = None;
         let mut parent_filter = None;
         for (key, value) in page_token::parse_filter(&message.filter)? {
@@ -621,7 +634,7 @@ impl pb::deployment_service_server::DeploymentService for Control {
             parent: parent_filter.as_deref(),
         };
         let mut rows = deployments::page(
-            self.store.db(),
+            self.service.store.db(),
             &parent.workspace,
             filter,
             after.as_deref(),
@@ -629,10 +642,13 @@ impl pb::deployment_service_server::DeploymentService for Control {
         )
         .await
         .map_err(ControlError::from)?;
-        let next_page_token =
-            page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| {
-                row.deployment_id.clone()
-            });
+        let next_page_token = page_token::next_page(
+            &self.service.page_key,
+            &fingerprint,
+            &mut rows,
+            page_size,
+            |row| row.deployment_id.clone(),
+        );
         Ok(Response::new(pb::ListDeploymentsResponse {
             deployments: rows
                 .iter()

@@ -9,6 +9,7 @@ mod connections;
 mod deployments;
 mod error;
 mod field_mask;
+mod grpc;
 mod idempotency;
 mod links;
 mod page_token;
@@ -17,6 +18,6 @@ mod service;
 mod workspace;
 
 pub use error::{ControlError, ControlResult};
+pub use grpc::Control;
 pub use page_token::PageTokenKey;
 pub use pb_conversions::{json_to_struct, struct_to_json, timestamp};
-pub use service::Control;

@@ -13,14 +13,15 @@ use tonic::Request;
 
 use crate::audit::{self, AuditRecord};
 use crate::connections::{
-    WRITE_ATTEMPTS, check_etag, contended, deployment_ref, find_connection, require_deployments,
+    WRITE_ATTEMPTS, contended, deployment_ref, find_connection, require_deployments,
     validate_link_merge,
 };
 use crate::error::{ControlError, ControlResult};
+use crate::grpc::Control;
 use crate::idempotency;
 use crate::page_token;
-use crate::pb_conversions::{link_to_pb, overrides_from_pb, required};
-use crate::service::Control;
+use crate::pb_conversions::{link_to_pb, overrides_from_pb};
+use crate::service::{ControlService, check_etag, required};
 
 const KIND_LINK: &str = "link";
 
@@ -86,7 +87,7 @@ pub(crate) struct NewLink<'a> {
 /// one create get distinct ids on SQLite too), written now; a link without
 /// secret overrides touches no secret store.
 pub(crate) async fn stage_new_link(
-    control: &Control,
+    control: &ControlService,
     workspace: &str,
     type_key: &str,
     overrides: &Overrides,
@@ -142,7 +143,7 @@ pub(crate) async fn claim_ids(
 /// Stores `overrides` on `row` (public part in the row, secret part as
 /// `secrets`, staged from `overrides`) inside `write`.
 async fn store_overrides(
-    control: &Control,
+    control: &ControlService,
     write: &WriteTxn,
     row: &link::Model,
     type_key: &str,
@@ -156,7 +157,7 @@ async fn store_overrides(
 
 /// Inserts a link (validated by the caller) inside `write`.
 pub(crate) async fn insert_link(
-    control: &Control,
+    control: &ControlService,
     write: &WriteTxn,
     conn: &connection::Model,
     link: NewLink<'_>,
@@ -206,7 +207,7 @@ pub(crate) async fn insert_link(
 
 /// Deletes a link and its secrets inside `write`.
 pub(crate) async fn delete_link_row(
-    control: &Control,
+    control: &ControlService,
     write: &WriteTxn,
     conn: &connection::Model,
     row: &link::Model,
@@ -246,15 +247,21 @@ impl Control {
         let deployment = deployment_ref("link.deployment", &parent.workspace, &link.deployment)
             .map_err(|violation| ControlError::InvalidArgument(vec![violation]))?;
         let overrides = overrides_from_pb(link.overrides.as_ref());
-        let remote = self.store.secrets().is_remote();
+        let remote = self.service.store.secrets().is_remote();
         for _ in 0..WRITE_ATTEMPTS {
             // Which overrides are secret depends on the connection's type, so
             // with Vault it is read first; the secrets go to Vault before the
             // write lock.
             let (type_read, staged) = if remote {
-                let conn = find_connection(self.store.db(), &parent).await?;
-                let staged =
-                    stage_new_link(self, &parent.workspace, &conn.type_key, &overrides, 0).await?;
+                let conn = find_connection(self.service.store.db(), &parent).await?;
+                let staged = stage_new_link(
+                    &self.service,
+                    &parent.workspace,
+                    &conn.type_key,
+                    &overrides,
+                    0,
+                )
+                .await?;
                 (Some(conn.type_key), staged)
             } else {
                 let staged = StagedLink {
@@ -263,7 +270,7 @@ impl Control {
                 };
                 (None, staged)
             };
-            let write = self.store.begin_write().await?;
+            let write = self.service.store.begin_write().await?;
             // Checked under the write lock, so concurrent retries with one
             // request_id return the first result rather than a conflict.
             if let Some(resource) = idempotency::previous(
@@ -298,7 +305,14 @@ impl Control {
             let staged = match type_read {
                 Some(_) => staged,
                 None => {
-                    stage_new_link(self, &parent.workspace, &conn.type_key, &overrides, 0).await?
+                    stage_new_link(
+                        &self.service,
+                        &parent.workspace,
+                        &conn.type_key,
+                        &overrides,
+                        0,
+                    )
+                    .await?
                 }
             };
             require_deployments(&write.txn, &parent.workspace, [&deployment]).await?;
@@ -326,7 +340,7 @@ impl Control {
                 continue;
             }
             let saved = insert_link(
-                self,
+                &self.service,
                 &write,
                 &conn,
                 NewLink {
@@ -344,7 +358,7 @@ impl Control {
                 "CreateLink",
                 &message.request_id,
                 &link_name(&conn, &deployment).to_string(),
-                self.now(),
+                self.service.now(),
             )
             .await?;
             write.commit().await?;
@@ -360,7 +374,7 @@ impl Control {
         let name = LinkName::parse("name", &request.get_ref().name)?;
         self.caller(&request, &name.workspace, Action::Read).await?;
         let conn = find_connection(
-            self.store.db(),
+            self.service.store.db(),
             &ConnectionName {
                 workspace: name.workspace.clone(),
                 conn_id: name.conn_id.clone(),
@@ -369,7 +383,7 @@ impl Control {
         .await?;
         link_to_pb(
             &conn,
-            &find_link(self.store.db(), &conn, &name.deployment).await?,
+            &find_link(self.service.store.db(), &conn, &name.deployment).await?,
         )
     }
 
@@ -382,15 +396,23 @@ impl Control {
             .await?;
         let message = request.into_inner();
         let page_size = page_token::page_size(message.page_size)?;
-        let conn = find_connection(self.store.db(), &parent).await?;
+        let conn = find_connection(self.service.store.db(), &parent).await?;
         let fingerprint = format!("links|{}|{}", parent.workspace, conn.id);
-        let after = page_token::decode(&self.page_key, &fingerprint, &message.page_token)?;
-        let mut rows =
-            links::page(self.store.db(), conn.id, after.as_deref(), page_size + 1).await?;
-        let next_page_token =
-            page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| {
-                row.deployment_id.clone()
-            });
+        let after = page_token::decode(&self.service.page_key, &fingerprint, &message.page_token)?;
+        let mut rows = links::page(
+            self.service.store.db(),
+            conn.id,
+            after.as_deref(),
+            page_size + 1,
+        )
+        .await?;
+        let next_page_token = page_token::next_page(
+            &self.service.page_key,
+            &fingerprint,
+            &mut rows,
+            page_size,
+            |row| row.deployment_id.clone(),
+        );
         Ok(pb::ListLinksResponse {
             links: rows
                 .iter()
@@ -412,15 +434,15 @@ impl Control {
         let message = request.into_inner();
         let link_message = message.link.clone().unwrap_or_default();
         let update_mask = message.update_mask.as_ref();
-        let remote = self.store.secrets().is_remote();
+        let remote = self.service.store.secrets().is_remote();
         for _ in 0..WRITE_ATTEMPTS {
             // With Vault the link's secrets are read and the new ones written
             // before the write lock, and again if the rows changed meanwhile.
             let (write, plan) = if remote {
                 let plan = self
-                    .plan_link_update(self.store.db(), &name, &link_message, update_mask)
+                    .plan_link_update(self.service.store.db(), &name, &link_message, update_mask)
                     .await?;
-                let write = self.store.begin_write().await?;
+                let write = self.service.store.begin_write().await?;
                 let conn = switchboard_store::connections::by_id(&write.txn, plan.conn.id).await?;
                 let row = links::by_id(&write.txn, plan.row.id).await?;
                 if conn.as_ref() != Some(&plan.conn) || row.as_ref() != Some(&plan.row) {
@@ -428,7 +450,7 @@ impl Control {
                 }
                 (write, plan)
             } else {
-                let write = self.store.begin_write().await?;
+                let write = self.service.store.begin_write().await?;
                 let plan = self
                     .plan_link_update(&write.txn, &name, &link_message, update_mask)
                     .await?;
@@ -441,7 +463,8 @@ impl Control {
                 next,
                 staged,
             } = plan;
-            let saved = store_overrides(self, &write, &row, &conn.type_key, &next, staged).await?;
+            let saved =
+                store_overrides(&self.service, &write, &row, &conn.type_key, &next, staged).await?;
             let before: std::collections::BTreeSet<String> =
                 override_fields(&current).into_iter().collect();
             let after: std::collections::BTreeSet<String> =
@@ -458,7 +481,7 @@ impl Control {
                     changed_fields: changed,
                 },
                 Some(KIND_LINK),
-                self.now(),
+                self.service.now(),
             )
             .await?;
             write.commit().await?;
@@ -486,7 +509,7 @@ impl Control {
         .await?;
         let row = find_link(db_conn, &conn, &name.deployment).await?;
         check_etag(&link_message.etag, row.version, "link")?;
-        let current = records::full_overrides(self.store.secrets(), db_conn, &row).await?;
+        let current = records::full_overrides(self.service.store.secrets(), db_conn, &row).await?;
         let next = crate::field_mask::apply_to_overrides(&current, link_message, update_mask)?;
         let mut violations = match validate_overrides(&conn.type_key, &next) {
             Err(found) => found
@@ -506,7 +529,8 @@ impl Control {
         let staged = if next_secrets == current_secrets {
             StagedSecrets::Unchanged
         } else {
-            self.store
+            self.service
+                .store
                 .secrets()
                 .stage(&row.workspace, &records::link_owner(row.id), next_secrets)
                 .await?
@@ -540,7 +564,7 @@ impl Control {
             .caller(&request, &name.workspace, Action::WriteConnection)
             .await?;
         let message = request.into_inner();
-        let write = self.store.begin_write().await?;
+        let write = self.service.store.begin_write().await?;
         let conn = find_connection(
             &write.txn,
             &ConnectionName {
@@ -551,7 +575,15 @@ impl Control {
         .await?;
         let row = find_link(&write.txn, &conn, &name.deployment).await?;
         check_etag(&message.etag, row.version, "link")?;
-        delete_link_row(self, &write, &conn, &row, &principal, &message.request_id).await?;
+        delete_link_row(
+            &self.service,
+            &write,
+            &conn,
+            &row,
+            &principal,
+            &message.request_id,
+        )
+        .await?;
         write.commit().await?;
         Ok(())
     }

@@ -12,12 +12,8 @@ use switchboard_store::entity::{
 };
 use switchboard_store::records::{self, ConnectionSnapshot};
 
-use crate::error::{ControlError, ControlResult};
-
-/// The etag of a row version.
-pub(crate) fn etag(version: i64) -> String {
-    format!("v{version}")
-}
+use crate::error::ControlResult;
+use crate::service::etag;
 
 fn non_empty(value: &str) -> Option<String> {
     (!value.is_empty()).then(|| value.to_owned())
@@ -282,9 +278,4 @@ pub(crate) fn audit_to_pb(row: &audit_event::Model) -> ControlResult<pb::AuditEv
         grants_secret_access: row.grants_secret_access,
         detail: row.detail.clone(),
     })
-}
-
-/// Rejects a request whose required message is missing.
-pub(crate) fn required<'a, T>(field: &str, value: Option<&'a T>) -> ControlResult<&'a T> {
-    value.ok_or_else(|| ControlError::invalid(field, "is required"))
 }

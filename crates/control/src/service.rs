@@ -1,97 +1,49 @@
-//! The shared state of control's services and the checks every call makes.
+//! The service layer's shared state and the checks every operation makes.
+//! Operations take the authenticated [`Principal`] and a command, authorize
+//! it, and return store rows or domain values; the gRPC adapters in
+//! `crate::grpc` authenticate callers and translate messages.
 
 use std::sync::Arc;
 
-use switchboard_auth::{Admission, Authenticator};
+use switchboard_domain::namespaces::AllowedNamespaces;
 use switchboard_domain::permission::{self, Action, PolicyFlags, Principal};
-use switchboard_proto::v1 as pb;
 use switchboard_store::DbHandle;
 use switchboard_store::{Clock, Store};
-use tonic::Request;
 
 use crate::error::{ControlError, ControlResult};
 use crate::page_token::PageTokenKey;
-use switchboard_domain::namespaces::AllowedNamespaces;
 
-/// Control's state; cheap to clone. One value serves every control service.
+/// The state the operations of every control service share; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Control {
+pub(crate) struct ControlService {
     pub(crate) store: Store,
-    auth: Authenticator,
     clock: Arc<dyn Clock>,
     pub(crate) page_key: PageTokenKey,
     /// Where each workspace's deployments may ask for a Kubernetes Secret.
     pub(crate) kube_namespaces: Arc<AllowedNamespaces>,
 }
 
-impl Control {
-    /// Builds control over `store`, authenticating with `auth`.
-    pub fn new(
-        store: Store,
-        auth: Authenticator,
-        clock: Arc<dyn Clock>,
-        page_key: PageTokenKey,
-    ) -> Self {
+impl ControlService {
+    /// The service over `store`; deployments may ask for Kubernetes Secrets
+    /// in no namespace until [`Self::with_kube_namespaces`].
+    pub(crate) fn new(store: Store, clock: Arc<dyn Clock>, page_key: PageTokenKey) -> Self {
         Self {
             store,
-            auth,
             clock,
             page_key,
             kube_namespaces: Arc::default(),
         }
     }
 
-    /// Lets deployments ask for Kubernetes Secrets in these namespaces only
-    /// (by default in none).
-    pub fn with_kube_namespaces(mut self, allowed: AllowedNamespaces) -> Self {
+    /// Lets deployments ask for Kubernetes Secrets in these namespaces only.
+    pub(crate) fn with_kube_namespaces(mut self, allowed: AllowedNamespaces) -> Self {
         self.kube_namespaces = Arc::new(allowed);
         self
-    }
-
-    /// The gRPC services, ready to add to a tonic router.
-    pub fn services(
-        &self,
-    ) -> (
-        pb::connection_service_server::ConnectionServiceServer<Self>,
-        pb::deployment_service_server::DeploymentServiceServer<Self>,
-        pb::workspace_service_server::WorkspaceServiceServer<Self>,
-        pb::audit_service_server::AuditServiceServer<Self>,
-    ) {
-        (
-            pb::connection_service_server::ConnectionServiceServer::new(self.clone()),
-            pb::deployment_service_server::DeploymentServiceServer::new(self.clone()),
-            pb::workspace_service_server::WorkspaceServiceServer::new(self.clone()),
-            pb::audit_service_server::AuditServiceServer::new(self.clone()),
-        )
     }
 
     /// Now, in Unix microseconds.
     pub(crate) fn now(&self) -> i64 {
         self.clock.now_micros()
-    }
-
-    /// Authenticates the caller from the `authorization` metadata.
-    pub(crate) async fn principal<T>(&self, request: &Request<T>) -> ControlResult<Principal> {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .and_then(|value| value.to_str().ok());
-        let outcome = self.auth.authenticate(self.store.db(), header).await;
-        // The rate limit is charged once the caller is known (or known to
-        // have failed authentication), before any work.
-        Admission::check(request.extensions().get(), outcome.as_ref().ok())?;
-        let principal = outcome?;
-        if let Principal::Deployment { .. } = principal {
-            // Valid, but for the resolver: PERMISSION_DENIED, as the
-            // permission table's ✗ for deployment tokens says, with words
-            // that don't read as a missing role.
-            return Err(ControlError::PermissionDenied(format!(
-                "this is a deployment token; control needs a user token \
-                 (deployment tokens are for Airflow's calls to the resolver): {}",
-                self.auth.user_token_advice()
-            )));
-        }
-        Ok(principal)
     }
 
     /// The policy switches of `workspace` (all off when never set).
@@ -121,16 +73,24 @@ impl Control {
             principal, workspace, action, policy, None,
         )?)
     }
+}
 
-    /// Authenticates, then authorizes `action` in `workspace`.
-    pub(crate) async fn caller<T>(
-        &self,
-        request: &Request<T>,
-        workspace: &str,
-        action: Action,
-    ) -> ControlResult<Principal> {
-        let principal = self.principal(request).await?;
-        self.authorize(&principal, workspace, action).await?;
-        Ok(principal)
+/// The etag of a row version.
+pub(crate) fn etag(version: i64) -> String {
+    format!("v{version}")
+}
+
+/// Checks a caller-supplied etag against the current version.
+pub(crate) fn check_etag(given: &str, version: i64, what: &str) -> ControlResult<()> {
+    if !given.is_empty() && given != etag(version) {
+        return Err(ControlError::Aborted(format!(
+            "the {what} changed since it was read (etag mismatch); read it again and retry"
+        )));
     }
+    Ok(())
+}
+
+/// Rejects a command whose required part is missing.
+pub(crate) fn required<T>(field: &str, value: Option<T>) -> ControlResult<T> {
+    value.ok_or_else(|| ControlError::invalid(field, "is required"))
 }

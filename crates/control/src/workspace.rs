@@ -1,31 +1,55 @@
-//! WorkspaceService: the workspace policy.
+//! The workspace policy: reading it and changing its switches.
 
 use switchboard_domain::names::PolicyName;
-use switchboard_domain::permission::Action;
-use switchboard_proto::v1 as pb;
+use switchboard_domain::permission::{Action, Principal};
 use switchboard_store::entity::policy;
 use switchboard_store::policy as policies;
-use tonic::{Request, Response, Status};
 
 use crate::audit::{self, AuditRecord};
-use crate::connections::check_etag;
 use crate::error::{ControlError, ControlResult};
-use crate::pb_conversions::{policy_to_pb, required};
-use crate::service::Control;
+use crate::service::{ControlService, check_etag};
 
-impl Control {
-    async fn update_policy_inner(
+/// An UpdateWorkspacePolicy: the wanted switches, and which of them to set.
+#[derive(Debug)]
+pub(crate) struct PolicyUpdate {
+    pub name: PolicyName,
+    pub allow_secret_reveal: bool,
+    pub allow_local_export: bool,
+    pub etag: String,
+    /// The update mask's paths; empty or `*` means both switches.
+    pub paths: Vec<String>,
+    pub request_id: String,
+}
+
+impl ControlService {
+    /// The policy of `name`'s workspace; `None` when it was never set (all
+    /// switches off).
+    pub(crate) async fn get_policy(
         &self,
-        request: Request<pb::UpdateWorkspacePolicyRequest>,
-    ) -> ControlResult<pb::WorkspacePolicy> {
-        let policy_message = required("policy", request.get_ref().policy.as_ref())?;
-        let name = PolicyName::parse("policy.name", &policy_message.name)?;
-        let principal = self
-            .caller(&request, &name.workspace, Action::UpdatePolicy)
+        principal: &Principal,
+        name: &PolicyName,
+    ) -> ControlResult<Option<policy::Model>> {
+        self.authorize(principal, &name.workspace, Action::Read)
             .await?;
-        let message = request.into_inner();
-        let wanted = message.policy.unwrap_or_default();
-        let mut paths = crate::field_mask::mask_paths(message.update_mask.as_ref());
+        Ok(policies::get(self.store.db(), &name.workspace).await?)
+    }
+
+    /// Sets the switches `update` names, with its audit event.
+    pub(crate) async fn update_policy(
+        &self,
+        principal: &Principal,
+        update: PolicyUpdate,
+    ) -> ControlResult<policy::Model> {
+        let PolicyUpdate {
+            name,
+            allow_secret_reveal,
+            allow_local_export,
+            etag,
+            mut paths,
+            request_id,
+        } = update;
+        self.authorize(principal, &name.workspace, Action::UpdatePolicy)
+            .await?;
         if paths.is_empty() || paths.iter().any(|path| path == "*") {
             paths = vec!["allow_secret_reveal".into(), "allow_local_export".into()];
         }
@@ -41,17 +65,17 @@ impl Control {
         let write = self.store.begin_write().await?;
         let current = policies::get(&write.txn, &name.workspace).await?;
         let version = current.as_ref().map_or(0, |row| row.version);
-        check_etag(&wanted.etag, version, "policy")?;
+        check_etag(&etag, version, "policy")?;
         let mut reveal = current.as_ref().is_some_and(|row| row.allow_secret_reveal);
         let mut export = current.as_ref().is_some_and(|row| row.allow_local_export);
         let mut changed = Vec::new();
         for path in &paths {
-            if path == "allow_secret_reveal" && reveal != wanted.allow_secret_reveal {
-                reveal = wanted.allow_secret_reveal;
+            if path == "allow_secret_reveal" && reveal != allow_secret_reveal {
+                reveal = allow_secret_reveal;
                 changed.push(path.clone());
             }
-            if path == "allow_local_export" && export != wanted.allow_local_export {
-                export = wanted.allow_local_export;
+            if path == "allow_local_export" && export != allow_local_export {
+                export = allow_local_export;
                 changed.push(path.clone());
             }
         }
@@ -70,7 +94,7 @@ impl Control {
                 actor: principal.actor(),
                 action: "UpdateWorkspacePolicy",
                 resource: name.to_string(),
-                request_id: &message.request_id,
+                request_id: &request_id,
                 changed_fields: changed,
             },
             Some("policy"),
@@ -78,29 +102,6 @@ impl Control {
         )
         .await?;
         write.commit().await?;
-        Ok(policy_to_pb(&name.workspace, Some(&row)))
-    }
-}
-
-#[tonic::async_trait]
-impl pb::workspace_service_server::WorkspaceService for Control {
-    async fn get_workspace_policy(
-        &self,
-        request: Request<pb::GetWorkspacePolicyRequest>,
-    ) -> Result<Response<pb::WorkspacePolicy>, Status> {
-        let name =
-            PolicyName::parse("name", &request.get_ref().name).map_err(ControlError::from)?;
-        self.caller(&request, &name.workspace, Action::Read).await?;
-        let row = policies::get(self.store.db(), &name.workspace)
-            .await
-            .map_err(ControlError::from)?;
-        Ok(Response::new(policy_to_pb(&name.workspace, row.as_ref())))
-    }
-
-    async fn update_workspace_policy(
-        &self,
-        request: Request<pb::UpdateWorkspacePolicyRequest>,
-    ) -> Result<Response<pb::WorkspacePolicy>, Status> {
-        Ok(Response::new(self.update_policy_inner(request).await?))
+        Ok(row)
     }
 }

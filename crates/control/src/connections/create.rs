@@ -15,7 +15,7 @@ impl Control {
         let message = request.into_inner();
         idempotency::validate(&message.request_id)?;
         if let Some(resource) = idempotency::previous(
-            self.store.db(),
+            self.service.store.db(),
             &workspace,
             "CreateConnection",
             &message.request_id,
@@ -23,7 +23,7 @@ impl Control {
         .await?
         {
             let name = ConnectionName::parse("name", &resource)?;
-            return masked_connection(&find_connection(self.store.db(), &name).await?);
+            return masked_connection(&find_connection(self.service.store.db(), &name).await?);
         }
         let mut violations = Vec::new();
         if let Err(why) = conn_id::validate(&message.connection_id) {
@@ -85,24 +85,26 @@ impl Control {
             workspace: workspace.clone(),
             conn_id: message.connection_id.clone(),
         };
-        let remote = self.store.secrets().is_remote();
+        let remote = self.service.store.secrets().is_remote();
         for _ in 0..WRITE_ATTEMPTS {
             // With Vault the secrets are written first, under row ids reserved
             // now, so no write lock is held while Vault answers.
             let reserved = if remote {
-                Some(self.store.reserve_id("connection").await?)
+                Some(self.service.store.reserve_id("connection").await?)
             } else {
                 None
             };
             let staged = match reserved {
-                Some(pk) => stage_connection_secrets(self, &workspace, pk, &spec, None).await?,
+                Some(pk) => {
+                    stage_connection_secrets(&self.service, &workspace, pk, &spec, None).await?
+                }
                 None => StagedSecrets::Pending(spec.split_secrets().1),
             };
             let mut staged_links = Vec::with_capacity(new_links.len());
             let mut next_link_id = 0;
             for (_, overrides) in &new_links {
                 let staged_link = links::stage_new_link(
-                    self,
+                    &self.service,
                     &workspace,
                     &spec.type_key,
                     overrides,
@@ -114,8 +116,8 @@ impl Control {
                 }
                 staged_links.push(staged_link);
             }
-            let now = self.now();
-            let write = self.store.begin_write().await?;
+            let now = self.service.now();
+            let write = self.service.store.begin_write().await?;
             // A concurrent call with the same request_id may have committed since
             // the check above; the write lock orders this one after it.
             if let Some(resource) = idempotency::previous(
@@ -157,7 +159,7 @@ impl Control {
             .await?;
             let changed = changed_fields(&ConnectionSpec::default(), &spec);
             let saved = save_connection(
-                self,
+                &self.service,
                 &write,
                 row,
                 ConnectionState {
@@ -176,7 +178,7 @@ impl Control {
             .await?;
             for ((deployment, overrides), staged_link) in new_links.iter().zip(staged_links) {
                 links::insert_link(
-                    self,
+                    &self.service,
                     &write,
                     &saved,
                     links::NewLink {

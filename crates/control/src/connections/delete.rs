@@ -12,14 +12,14 @@ impl Control {
             .caller(&request, &name.workspace, Action::WriteConnection)
             .await?;
         let message = request.into_inner();
-        let now = self.now();
-        let write = self.store.begin_write().await?;
+        let now = self.service.now();
+        let write = self.service.store.begin_write().await?;
         let row = find_connection(&write.txn, &name).await?;
         check_etag(&message.etag, row.version, "connection")?;
         let link_rows = switchboard_store::links::of_connection(&write.txn, row.id).await?;
         for link_row in &link_rows {
             links::delete_link_row(
-                self,
+                &self.service,
                 &write,
                 &row,
                 link_row,
@@ -28,7 +28,8 @@ impl Control {
             )
             .await?;
         }
-        switchboard_store::connections::delete(&write.txn, self.store.secrets(), &row).await?;
+        switchboard_store::connections::delete(&write.txn, self.service.store.secrets(), &row)
+            .await?;
         audit::record(
             &write,
             AuditRecord {

@@ -28,14 +28,14 @@ use tonic::{Request, Response, Status};
 use crate::audit::{self, AuditRecord};
 use crate::error::{ControlError, ControlResult};
 use crate::field_mask;
+use crate::grpc::Control;
 use crate::idempotency;
 use crate::links;
 use crate::page_token;
 use crate::pb_conversions::{
-    self, connection_name, connection_to_pb, masked_connection, overrides_from_pb, required,
-    spec_from_pb,
+    self, connection_name, connection_to_pb, masked_connection, overrides_from_pb, spec_from_pb,
 };
-use crate::service::Control;
+use crate::service::{ControlService, check_etag, required};
 
 pub(crate) const KIND_CONNECTION: &str = "connection";
 
@@ -58,16 +58,6 @@ fn version_action(method: &str) -> &str {
         "RollbackConnection" => "rollback",
         other => other,
     }
-}
-
-/// Checks a caller-supplied etag against the current version.
-pub(crate) fn check_etag(given: &str, version: i64, what: &str) -> ControlResult<()> {
-    if !given.is_empty() && given != pb_conversions::etag(version) {
-        return Err(ControlError::Aborted(format!(
-            "the {what} changed since it was read (etag mismatch); read it again and retry"
-        )));
-    }
-    Ok(())
 }
 
 /// Parses a deployment reference (resource name, or bare id) in `workspace`.
@@ -192,7 +182,7 @@ pub(crate) fn contended(what: &str) -> ControlError {
 /// secrets (with Vault: written now, before any write lock). `previous` is
 /// what the row holds now, `None` for a new row.
 pub(crate) async fn stage_connection_secrets(
-    control: &Control,
+    control: &ControlService,
     workspace: &str,
     pk: i64,
     spec: &ConnectionSpec,
@@ -261,7 +251,7 @@ pub(crate) fn validate_link_merge(
 /// Stores `state` as the new state of `row`, bumping its version; `secrets`
 /// were staged from `state.spec` (see [`stage_connection_secrets`]).
 pub(crate) async fn save_connection(
-    control: &Control,
+    control: &ControlService,
     write: &WriteTxn,
     row: connection::Model,
     state: ConnectionState<'_>,
@@ -406,13 +396,15 @@ impl pb::connection_service_server::ConnectionService for Control {
         &self,
         request: Request<pb::ListConnectionTypesRequest>,
     ) -> Result<Response<pb::ListConnectionTypesResponse>, Status> {
-        let principal = self.principal(&request).await?;
+        let principal = self.authenticate(&request).await?;
         permission::authorize_catalog(&principal).map_err(ControlError::from)?;
         let message = request.into_inner();
         let page_size = page_token::page_size(message.page_size)?;
         let fingerprint = "connection_types";
         let mut entries: Vec<_> = catalog::all().iter().collect();
-        if let Some(after) = page_token::decode(&self.page_key, fingerprint, &message.page_token)? {
+        if let Some(after) =
+            page_token::decode(&self.service.page_key, fingerprint, &message.page_token)?
+        {
             let position = entries
                 .iter()
                 .position(|entry| entry.key == after)
@@ -422,7 +414,7 @@ impl pb::connection_service_server::ConnectionService for Control {
             entries.drain(..=position);
         }
         let next_page_token = page_token::next_page(
-            &self.page_key,
+            &self.service.page_key,
             fingerprint,
             &mut entries,
             page_size,

@@ -47,14 +47,15 @@ impl Control {
             Action::Read
         };
         let principal = self.caller(&request, &name.workspace, action).await?;
-        let row = find_connection(self.store.db(), &name).await?;
+        let row = find_connection(self.service.store.db(), &name).await?;
         if !reveal {
             return masked_connection(&row);
         }
-        let spec = records::full_spec(self.store.secrets(), self.store.db(), &row).await?;
+        let spec =
+            records::full_spec(self.service.store.secrets(), self.service.store.db(), &row).await?;
         let snapshot = records::snapshot_from_row(&row)?;
-        let now = self.now();
-        let write = self.store.begin_write().await?;
+        let now = self.service.now();
+        let write = self.service.store.begin_write().await?;
         audit::record(
             &write,
             AuditRecord {
@@ -89,8 +90,8 @@ impl Control {
         let filter = parse_connection_filter(&parent.workspace, &message.filter)?;
         let page_size = page_token::page_size(message.page_size)?;
         let fingerprint = format!("connections|{}|{}", parent.workspace, message.filter);
-        let after = page_token::decode(&self.page_key, &fingerprint, &message.page_token)?;
-        let db_conn = self.store.db();
+        let after = page_token::decode(&self.service.page_key, &fingerprint, &message.page_token)?;
+        let db_conn = self.service.store.db();
         let mut rows: Vec<connection::Model> = match &filter.deployment {
             Some(deployment_id) => {
                 // What a deployment sees depends on its parent, links and
@@ -127,10 +128,13 @@ impl Control {
                 .await?
             }
         };
-        let next_page_token =
-            page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| {
-                row.conn_id_folded.clone()
-            });
+        let next_page_token = page_token::next_page(
+            &self.service.page_key,
+            &fingerprint,
+            &mut rows,
+            page_size,
+            |row| row.conn_id_folded.clone(),
+        );
         Ok(pb::ListConnectionsResponse {
             connections: rows
                 .iter()

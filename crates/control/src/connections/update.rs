@@ -46,26 +46,26 @@ impl Control {
             paths: &paths,
             wildcard,
         };
-        let remote = self.store.secrets().is_remote();
+        let remote = self.service.store.secrets().is_remote();
         for _ in 0..WRITE_ATTEMPTS {
             // With Vault everything that reads or writes it happens before the
             // write lock, and runs again if the rows changed meanwhile; the
             // embedded store reads and writes inside the transaction.
             let (write, plan) = if remote {
-                let plan = self.plan_update(self.store.db(), &request).await?;
-                let write = self.store.begin_write().await?;
+                let plan = self.plan_update(self.service.store.db(), &request).await?;
+                let write = self.service.store.begin_write().await?;
                 if !plan.read.still_current(&write.txn).await? {
                     continue;
                 }
                 (write, plan)
             } else {
-                let write = self.store.begin_write().await?;
+                let write = self.service.store.begin_write().await?;
                 let plan = self.plan_update(&write.txn, &request).await?;
                 (write, plan)
             };
             require_deployments(&write.txn, &name.workspace, plan.excluded.iter()).await?;
             let saved = save_connection(
-                self,
+                &self.service,
                 &write,
                 plan.read.row,
                 ConnectionState {
@@ -103,7 +103,7 @@ impl Control {
         } = *request;
         let row = find_connection(db_conn, name).await?;
         check_etag(&connection.etag, row.version, "connection")?;
-        let current = records::full_spec(self.store.secrets(), db_conn, &row).await?;
+        let current = records::full_spec(self.service.store.secrets(), db_conn, &row).await?;
         let (_, current_secrets) = current.split_secrets();
         let next = with_derived_conn_type(field_mask::apply_to_spec(
             &current, connection, paths, wildcard,
@@ -134,7 +134,8 @@ impl Control {
         if violations.is_empty() {
             for link_row in &link_rows {
                 let overrides =
-                    records::full_overrides(self.store.secrets(), db_conn, link_row).await?;
+                    records::full_overrides(self.service.store.secrets(), db_conn, link_row)
+                        .await?;
                 violations.extend(validate_merged(
                     &next,
                     &overrides,
@@ -152,9 +153,14 @@ impl Control {
         if excluded != current_snapshot.excluded_deployments {
             changed.push("excluded_deployments".to_owned());
         }
-        let staged =
-            stage_connection_secrets(self, &row.workspace, row.id, &next, Some(&current_secrets))
-                .await?;
+        let staged = stage_connection_secrets(
+            &self.service,
+            &row.workspace,
+            row.id,
+            &next,
+            Some(&current_secrets),
+        )
+        .await?;
         Ok(UpdatePlan {
             read: ReadState {
                 row,

@@ -22,18 +22,19 @@ impl Control {
         self.caller(&request, &name.workspace, Action::Read).await?;
         let message = request.into_inner();
         let page_size = page_token::page_size(message.page_size)?;
-        let row = find_connection(self.store.db(), &name).await?;
+        let row = find_connection(self.service.store.db(), &name).await?;
         let fingerprint = format!("versions|{}|{}", name.workspace, row.id);
-        let before = page_token::decode_number(&self.page_key, &fingerprint, &message.page_token)?;
+        let before =
+            page_token::decode_number(&self.service.page_key, &fingerprint, &message.page_token)?;
         let mut versions = switchboard_store::connections::versions(
-            self.store.db(),
+            self.service.store.db(),
             row.id,
             before,
             page_size + 1,
         )
         .await?;
         let next_page_token = page_token::next_page(
-            &self.page_key,
+            &self.service.page_key,
             &fingerprint,
             &mut versions,
             page_size,
@@ -80,18 +81,20 @@ impl Control {
                 "must be a positive version number",
             ));
         }
-        let remote = self.store.secrets().is_remote();
+        let remote = self.service.store.secrets().is_remote();
         for _ in 0..WRITE_ATTEMPTS {
             // As in UpdateConnection: Vault only before the write lock.
             let (write, plan) = if remote {
-                let plan = self.plan_rollback(self.store.db(), &name, &message).await?;
-                let write = self.store.begin_write().await?;
+                let plan = self
+                    .plan_rollback(self.service.store.db(), &name, &message)
+                    .await?;
+                let write = self.service.store.begin_write().await?;
                 if !plan.read.still_current(&write.txn).await? {
                     continue;
                 }
                 (write, plan)
             } else {
-                let write = self.store.begin_write().await?;
+                let write = self.service.store.begin_write().await?;
                 let plan = self.plan_rollback(&write.txn, &name, &message).await?;
                 (write, plan)
             };
@@ -106,7 +109,7 @@ impl Control {
                 }
             }
             let saved = save_connection(
-                self,
+                &self.service,
                 &write,
                 plan.read.row,
                 ConnectionState {
@@ -147,6 +150,7 @@ impl Control {
         let snapshot: ConnectionSnapshot =
             records::from_json_text("connection_version", &target.snapshot)?;
         let old_secrets = self
+            .service
             .store
             .secrets()
             .get(
@@ -157,7 +161,7 @@ impl Control {
             )
             .await?;
         let restored = snapshot.spec.clone().with_secrets(&old_secrets);
-        let current = records::full_spec(self.store.secrets(), db_conn, &row).await?;
+        let current = records::full_spec(self.service.store.secrets(), db_conn, &row).await?;
         let (_, current_secrets) = current.split_secrets();
         let excluded: Vec<String> = snapshot
             .excluded_deployments
@@ -167,7 +171,7 @@ impl Control {
             .collect();
         let changed = changed_fields(&current, &restored);
         let staged = stage_connection_secrets(
-            self,
+            &self.service,
             &row.workspace,
             row.id,
             &restored,
