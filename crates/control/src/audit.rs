@@ -1,15 +1,14 @@
-//! Audit events (written in the mutation's transaction) and ListAuditEvents.
+//! Audit events: written in the mutation's transaction, and listed.
 
 use switchboard_domain::names::WorkspaceName;
-use switchboard_domain::permission::Action;
-use switchboard_proto::v1 as pb;
+use switchboard_domain::permission::{Action, Principal};
 use switchboard_store::WriteTxn;
 use switchboard_store::audit::{AuditFilter, TimeBound};
-use tonic::{Request, Response, Status};
+use switchboard_store::entity::audit_event;
 
 use crate::error::{ControlError, ControlResult};
-use crate::grpc::Control;
 use crate::page_token;
+use crate::service::{ControlService, Page, PageRequest};
 
 pub(crate) use switchboard_store::audit::AuditRecord;
 
@@ -79,45 +78,48 @@ fn parse_filter(filter: &str) -> ControlResult<AuditFilter> {
     Ok(parsed)
 }
 
-#[tonic::async_trait]
-impl pb::audit_service_server::AuditService for Control {
-    async fn list_audit_events(
+/// A ListAuditEvents: a workspace's events, newest first, filtered.
+#[derive(Debug)]
+pub(crate) struct AuditQuery {
+    pub parent: WorkspaceName,
+    /// Terms on `resource`, `actor`, `action` and `create_time`.
+    pub filter: String,
+    pub page: PageRequest,
+}
+
+impl ControlService {
+    /// One page of the audit events `query` asks for.
+    pub(crate) async fn list_audit_events(
         &self,
-        request: Request<pb::ListAuditEventsRequest>,
-    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
-        let parent = WorkspaceName::parse("parent", &request.get_ref().parent)
-            .map_err(ControlError::from)?;
-        self.caller(&request, &parent.workspace, Action::ListAuditEvents)
+        principal: &Principal,
+        query: AuditQuery,
+    ) -> ControlResult<Page<audit_event::Model>> {
+        let AuditQuery {
+            parent,
+            filter,
+            page,
+        } = query;
+        self.authorize(principal, &parent.workspace, Action::ListAuditEvents)
             .await?;
-        let message = request.into_inner();
-        let filter = parse_filter(&message.filter)?;
-        let page_size = page_token::page_size(message.page_size)?;
-        let fingerprint = format!("audit|{}|{}", parent.workspace, message.filter);
-        let before =
-            page_token::decode_number(&self.service.page_key, &fingerprint, &message.page_token)?;
+        let parsed = parse_filter(&filter)?;
+        let page_size = page_token::page_size(page.size)?;
+        let fingerprint = format!("audit|{}|{}", parent.workspace, filter);
+        let before = page_token::decode_number(&self.page_key, &fingerprint, &page.token)?;
         let mut rows = switchboard_store::audit::page(
-            self.service.store.db(),
+            self.store.db(),
             &parent.workspace,
-            &filter,
+            &parsed,
             before,
             page_size + 1,
         )
-        .await
-        .map_err(ControlError::from)?;
-        let next_page_token = page_token::next_page(
-            &self.service.page_key,
-            &fingerprint,
-            &mut rows,
-            page_size,
-            |row| row.id.to_string(),
-        );
-        let audit_events = rows
-            .iter()
-            .map(crate::pb_conversions::audit_to_pb)
-            .collect::<ControlResult<_>>()?;
-        Ok(Response::new(pb::ListAuditEventsResponse {
-            audit_events,
+        .await?;
+        let next_page_token =
+            page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| {
+                row.id.to_string()
+            });
+        Ok(Page {
+            items: rows,
             next_page_token,
-        }))
+        })
     }
 }

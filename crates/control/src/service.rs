@@ -23,6 +23,23 @@ pub(crate) struct ControlService {
     pub(crate) kube_namespaces: Arc<AllowedNamespaces>,
 }
 
+/// Where a list starts and how long its page is, as the caller sent them.
+#[derive(Debug, Default)]
+pub(crate) struct PageRequest {
+    /// 0 for the default size.
+    pub size: i32,
+    /// Empty for the first page.
+    pub token: String,
+}
+
+/// One page of a list: its items and the token of the next page (empty on
+/// the last page).
+#[derive(Debug)]
+pub(crate) struct Page<T> {
+    pub items: Vec<T>,
+    pub next_page_token: String,
+}
+
 impl ControlService {
     /// The service over `store`; deployments may ask for Kubernetes Secrets
     /// in no namespace until [`Self::with_kube_namespaces`].

@@ -4,6 +4,7 @@
 //! INVALID_ARGUMENT whoever asks; everything after authentication
 //! (authorization first) is the service layer's.
 
+mod audit;
 mod workspace;
 
 use std::sync::Arc;
