@@ -1,28 +1,90 @@
-//! DeploymentService: deployments (STANDARD, BRANCH, PREVIEW) and their tokens.
+//! Deployments (STANDARD, BRANCH, PREVIEW) and their tokens.
 
 use switchboard_domain::FieldViolation;
 use switchboard_domain::deployment::{DeploymentKind, SecretDelivery};
 use switchboard_domain::names::{self, DeploymentName, TokenName, WorkspaceName};
 use switchboard_domain::permission::{Action, Principal};
-use switchboard_proto::v1 as pb;
 use switchboard_store::DbHandle;
 use switchboard_store::deployments::{self, DeploymentChanges, DeploymentFilter, NewDeployment};
-use switchboard_store::entity::deployment;
+use switchboard_store::entity::{deployment, deployment_token};
+use switchboard_store::tokens::IssuedToken;
 use switchboard_store::{WriteTxn, tokens};
-use tonic::{Request, Response, Status};
 
 use crate::audit::{self, AuditRecord};
 use crate::connections::deployment_ref;
 use crate::error::{ControlError, ControlResult};
-use crate::grpc::Control;
 use crate::idempotency;
 use crate::page_token;
-use crate::pb_conversions::{delivery_from_pb, deployment_to_pb, kind_from_pb, token_to_pb};
-use crate::service::{ControlService, check_etag, required};
+use crate::pb_conversions::kind_from_name;
+use crate::service::{ControlService, Page, PageRequest, check_etag, required};
 
 const KIND_DEPLOYMENT: &str = "deployment";
 const KIND_TOKEN: &str = "token";
 const MAX_DISPLAY_NAME: usize = 200;
+
+/// The fields of a new deployment, as the caller sent them.
+#[derive(Debug, Default)]
+pub(crate) struct DeploymentFields {
+    pub display_name: String,
+    /// `None`: a kind this server does not know.
+    pub kind: Option<DeploymentKind>,
+    /// The parent's resource name or id; empty for none.
+    pub parent_deployment: String,
+    pub namespace: String,
+    /// `None`: a delivery this server does not know.
+    pub secret_delivery: Option<SecretDelivery>,
+}
+
+/// A CreateDeployment.
+#[derive(Debug)]
+pub(crate) struct DeploymentCreate {
+    pub parent: WorkspaceName,
+    pub deployment_id: String,
+    /// `None` when the request carries no deployment.
+    pub deployment: Option<DeploymentFields>,
+    pub request_id: String,
+}
+
+/// An UpdateDeployment: new values, and which of them to set.
+#[derive(Debug)]
+pub(crate) struct DeploymentUpdate {
+    pub name: DeploymentName,
+    pub display_name: String,
+    pub namespace: String,
+    /// `None`: a delivery this server does not know.
+    pub secret_delivery: Option<SecretDelivery>,
+    pub etag: String,
+    /// The update mask's paths; empty or `*` means every changeable field.
+    pub paths: Vec<String>,
+    pub request_id: String,
+}
+
+/// A DeleteDeployment.
+#[derive(Debug)]
+pub(crate) struct DeploymentDelete {
+    pub name: DeploymentName,
+    pub etag: String,
+    /// Deletes its branch and preview deployments too.
+    pub force: bool,
+    pub request_id: String,
+}
+
+/// A ListDeployments.
+#[derive(Debug)]
+pub(crate) struct DeploymentQuery {
+    pub parent: WorkspaceName,
+    /// Terms on `kind` (a `DEPLOYMENT_KIND_*` name) and `parent_deployment`.
+    pub filter: String,
+    pub page: PageRequest,
+}
+
+/// A CreateDeploymentToken.
+#[derive(Debug)]
+pub(crate) struct TokenCreate {
+    pub parent: DeploymentName,
+    pub description: String,
+    pub request_id: String,
+}
 
 async fn find_deployment<C: DbHandle>(
     db_conn: &C,
@@ -92,7 +154,11 @@ async fn delete_deployment_row(
             workspace: &row.workspace,
             actor: principal.actor(),
             action: "DeleteDeployment",
-            resource: deployment_to_pb(row)?.name,
+            resource: DeploymentName {
+                workspace: row.workspace.clone(),
+                deployment: row.deployment_id.clone(),
+            }
+            .to_string(),
             request_id,
             changed_fields: Vec::new(),
         },
@@ -109,7 +175,7 @@ async fn issued_token<C: DbHandle>(
     db_conn: &C,
     workspace: &str,
     request_id: &str,
-) -> ControlResult<Option<pb::DeploymentToken>> {
+) -> ControlResult<Option<IssuedToken>> {
     let Some(resource) =
         idempotency::previous(db_conn, workspace, "CreateDeploymentToken", request_id).await?
     else {
@@ -125,24 +191,42 @@ async fn issued_token<C: DbHandle>(
                 "token {name} issued for this request_id no longer exists"
             ))
         })?;
-    Ok(Some(token_to_pb(&row)))
+    Ok(Some(IssuedToken {
+        row,
+        token: String::new(),
+    }))
 }
 
-impl Control {
-    async fn create_deployment_inner(
+/// The resource name of a token row.
+fn token_name(row: &deployment_token::Model) -> TokenName {
+    TokenName {
+        workspace: row.workspace.clone(),
+        deployment: row.deployment_id.clone(),
+        token: row.token_id.clone(),
+    }
+}
+
+impl ControlService {
+    /// Creates a deployment, or returns the one an earlier call with the same
+    /// request_id created.
+    pub(crate) async fn create_deployment(
         &self,
-        request: Request<pb::CreateDeploymentRequest>,
-    ) -> ControlResult<pb::Deployment> {
-        let parent = WorkspaceName::parse("parent", &request.get_ref().parent)?;
-        let workspace = parent.workspace.clone();
-        let principal = self
-            .caller(&request, &workspace, Action::WriteDeployment)
+        principal: &Principal,
+        create: DeploymentCreate,
+    ) -> ControlResult<deployment::Model> {
+        let DeploymentCreate {
+            parent,
+            deployment_id,
+            deployment,
+            request_id,
+        } = create;
+        let workspace = parent.workspace;
+        self.authorize(principal, &workspace, Action::WriteDeployment)
             .await?;
-        let message = request.into_inner();
-        idempotency::validate(&message.request_id)?;
-        let deployment = required("deployment", message.deployment.as_ref())?;
+        idempotency::validate(&request_id)?;
+        let deployment = required("deployment", deployment)?;
         let mut violations = Vec::new();
-        if let Err(why) = names::validate_deployment_id(&message.deployment_id) {
+        if let Err(why) = names::validate_deployment_id(&deployment_id) {
             violations.push(FieldViolation::new("deployment_id", why));
         }
         check_display_name(
@@ -155,21 +239,21 @@ impl Control {
             &deployment.namespace,
             &mut violations,
         );
-        let kind = pb::DeploymentKind::try_from(deployment.kind)
-            .map_err(|_| ControlError::invalid("deployment.kind", "is not a known kind"))?;
-        let delivery = pb::SecretDelivery::try_from(deployment.secret_delivery).map_err(|_| {
+        let kind = deployment
+            .kind
+            .ok_or_else(|| ControlError::invalid("deployment.kind", "is not a known kind"))?;
+        let delivery = deployment.secret_delivery.ok_or_else(|| {
             ControlError::invalid("deployment.secret_delivery", "is not a known delivery")
         })?;
-        let kind = kind_from_pb(kind);
         let parent_id = if deployment.parent_deployment.is_empty() {
-            if kind != DeploymentKind::Standard.as_str() {
+            if kind != DeploymentKind::Standard {
                 violations.push(FieldViolation::new(
                     "deployment.parent_deployment",
                     "is required for BRANCH and PREVIEW deployments",
                 ));
             }
             None
-        } else if kind == DeploymentKind::Standard.as_str() {
+        } else if kind == DeploymentKind::Standard {
             violations.push(FieldViolation::new(
                 "deployment.parent_deployment",
                 "must be empty for STANDARD deployments",
@@ -191,30 +275,20 @@ impl Control {
         if !violations.is_empty() {
             return Err(ControlError::InvalidArgument(violations));
         }
-        check_delivery_namespace(
-            &self.service,
-            &workspace,
-            &deployment.namespace,
-            delivery_from_pb(delivery),
-        )?;
-        let now = self.service.now();
-        let write = self.service.store.begin_write().await?;
+        check_delivery_namespace(self, &workspace, &deployment.namespace, delivery.as_str())?;
+        let now = self.now();
+        let write = self.store.begin_write().await?;
         // Checked under the write lock, so concurrent retries with one
         // request_id return the first result rather than a conflict.
-        if let Some(resource) = idempotency::previous(
-            &write.txn,
-            &workspace,
-            "CreateDeployment",
-            &message.request_id,
-        )
-        .await?
+        if let Some(resource) =
+            idempotency::previous(&write.txn, &workspace, "CreateDeployment", &request_id).await?
         {
             let name = DeploymentName::parse("name", &resource)?;
-            return deployment_to_pb(&find_deployment(&write.txn, &name).await?);
+            return find_deployment(&write.txn, &name).await;
         }
         let name = DeploymentName {
             workspace: workspace.clone(),
-            deployment: message.deployment_id.clone(),
+            deployment: deployment_id,
         };
         if switchboard_store::visibility::find_deployment(&write.txn, &workspace, &name.deployment)
             .await?
@@ -242,11 +316,11 @@ impl Control {
             NewDeployment {
                 workspace: workspace.clone(),
                 deployment_id: name.deployment.clone(),
-                display_name: deployment.display_name.clone(),
-                kind: kind.to_owned(),
+                display_name: deployment.display_name,
+                kind: kind.as_str().to_owned(),
                 parent_deployment: parent_id,
-                namespace: deployment.namespace.clone(),
-                secret_delivery: delivery_from_pb(delivery).to_owned(),
+                namespace: deployment.namespace,
+                secret_delivery: delivery.as_str().to_owned(),
             },
             now,
         )
@@ -258,7 +332,7 @@ impl Control {
                 actor: principal.actor(),
                 action: "CreateDeployment",
                 resource: name.to_string(),
-                request_id: &message.request_id,
+                request_id: &request_id,
                 changed_fields: vec![
                     "display_name".into(),
                     "kind".into(),
@@ -275,27 +349,105 @@ impl Control {
             &write.txn,
             &workspace,
             "CreateDeployment",
-            &message.request_id,
+            &request_id,
             &name.to_string(),
             now,
         )
         .await?;
         write.commit().await?;
-        deployment_to_pb(&row)
+        Ok(row)
     }
 
-    async fn update_deployment_inner(
+    /// A deployment.
+    pub(crate) async fn get_deployment(
         &self,
-        request: Request<pb::UpdateDeploymentRequest>,
-    ) -> ControlResult<pb::Deployment> {
-        let deployment_ref_msg = required("deployment", request.get_ref().deployment.as_ref())?;
-        let name = DeploymentName::parse("deployment.name", &deployment_ref_msg.name)?;
-        let principal = self
-            .caller(&request, &name.workspace, Action::WriteDeployment)
+        principal: &Principal,
+        name: &DeploymentName,
+    ) -> ControlResult<deployment::Model> {
+        self.authorize(principal, &name.workspace, Action::Read)
             .await?;
-        let message = request.into_inner();
-        let deployment = message.deployment.unwrap_or_default();
-        let mut paths = crate::field_mask::mask_paths(message.update_mask.as_ref());
+        find_deployment(self.store.db(), name).await
+    }
+
+    /// One page of a workspace's deployments.
+    pub(crate) async fn list_deployments(
+        &self,
+        principal: &Principal,
+        query: DeploymentQuery,
+    ) -> ControlResult<Page<deployment::Model>> {
+        let DeploymentQuery {
+            parent,
+            filter,
+            page,
+        } = query;
+        self.authorize(principal, &parent.workspace, Action::Read)
+            .await?;
+        let page_size = page_token::page_size(page.size)?;
+        let fingerprint = format!("deployments|{}|{}", parent.workspace, filter);
+        let after = page_token::decode(&self.page_key, &fingerprint, &page.token)?;
+        let mut kind_filter = None;
+        let mut parent_filter = None;
+        for (key, value) in page_token::parse_filter(&filter)? {
+            match key.as_str() {
+                "kind" => {
+                    let kind = kind_from_name(&value).ok_or_else(|| {
+                        ControlError::invalid("filter", "kind must be a DEPLOYMENT_KIND_* value")
+                    })?;
+                    kind_filter = Some(kind.as_str());
+                }
+                "parent_deployment" => {
+                    parent_filter = Some(
+                        deployment_ref("filter", &parent.workspace, &value)
+                            .map_err(|violation| ControlError::InvalidArgument(vec![violation]))?,
+                    );
+                }
+                other => {
+                    return Err(ControlError::invalid(
+                        "filter",
+                        format!("unknown field '{other}'; use kind or parent_deployment"),
+                    ));
+                }
+            }
+        }
+        let filter = DeploymentFilter {
+            kind: kind_filter,
+            parent: parent_filter.as_deref(),
+        };
+        let mut rows = deployments::page(
+            self.store.db(),
+            &parent.workspace,
+            filter,
+            after.as_deref(),
+            page_size + 1,
+        )
+        .await?;
+        let next_page_token =
+            page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| {
+                row.deployment_id.clone()
+            });
+        Ok(Page {
+            items: rows,
+            next_page_token,
+        })
+    }
+
+    /// Changes the fields `update` names.
+    pub(crate) async fn update_deployment(
+        &self,
+        principal: &Principal,
+        update: DeploymentUpdate,
+    ) -> ControlResult<deployment::Model> {
+        let DeploymentUpdate {
+            name,
+            display_name,
+            namespace,
+            secret_delivery,
+            etag,
+            mut paths,
+            request_id,
+        } = update;
+        self.authorize(principal, &name.workspace, Action::WriteDeployment)
+            .await?;
         if paths.is_empty() || paths.iter().any(|path| path == "*") {
             paths = vec![
                 "display_name".into(),
@@ -306,18 +458,12 @@ impl Control {
         let mut violations = Vec::new();
         for path in &paths {
             match path.as_str() {
-                "display_name" => check_display_name(
-                    "deployment.display_name",
-                    &deployment.display_name,
-                    &mut violations,
-                ),
-                "namespace" => check_namespace(
-                    "deployment.namespace",
-                    &deployment.namespace,
-                    &mut violations,
-                ),
+                "display_name" => {
+                    check_display_name("deployment.display_name", &display_name, &mut violations)
+                }
+                "namespace" => check_namespace("deployment.namespace", &namespace, &mut violations),
                 "secret_delivery" => {
-                    if pb::SecretDelivery::try_from(deployment.secret_delivery).is_err() {
+                    if secret_delivery.is_none() {
                         violations.push(FieldViolation::new(
                             "deployment.secret_delivery",
                             "is not a known delivery",
@@ -339,19 +485,19 @@ impl Control {
         if !violations.is_empty() {
             return Err(ControlError::InvalidArgument(violations));
         }
-        let now = self.service.now();
-        let write = self.service.store.begin_write().await?;
+        let now = self.now();
+        let write = self.store.begin_write().await?;
         let row = find_deployment(&write.txn, &name).await?;
-        check_etag(&deployment.etag, row.version, "deployment")?;
+        check_etag(&etag, row.version, "deployment")?;
         let mut changes = DeploymentChanges::default();
         for path in &paths {
             match path.as_str() {
-                "display_name" => changes.display_name = Some(deployment.display_name.clone()),
-                "namespace" => changes.namespace = Some(deployment.namespace.clone()),
+                "display_name" => changes.display_name = Some(display_name.clone()),
+                "namespace" => changes.namespace = Some(namespace.clone()),
                 "secret_delivery" => {
-                    let delivery = pb::SecretDelivery::try_from(deployment.secret_delivery)
-                        .unwrap_or_default();
-                    changes.secret_delivery = Some(delivery_from_pb(delivery).to_owned());
+                    // Known: an unknown delivery was refused above.
+                    let delivery = secret_delivery.unwrap_or(SecretDelivery::None);
+                    changes.secret_delivery = Some(delivery.as_str().to_owned());
                 }
                 _ => {}
             }
@@ -368,7 +514,7 @@ impl Control {
                 .secret_delivery
                 .as_ref()
                 .unwrap_or(&row.secret_delivery);
-            check_delivery_namespace(&self.service, &name.workspace, namespace, delivery)?;
+            check_delivery_namespace(self, &name.workspace, namespace, delivery)?;
         }
         let saved = deployments::update(&write.txn, row, changes, now).await?;
         audit::record(
@@ -378,7 +524,7 @@ impl Control {
                 actor: principal.actor(),
                 action: "UpdateDeployment",
                 resource: name.to_string(),
-                request_id: &message.request_id,
+                request_id: &request_id,
                 changed_fields: paths,
             },
             Some(KIND_DEPLOYMENT),
@@ -386,23 +532,29 @@ impl Control {
         )
         .await?;
         write.commit().await?;
-        deployment_to_pb(&saved)
+        Ok(saved)
     }
 
-    async fn delete_deployment_inner(
+    /// Deletes a deployment (with `force`, its branch and preview
+    /// deployments too), its links and tokens.
+    pub(crate) async fn delete_deployment(
         &self,
-        request: Request<pb::DeleteDeploymentRequest>,
+        principal: &Principal,
+        delete: DeploymentDelete,
     ) -> ControlResult<()> {
-        let name = DeploymentName::parse("name", &request.get_ref().name)?;
-        let principal = self
-            .caller(&request, &name.workspace, Action::WriteDeployment)
+        let DeploymentDelete {
+            name,
+            etag,
+            force,
+            request_id,
+        } = delete;
+        self.authorize(principal, &name.workspace, Action::WriteDeployment)
             .await?;
-        let message = request.into_inner();
-        let write = self.service.store.begin_write().await?;
+        let write = self.store.begin_write().await?;
         let row = find_deployment(&write.txn, &name).await?;
-        check_etag(&message.etag, row.version, "deployment")?;
+        check_etag(&etag, row.version, "deployment")?;
         let children = deployments::children(&write.txn, &name.workspace, &name.deployment).await?;
-        if !children.is_empty() && !message.force {
+        if !children.is_empty() && !force {
             let ids: Vec<&str> = children
                 .iter()
                 .map(|child| child.deployment_id.as_str())
@@ -413,49 +565,41 @@ impl Control {
             )));
         }
         for child in &children {
-            delete_deployment_row(
-                &self.service,
-                &write,
-                child,
-                &principal,
-                &message.request_id,
-            )
-            .await?;
+            delete_deployment_row(self, &write, child, principal, &request_id).await?;
         }
-        delete_deployment_row(&self.service, &write, &row, &principal, &message.request_id).await?;
+        delete_deployment_row(self, &write, &row, principal, &request_id).await?;
         write.commit().await?;
         Ok(())
     }
 
-    async fn create_token_inner(
+    /// Issues a token for a deployment; the answer holds its secret. A retry
+    /// with the same request_id returns the same token without it.
+    pub(crate) async fn create_token(
         &self,
-        request: Request<pb::CreateDeploymentTokenRequest>,
-    ) -> ControlResult<pb::DeploymentToken> {
-        let name = DeploymentName::parse("parent", &request.get_ref().parent)?;
-        let principal = self
-            .caller(&request, &name.workspace, Action::WriteDeployment)
+        principal: &Principal,
+        create: TokenCreate,
+    ) -> ControlResult<IssuedToken> {
+        let TokenCreate {
+            parent: name,
+            description,
+            request_id,
+        } = create;
+        self.authorize(principal, &name.workspace, Action::WriteDeployment)
             .await?;
-        let message = request.into_inner();
-        idempotency::validate(&message.request_id)?;
+        idempotency::validate(&request_id)?;
         let mut violations = Vec::new();
-        check_display_name("description", &message.description, &mut violations);
+        check_display_name("description", &description, &mut violations);
         if !violations.is_empty() {
             return Err(ControlError::InvalidArgument(violations));
         }
-        if let Some(first) = issued_token(
-            self.service.store.db(),
-            &name.workspace,
-            &message.request_id,
-        )
-        .await?
-        {
+        if let Some(first) = issued_token(self.store.db(), &name.workspace, &request_id).await? {
             return Ok(first);
         }
-        let now = self.service.now();
-        let write = self.service.store.begin_write().await?;
+        let now = self.now();
+        let write = self.store.begin_write().await?;
         // A concurrent call with the same request_id may have committed since
         // the check above; the write lock orders this one after it.
-        if let Some(first) = issued_token(&write.txn, &name.workspace, &message.request_id).await? {
+        if let Some(first) = issued_token(&write.txn, &name.workspace, &request_id).await? {
             return Ok(first);
         }
         find_deployment(&write.txn, &name).await?;
@@ -463,12 +607,11 @@ impl Control {
             &write.txn,
             &name.workspace,
             &name.deployment,
-            &message.description,
+            &description,
             now,
         )
         .await?;
-        let row = issued.row;
-        let mut token = token_to_pb(&row);
+        let token_name = token_name(&issued.row).to_string();
         // Whoever holds the token reads what the deployment reads, secrets
         // included; the event says so plainly.
         audit::record_secret_grant(
@@ -477,8 +620,8 @@ impl Control {
                 workspace: &name.workspace,
                 actor: principal.actor(),
                 action: "CreateDeploymentToken",
-                resource: token.name.clone(),
-                request_id: &message.request_id,
+                resource: token_name.clone(),
+                request_id: &request_id,
                 changed_fields: Vec::new(),
             },
             format!(
@@ -493,63 +636,61 @@ impl Control {
             &write.txn,
             &name.workspace,
             "CreateDeploymentToken",
-            &message.request_id,
-            &token.name,
+            &request_id,
+            &token_name,
             now,
         )
         .await?;
         write.commit().await?;
-        token.token = issued.token;
-        Ok(token)
+        Ok(issued)
     }
 
-    async fn list_tokens_inner(
+    /// One page of a deployment's tokens (revoked ones included).
+    pub(crate) async fn list_tokens(
         &self,
-        request: Request<pb::ListDeploymentTokensRequest>,
-    ) -> ControlResult<pb::ListDeploymentTokensResponse> {
-        let name = DeploymentName::parse("parent", &request.get_ref().parent)?;
-        self.caller(&request, &name.workspace, Action::Read).await?;
-        let message = request.into_inner();
-        let page_size = page_token::page_size(message.page_size)?;
-        find_deployment(self.service.store.db(), &name).await?;
+        principal: &Principal,
+        name: &DeploymentName,
+        page: PageRequest,
+    ) -> ControlResult<Page<deployment_token::Model>> {
+        self.authorize(principal, &name.workspace, Action::Read)
+            .await?;
+        let page_size = page_token::page_size(page.size)?;
+        find_deployment(self.store.db(), name).await?;
         let fingerprint = format!("tokens|{name}");
-        let after = page_token::decode(&self.service.page_key, &fingerprint, &message.page_token)?;
+        let after = page_token::decode(&self.page_key, &fingerprint, &page.token)?;
         let mut rows = tokens::page(
-            self.service.store.db(),
+            self.store.db(),
             &name.workspace,
             &name.deployment,
             after.as_deref(),
             page_size + 1,
         )
         .await?;
-        let next_page_token = page_token::next_page(
-            &self.service.page_key,
-            &fingerprint,
-            &mut rows,
-            page_size,
-            |row| row.token_id.clone(),
-        );
-        Ok(pb::ListDeploymentTokensResponse {
-            deployment_tokens: rows.iter().map(token_to_pb).collect(),
+        let next_page_token =
+            page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| {
+                row.token_id.clone()
+            });
+        Ok(Page {
+            items: rows,
             next_page_token,
         })
     }
 
-    async fn revoke_token_inner(
+    /// Revokes a token; revoking a revoked token changes nothing.
+    pub(crate) async fn revoke_token(
         &self,
-        request: Request<pb::RevokeDeploymentTokenRequest>,
-    ) -> ControlResult<pb::DeploymentToken> {
-        let name = TokenName::parse("name", &request.get_ref().name)?;
-        let principal = self
-            .caller(&request, &name.workspace, Action::WriteDeployment)
+        principal: &Principal,
+        name: &TokenName,
+    ) -> ControlResult<deployment_token::Model> {
+        self.authorize(principal, &name.workspace, Action::WriteDeployment)
             .await?;
-        let now = self.service.now();
-        let write = self.service.store.begin_write().await?;
+        let now = self.now();
+        let write = self.store.begin_write().await?;
         let row = tokens::find(&write.txn, &name.workspace, &name.deployment, &name.token)
             .await?
             .ok_or_else(|| ControlError::NotFound(format!("token {name} not found")))?;
         if row.revoke_time.is_some() {
-            return Ok(token_to_pb(&row));
+            return Ok(row);
         }
         let saved = tokens::revoke(&write.txn, row, now).await?;
         audit::record(
@@ -567,130 +708,6 @@ impl Control {
         )
         .await?;
         write.commit().await?;
-        Ok(token_to_pb(&saved))
-    }
-}
-
-#[tonic::async_trait]
-impl pb::deployment_service_server::DeploymentService for Control {
-    async fn create_deployment(
-        &self,
-        request: Request<pb::CreateDeploymentRequest>,
-    ) -> Result<Response<pb::Deployment>, Status> {
-        Ok(Response::new(self.create_deployment_inner(request).await?))
-    }
-
-    async fn get_deployment(
-        &self,
-        request: Request<pb::GetDeploymentRequest>,
-    ) -> Result<Response<pb::Deployment>, Status> {
-        let name =
-            DeploymentName::parse("name", &request.get_ref().name).map_err(ControlError::from)?;
-        self.caller(&request, &name.workspace, Action::Read).await?;
-        Ok(Response::new(deployment_to_pb(
-            &find_deployment(self.service.store.db(), &name).await?,
-        )?))
-    }
-
-    async fn list_deployments(
-        &self,
-        request: Request<pb::ListDeploymentsRequest>,
-    ) -> Result<Response<pb::ListDeploymentsResponse>, Status> {
-        let parent = WorkspaceName::parse("parent", &request.get_ref().parent)
-            .map_err(ControlError::from)?;
-        self.caller(&request, &parent.workspace, Action::Read)
-            .await?;
-        let message = request.into_inner();
-        let page_size = page_token::page_size(message.page_size)?;
-        let fingerprint = format!("deployments|{}|{}", parent.workspace, message.filter);
-        let after = page_token::decode(&self.service.page_key, &fingerprint, &message.page_token)?;
-        let mut kind_filter = None;
-        let mut parent_filter = None;
-        for (key, value) in page_token::parse_filter(&message.filter)? {
-            match key.as_str() {
-                "kind" => {
-                    let kind = pb::DeploymentKind::from_str_name(&value).ok_or_else(|| {
-                        ControlError::invalid("filter", "kind must be a DEPLOYMENT_KIND_* value")
-                    })?;
-                    kind_filter = Some(kind_from_pb(kind));
-                }
-                "parent_deployment" => {
-                    parent_filter = Some(
-                        deployment_ref("filter", &parent.workspace, &value)
-                            .map_err(|violation| ControlError::InvalidArgument(vec![violation]))?,
-                    );
-                }
-                other => {
-                    return Err(ControlError::invalid(
-                        "filter",
-                        format!("unknown field '{other}'; use kind or parent_deployment"),
-                    )
-                    .into());
-                }
-            }
-        }
-        let filter = DeploymentFilter {
-            kind: kind_filter,
-            parent: parent_filter.as_deref(),
-        };
-        let mut rows = deployments::page(
-            self.service.store.db(),
-            &parent.workspace,
-            filter,
-            after.as_deref(),
-            page_size + 1,
-        )
-        .await
-        .map_err(ControlError::from)?;
-        let next_page_token = page_token::next_page(
-            &self.service.page_key,
-            &fingerprint,
-            &mut rows,
-            page_size,
-            |row| row.deployment_id.clone(),
-        );
-        Ok(Response::new(pb::ListDeploymentsResponse {
-            deployments: rows
-                .iter()
-                .map(deployment_to_pb)
-                .collect::<ControlResult<_>>()?,
-            next_page_token,
-        }))
-    }
-
-    async fn update_deployment(
-        &self,
-        request: Request<pb::UpdateDeploymentRequest>,
-    ) -> Result<Response<pb::Deployment>, Status> {
-        Ok(Response::new(self.update_deployment_inner(request).await?))
-    }
-
-    async fn delete_deployment(
-        &self,
-        request: Request<pb::DeleteDeploymentRequest>,
-    ) -> Result<Response<()>, Status> {
-        self.delete_deployment_inner(request).await?;
-        Ok(Response::new(()))
-    }
-
-    async fn create_deployment_token(
-        &self,
-        request: Request<pb::CreateDeploymentTokenRequest>,
-    ) -> Result<Response<pb::DeploymentToken>, Status> {
-        Ok(Response::new(self.create_token_inner(request).await?))
-    }
-
-    async fn list_deployment_tokens(
-        &self,
-        request: Request<pb::ListDeploymentTokensRequest>,
-    ) -> Result<Response<pb::ListDeploymentTokensResponse>, Status> {
-        Ok(Response::new(self.list_tokens_inner(request).await?))
-    }
-
-    async fn revoke_deployment_token(
-        &self,
-        request: Request<pb::RevokeDeploymentTokenRequest>,
-    ) -> Result<Response<pb::DeploymentToken>, Status> {
-        Ok(Response::new(self.revoke_token_inner(request).await?))
+        Ok(saved)
     }
 }

@@ -180,13 +180,18 @@ fn kind_to_pb(kind: DeploymentKind) -> pb::DeploymentKind {
 }
 
 /// Deployment kinds to store; unspecified means STANDARD.
-pub(crate) fn kind_from_pb(kind: pb::DeploymentKind) -> &'static str {
+pub(crate) fn kind_from_pb(kind: pb::DeploymentKind) -> DeploymentKind {
     match kind {
         pb::DeploymentKind::Unspecified | pb::DeploymentKind::Standard => DeploymentKind::Standard,
         pb::DeploymentKind::Branch => DeploymentKind::Branch,
         pb::DeploymentKind::Preview => DeploymentKind::Preview,
     }
-    .as_str()
+}
+
+/// The kind a `DEPLOYMENT_KIND_*` name (as ListDeployments filters spell
+/// it) stands for; `None` for any other text.
+pub(crate) fn kind_from_name(name: &str) -> Option<DeploymentKind> {
+    pb::DeploymentKind::from_str_name(name).map(kind_from_pb)
 }
 
 /// Secret delivery as stored.
@@ -199,13 +204,12 @@ fn delivery_to_pb(delivery: SecretDelivery) -> pb::SecretDelivery {
 }
 
 /// Secret delivery to store; unspecified means NONE.
-pub(crate) fn delivery_from_pb(delivery: pb::SecretDelivery) -> &'static str {
+pub(crate) fn delivery_from_pb(delivery: pb::SecretDelivery) -> SecretDelivery {
     match delivery {
         pb::SecretDelivery::Unspecified | pb::SecretDelivery::None => SecretDelivery::None,
         pb::SecretDelivery::Token => SecretDelivery::Token,
         pb::SecretDelivery::Env => SecretDelivery::Env,
     }
-    .as_str()
 }
 
 /// A deployment row as a message.

@@ -5,6 +5,7 @@
 //! (authorization first) is the service layer's.
 
 mod audit;
+mod deployments;
 mod workspace;
 
 use std::sync::Arc;
