@@ -7,7 +7,7 @@ use switchboard_domain::{catalog, sensitive};
 use switchboard_proto::v1 as pb;
 
 use crate::error::{ControlError, ControlResult};
-use crate::pb_conversions::{overrides_from_pb, spec_from_pb};
+use crate::pb_conversions::spec_from_pb;
 
 /// Connection paths an update mask may name, besides `extra.<key>`: the
 /// fields, and `extra` (the whole map) after `port`.
@@ -283,14 +283,14 @@ const LINK_PATHS: &[&str] = &[
     "overrides.extra",
 ];
 
-/// Applies a link update. An empty mask means `overrides` (replace them all).
+/// Applies a link update: the `mask_paths` (see [`mask_paths`]) of
+/// `incoming`. An empty mask means `overrides` (replace them all).
 pub(crate) fn apply_to_overrides(
     current: &Overrides,
-    message: &pb::Link,
-    mask: Option<&prost_types::FieldMask>,
+    incoming: &Overrides,
+    mask_paths: &[String],
 ) -> ControlResult<Overrides> {
-    let incoming = overrides_from_pb(message.overrides.as_ref());
-    let mut paths = mask_paths(mask);
+    let mut paths = mask_paths.to_vec();
     if paths.is_empty() || paths.iter().any(|path| path == "*") {
         paths = vec!["overrides".to_owned()];
     }

@@ -4,12 +4,10 @@ use switchboard_domain::Overrides;
 use switchboard_domain::names::{ConnectionName, LinkName};
 use switchboard_domain::permission::{Action, Principal};
 use switchboard_domain::validate::validate_overrides;
-use switchboard_proto::v1 as pb;
 use switchboard_store::DbHandle;
 use switchboard_store::entity::{connection, link};
 use switchboard_store::records;
 use switchboard_store::{StagedSecrets, WriteTxn, links};
-use tonic::Request;
 
 use crate::audit::{self, AuditRecord};
 use crate::connections::{
@@ -17,13 +15,61 @@ use crate::connections::{
     validate_link_merge,
 };
 use crate::error::{ControlError, ControlResult};
-use crate::grpc::Control;
 use crate::idempotency;
 use crate::page_token;
-use crate::pb_conversions::{link_to_pb, overrides_from_pb};
-use crate::service::{ControlService, check_etag, required};
+use crate::service::{ControlService, Page, PageRequest, check_etag, required};
 
 const KIND_LINK: &str = "link";
+
+/// A link as a create describes it.
+#[derive(Debug, Default)]
+pub(crate) struct LinkFields {
+    /// The deployment's resource name or id.
+    pub deployment: String,
+    pub overrides: Overrides,
+}
+
+/// A CreateLink.
+#[derive(Debug)]
+pub(crate) struct LinkCreate {
+    pub parent: ConnectionName,
+    /// `None` when the request carries no link.
+    pub link: Option<LinkFields>,
+    pub request_id: String,
+}
+
+/// An UpdateLink: new overrides, and which of them to set.
+#[derive(Debug)]
+pub(crate) struct LinkUpdate {
+    pub name: LinkName,
+    pub overrides: Overrides,
+    pub etag: String,
+    /// The update mask's paths; empty or `*` means all the overrides.
+    pub paths: Vec<String>,
+    pub request_id: String,
+}
+
+/// A DeleteLink.
+#[derive(Debug)]
+pub(crate) struct LinkDelete {
+    pub name: LinkName,
+    pub etag: String,
+    pub request_id: String,
+}
+
+/// A link with its connection, whose type decides which overrides are secret.
+#[derive(Debug)]
+pub(crate) struct LinkOf {
+    pub connection: connection::Model,
+    pub link: link::Model,
+}
+
+/// One page of a connection's links, with the connection.
+#[derive(Debug)]
+pub(crate) struct LinkPage {
+    pub connection: connection::Model,
+    pub links: Page<link::Model>,
+}
 
 fn link_name(conn: &connection::Model, deployment: &str) -> LinkName {
     LinkName {
@@ -53,6 +99,14 @@ fn override_fields(overrides: &Overrides) -> Vec<String> {
             .map(|key| format!("overrides.extra.{key}")),
     );
     fields
+}
+
+/// The connection a link belongs to.
+fn connection_of(name: &LinkName) -> ConnectionName {
+    ConnectionName {
+        workspace: name.workspace.clone(),
+        conn_id: name.conn_id.clone(),
+    }
 }
 
 async fn find_link<C: DbHandle>(
@@ -232,36 +286,35 @@ pub(crate) async fn delete_link_row(
     .await
 }
 
-impl Control {
-    pub(crate) async fn create_link_inner(
+impl ControlService {
+    /// Links a connection to a deployment, or returns the link an earlier
+    /// call with the same request_id made.
+    pub(crate) async fn create_link(
         &self,
-        request: Request<pb::CreateLinkRequest>,
-    ) -> ControlResult<pb::Link> {
-        let parent = ConnectionName::parse("parent", &request.get_ref().parent)?;
-        let principal = self
-            .caller(&request, &parent.workspace, Action::WriteConnection)
+        principal: &Principal,
+        create: LinkCreate,
+    ) -> ControlResult<LinkOf> {
+        let LinkCreate {
+            parent,
+            link,
+            request_id,
+        } = create;
+        self.authorize(principal, &parent.workspace, Action::WriteConnection)
             .await?;
-        let message = request.into_inner();
-        idempotency::validate(&message.request_id)?;
-        let link = required("link", message.link.as_ref())?;
+        idempotency::validate(&request_id)?;
+        let link = required("link", link)?;
         let deployment = deployment_ref("link.deployment", &parent.workspace, &link.deployment)
             .map_err(|violation| ControlError::InvalidArgument(vec![violation]))?;
-        let overrides = overrides_from_pb(link.overrides.as_ref());
-        let remote = self.service.store.secrets().is_remote();
+        let overrides = link.overrides;
+        let remote = self.store.secrets().is_remote();
         for _ in 0..WRITE_ATTEMPTS {
             // Which overrides are secret depends on the connection's type, so
             // with Vault it is read first; the secrets go to Vault before the
             // write lock.
             let (type_read, staged) = if remote {
-                let conn = find_connection(self.service.store.db(), &parent).await?;
-                let staged = stage_new_link(
-                    &self.service,
-                    &parent.workspace,
-                    &conn.type_key,
-                    &overrides,
-                    0,
-                )
-                .await?;
+                let conn = find_connection(self.store.db(), &parent).await?;
+                let staged =
+                    stage_new_link(self, &parent.workspace, &conn.type_key, &overrides, 0).await?;
                 (Some(conn.type_key), staged)
             } else {
                 let staged = StagedLink {
@@ -270,30 +323,20 @@ impl Control {
                 };
                 (None, staged)
             };
-            let write = self.service.store.begin_write().await?;
+            let write = self.store.begin_write().await?;
             // Checked under the write lock, so concurrent retries with one
             // request_id return the first result rather than a conflict.
-            if let Some(resource) = idempotency::previous(
-                &write.txn,
-                &parent.workspace,
-                "CreateLink",
-                &message.request_id,
-            )
-            .await?
+            if let Some(resource) =
+                idempotency::previous(&write.txn, &parent.workspace, "CreateLink", &request_id)
+                    .await?
             {
                 let name = LinkName::parse("name", &resource)?;
-                let conn = find_connection(
-                    &write.txn,
-                    &ConnectionName {
-                        workspace: name.workspace.clone(),
-                        conn_id: name.conn_id.clone(),
-                    },
-                )
-                .await?;
-                return link_to_pb(
-                    &conn,
-                    &find_link(&write.txn, &conn, &name.deployment).await?,
-                );
+                let conn = find_connection(&write.txn, &connection_of(&name)).await?;
+                let link = find_link(&write.txn, &conn, &name.deployment).await?;
+                return Ok(LinkOf {
+                    connection: conn,
+                    link,
+                });
             }
             let conn = find_connection(&write.txn, &parent).await?;
             if type_read
@@ -305,14 +348,7 @@ impl Control {
             let staged = match type_read {
                 Some(_) => staged,
                 None => {
-                    stage_new_link(
-                        &self.service,
-                        &parent.workspace,
-                        &conn.type_key,
-                        &overrides,
-                        0,
-                    )
-                    .await?
+                    stage_new_link(self, &parent.workspace, &conn.type_key, &overrides, 0).await?
                 }
             };
             require_deployments(&write.txn, &parent.workspace, [&deployment]).await?;
@@ -340,7 +376,7 @@ impl Control {
                 continue;
             }
             let saved = insert_link(
-                &self.service,
+                self,
                 &write,
                 &conn,
                 NewLink {
@@ -348,101 +384,88 @@ impl Control {
                     overrides: &overrides,
                     staged,
                 },
-                &principal,
-                &message.request_id,
+                principal,
+                &request_id,
             )
             .await?;
             idempotency::remember(
                 &write.txn,
                 &parent.workspace,
                 "CreateLink",
-                &message.request_id,
+                &request_id,
                 &link_name(&conn, &deployment).to_string(),
-                self.service.now(),
+                self.now(),
             )
             .await?;
             write.commit().await?;
-            return link_to_pb(&conn, &saved);
+            return Ok(LinkOf {
+                connection: conn,
+                link: saved,
+            });
         }
         Err(contended("connection"))
     }
 
-    pub(crate) async fn get_link_inner(
+    /// A link.
+    pub(crate) async fn get_link(
         &self,
-        request: Request<pb::GetLinkRequest>,
-    ) -> ControlResult<pb::Link> {
-        let name = LinkName::parse("name", &request.get_ref().name)?;
-        self.caller(&request, &name.workspace, Action::Read).await?;
-        let conn = find_connection(
-            self.service.store.db(),
-            &ConnectionName {
-                workspace: name.workspace.clone(),
-                conn_id: name.conn_id.clone(),
-            },
-        )
-        .await?;
-        link_to_pb(
-            &conn,
-            &find_link(self.service.store.db(), &conn, &name.deployment).await?,
-        )
-    }
-
-    pub(crate) async fn list_links_inner(
-        &self,
-        request: Request<pb::ListLinksRequest>,
-    ) -> ControlResult<pb::ListLinksResponse> {
-        let parent = ConnectionName::parse("parent", &request.get_ref().parent)?;
-        self.caller(&request, &parent.workspace, Action::Read)
+        principal: &Principal,
+        name: &LinkName,
+    ) -> ControlResult<LinkOf> {
+        self.authorize(principal, &name.workspace, Action::Read)
             .await?;
-        let message = request.into_inner();
-        let page_size = page_token::page_size(message.page_size)?;
-        let conn = find_connection(self.service.store.db(), &parent).await?;
-        let fingerprint = format!("links|{}|{}", parent.workspace, conn.id);
-        let after = page_token::decode(&self.service.page_key, &fingerprint, &message.page_token)?;
-        let mut rows = links::page(
-            self.service.store.db(),
-            conn.id,
-            after.as_deref(),
-            page_size + 1,
-        )
-        .await?;
-        let next_page_token = page_token::next_page(
-            &self.service.page_key,
-            &fingerprint,
-            &mut rows,
-            page_size,
-            |row| row.deployment_id.clone(),
-        );
-        Ok(pb::ListLinksResponse {
-            links: rows
-                .iter()
-                .map(|row| link_to_pb(&conn, row))
-                .collect::<ControlResult<_>>()?,
-            next_page_token,
+        let conn = find_connection(self.store.db(), &connection_of(name)).await?;
+        let link = find_link(self.store.db(), &conn, &name.deployment).await?;
+        Ok(LinkOf {
+            connection: conn,
+            link,
         })
     }
 
-    pub(crate) async fn update_link_inner(
+    /// One page of a connection's links.
+    pub(crate) async fn list_links(
         &self,
-        request: Request<pb::UpdateLinkRequest>,
-    ) -> ControlResult<pb::Link> {
-        let link_message = required("link", request.get_ref().link.as_ref())?;
-        let name = LinkName::parse("link.name", &link_message.name)?;
-        let principal = self
-            .caller(&request, &name.workspace, Action::WriteConnection)
+        principal: &Principal,
+        parent: &ConnectionName,
+        page: PageRequest,
+    ) -> ControlResult<LinkPage> {
+        self.authorize(principal, &parent.workspace, Action::Read)
             .await?;
-        let message = request.into_inner();
-        let link_message = message.link.clone().unwrap_or_default();
-        let update_mask = message.update_mask.as_ref();
-        let remote = self.service.store.secrets().is_remote();
+        let page_size = page_token::page_size(page.size)?;
+        let conn = find_connection(self.store.db(), parent).await?;
+        let fingerprint = format!("links|{}|{}", parent.workspace, conn.id);
+        let after = page_token::decode(&self.page_key, &fingerprint, &page.token)?;
+        let mut rows =
+            links::page(self.store.db(), conn.id, after.as_deref(), page_size + 1).await?;
+        let next_page_token =
+            page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| {
+                row.deployment_id.clone()
+            });
+        Ok(LinkPage {
+            connection: conn,
+            links: Page {
+                items: rows,
+                next_page_token,
+            },
+        })
+    }
+
+    /// Changes the overrides `update` names.
+    pub(crate) async fn update_link(
+        &self,
+        principal: &Principal,
+        update: LinkUpdate,
+    ) -> ControlResult<LinkOf> {
+        self.authorize(principal, &update.name.workspace, Action::WriteConnection)
+            .await?;
+        let name = &update.name;
+        let remote = self.store.secrets().is_remote();
         for _ in 0..WRITE_ATTEMPTS {
             // With Vault the link's secrets are read and the new ones written
             // before the write lock, and again if the rows changed meanwhile.
             let (write, plan) = if remote {
-                let plan = self
-                    .plan_link_update(self.service.store.db(), &name, &link_message, update_mask)
-                    .await?;
-                let write = self.service.store.begin_write().await?;
+                let plan = self.plan_link_update(self.store.db(), &update).await?;
+                let write = self.store.begin_write().await?;
                 let conn = switchboard_store::connections::by_id(&write.txn, plan.conn.id).await?;
                 let row = links::by_id(&write.txn, plan.row.id).await?;
                 if conn.as_ref() != Some(&plan.conn) || row.as_ref() != Some(&plan.row) {
@@ -450,10 +473,8 @@ impl Control {
                 }
                 (write, plan)
             } else {
-                let write = self.service.store.begin_write().await?;
-                let plan = self
-                    .plan_link_update(&write.txn, &name, &link_message, update_mask)
-                    .await?;
+                let write = self.store.begin_write().await?;
+                let plan = self.plan_link_update(&write.txn, &update).await?;
                 (write, plan)
             };
             let LinkUpdatePlan {
@@ -463,8 +484,7 @@ impl Control {
                 next,
                 staged,
             } = plan;
-            let saved =
-                store_overrides(&self.service, &write, &row, &conn.type_key, &next, staged).await?;
+            let saved = store_overrides(self, &write, &row, &conn.type_key, &next, staged).await?;
             let before: std::collections::BTreeSet<String> =
                 override_fields(&current).into_iter().collect();
             let after: std::collections::BTreeSet<String> =
@@ -477,15 +497,18 @@ impl Control {
                     actor: principal.actor(),
                     action: "UpdateLink",
                     resource: name.to_string(),
-                    request_id: &message.request_id,
+                    request_id: &update.request_id,
                     changed_fields: changed,
                 },
                 Some(KIND_LINK),
-                self.service.now(),
+                self.now(),
             )
             .await?;
             write.commit().await?;
-            return link_to_pb(&conn, &saved);
+            return Ok(LinkOf {
+                connection: conn,
+                link: saved,
+            });
         }
         Err(contended("link"))
     }
@@ -495,22 +518,15 @@ impl Control {
     async fn plan_link_update<C: DbHandle>(
         &self,
         db_conn: &C,
-        name: &LinkName,
-        link_message: &pb::Link,
-        update_mask: Option<&prost_types::FieldMask>,
+        update: &LinkUpdate,
     ) -> ControlResult<LinkUpdatePlan> {
-        let conn = find_connection(
-            db_conn,
-            &ConnectionName {
-                workspace: name.workspace.clone(),
-                conn_id: name.conn_id.clone(),
-            },
-        )
-        .await?;
+        let name = &update.name;
+        let conn = find_connection(db_conn, &connection_of(name)).await?;
         let row = find_link(db_conn, &conn, &name.deployment).await?;
-        check_etag(&link_message.etag, row.version, "link")?;
-        let current = records::full_overrides(self.service.store.secrets(), db_conn, &row).await?;
-        let next = crate::field_mask::apply_to_overrides(&current, link_message, update_mask)?;
+        check_etag(&update.etag, row.version, "link")?;
+        let current = records::full_overrides(self.store.secrets(), db_conn, &row).await?;
+        let next =
+            crate::field_mask::apply_to_overrides(&current, &update.overrides, &update.paths)?;
         let mut violations = match validate_overrides(&conn.type_key, &next) {
             Err(found) => found
                 .into_iter()
@@ -529,8 +545,7 @@ impl Control {
         let staged = if next_secrets == current_secrets {
             StagedSecrets::Unchanged
         } else {
-            self.service
-                .store
+            self.store
                 .secrets()
                 .stage(&row.workspace, &records::link_owner(row.id), next_secrets)
                 .await?
@@ -543,6 +558,28 @@ impl Control {
             staged,
         })
     }
+
+    /// Deletes a link and its secrets.
+    pub(crate) async fn delete_link(
+        &self,
+        principal: &Principal,
+        delete: LinkDelete,
+    ) -> ControlResult<()> {
+        let LinkDelete {
+            name,
+            etag,
+            request_id,
+        } = delete;
+        self.authorize(principal, &name.workspace, Action::WriteConnection)
+            .await?;
+        let write = self.store.begin_write().await?;
+        let conn = find_connection(&write.txn, &connection_of(&name)).await?;
+        let row = find_link(&write.txn, &conn, &name.deployment).await?;
+        check_etag(&etag, row.version, "link")?;
+        delete_link_row(self, &write, &conn, &row, principal, &request_id).await?;
+        write.commit().await?;
+        Ok(())
+    }
 }
 
 /// A link update computed from the rows as read.
@@ -552,39 +589,4 @@ struct LinkUpdatePlan {
     current: Overrides,
     next: Overrides,
     staged: StagedSecrets,
-}
-
-impl Control {
-    pub(crate) async fn delete_link_inner(
-        &self,
-        request: Request<pb::DeleteLinkRequest>,
-    ) -> ControlResult<()> {
-        let name = LinkName::parse("name", &request.get_ref().name)?;
-        let principal = self
-            .caller(&request, &name.workspace, Action::WriteConnection)
-            .await?;
-        let message = request.into_inner();
-        let write = self.service.store.begin_write().await?;
-        let conn = find_connection(
-            &write.txn,
-            &ConnectionName {
-                workspace: name.workspace.clone(),
-                conn_id: name.conn_id.clone(),
-            },
-        )
-        .await?;
-        let row = find_link(&write.txn, &conn, &name.deployment).await?;
-        check_etag(&message.etag, row.version, "link")?;
-        delete_link_row(
-            &self.service,
-            &write,
-            &conn,
-            &row,
-            &principal,
-            &message.request_id,
-        )
-        .await?;
-        write.commit().await?;
-        Ok(())
-    }
 }

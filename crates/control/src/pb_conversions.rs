@@ -283,3 +283,32 @@ pub(crate) fn audit_to_pb(row: &audit_event::Model) -> ControlResult<pb::AuditEv
         detail: row.detail.clone(),
     })
 }
+
+/// A catalog entry as a message.
+pub(crate) fn catalog_to_pb(entry: &catalog::ConnectionType) -> pb::ConnectionType {
+    pb::ConnectionType {
+        r#type: entry.key.to_owned(),
+        display_name: entry.display_name.to_owned(),
+        conn_type: entry.conn_type.to_owned(),
+        provider_package: entry.provider_package.to_owned(),
+        default_port: entry.default_port.map_or(0, i32::from),
+        parameters: entry
+            .parameters
+            .iter()
+            .map(|parameter| pb::ConnectionTypeParameter {
+                name: parameter.name.to_owned(),
+                field: parameter.field.path(),
+                required: parameter.required,
+                secret: parameter.secret,
+                pattern: parameter.pattern.unwrap_or_default().to_owned(),
+                data_type: match parameter.data_type {
+                    catalog::DataType::String => pb::ParameterDataType::String,
+                    catalog::DataType::Integer => pb::ParameterDataType::Integer,
+                    catalog::DataType::Boolean => pb::ParameterDataType::Boolean,
+                    catalog::DataType::Json => pb::ParameterDataType::Json,
+                } as i32,
+                description: parameter.description.to_owned(),
+            })
+            .collect(),
+    }
+}

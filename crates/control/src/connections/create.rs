@@ -3,7 +3,7 @@
 use super::*;
 
 impl Control {
-    pub(super) async fn create_connection_inner(
+    pub(crate) async fn create_connection_inner(
         &self,
         request: Request<pb::CreateConnectionRequest>,
     ) -> ControlResult<pb::Connection> {

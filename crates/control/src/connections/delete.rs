@@ -3,7 +3,7 @@
 use super::*;
 
 impl Control {
-    pub(super) async fn delete_connection_inner(
+    pub(crate) async fn delete_connection_inner(
         &self,
         request: Request<pb::DeleteConnectionRequest>,
     ) -> ControlResult<()> {

@@ -13,7 +13,7 @@ use serde_json::Value;
 use switchboard_domain::catalog;
 use switchboard_domain::conn_id;
 use switchboard_domain::names::{ConnectionName, DeploymentName, WorkspaceName};
-use switchboard_domain::permission::{self, Action, Principal};
+use switchboard_domain::permission::{Action, Principal};
 use switchboard_domain::validate::{validate_connection, validate_overrides};
 use switchboard_domain::{ConnectionSpec, FieldViolation, Overrides, SecretValues};
 use switchboard_proto::v1 as pb;
@@ -23,7 +23,7 @@ use switchboard_store::entity::{connection, deployment, link};
 use switchboard_store::records::{self, ConnectionSnapshot};
 use switchboard_store::visibility;
 use switchboard_store::{StagedSecrets, WriteTxn};
-use tonic::{Request, Response, Status};
+use tonic::Request;
 
 use crate::audit::{self, AuditRecord};
 use crate::error::{ControlError, ControlResult};
@@ -360,157 +360,6 @@ fn parse_excluded(
         }
     }
     ids
-}
-
-fn catalog_to_pb(entry: &catalog::ConnectionType) -> pb::ConnectionType {
-    pb::ConnectionType {
-        r#type: entry.key.to_owned(),
-        display_name: entry.display_name.to_owned(),
-        conn_type: entry.conn_type.to_owned(),
-        provider_package: entry.provider_package.to_owned(),
-        default_port: entry.default_port.map_or(0, i32::from),
-        parameters: entry
-            .parameters
-            .iter()
-            .map(|parameter| pb::ConnectionTypeParameter {
-                name: parameter.name.to_owned(),
-                field: parameter.field.path(),
-                required: parameter.required,
-                secret: parameter.secret,
-                pattern: parameter.pattern.unwrap_or_default().to_owned(),
-                data_type: match parameter.data_type {
-                    catalog::DataType::String => pb::ParameterDataType::String,
-                    catalog::DataType::Integer => pb::ParameterDataType::Integer,
-                    catalog::DataType::Boolean => pb::ParameterDataType::Boolean,
-                    catalog::DataType::Json => pb::ParameterDataType::Json,
-                } as i32,
-                description: parameter.description.to_owned(),
-            })
-            .collect(),
-    }
-}
-
-#[tonic::async_trait]
-impl pb::connection_service_server::ConnectionService for Control {
-    async fn list_connection_types(
-        &self,
-        request: Request<pb::ListConnectionTypesRequest>,
-    ) -> Result<Response<pb::ListConnectionTypesResponse>, Status> {
-        let principal = self.authenticate(&request).await?;
-        permission::authorize_catalog(&principal).map_err(ControlError::from)?;
-        let message = request.into_inner();
-        let page_size = page_token::page_size(message.page_size)?;
-        let fingerprint = "connection_types";
-        let mut entries: Vec<_> = catalog::all().iter().collect();
-        if let Some(after) =
-            page_token::decode(&self.service.page_key, fingerprint, &message.page_token)?
-        {
-            let position = entries
-                .iter()
-                .position(|entry| entry.key == after)
-                .ok_or_else(|| {
-                    ControlError::invalid("page_token", "is not a page token of this request")
-                })?;
-            entries.drain(..=position);
-        }
-        let next_page_token = page_token::next_page(
-            &self.service.page_key,
-            fingerprint,
-            &mut entries,
-            page_size,
-            |entry| entry.key.to_owned(),
-        );
-        Ok(Response::new(pb::ListConnectionTypesResponse {
-            connection_types: entries.into_iter().map(catalog_to_pb).collect(),
-            next_page_token,
-        }))
-    }
-
-    async fn create_connection(
-        &self,
-        request: Request<pb::CreateConnectionRequest>,
-    ) -> Result<Response<pb::Connection>, Status> {
-        Ok(Response::new(self.create_connection_inner(request).await?))
-    }
-
-    async fn get_connection(
-        &self,
-        request: Request<pb::GetConnectionRequest>,
-    ) -> Result<Response<pb::Connection>, Status> {
-        Ok(Response::new(self.get_connection_inner(request).await?))
-    }
-
-    async fn list_connections(
-        &self,
-        request: Request<pb::ListConnectionsRequest>,
-    ) -> Result<Response<pb::ListConnectionsResponse>, Status> {
-        Ok(Response::new(self.list_connections_inner(request).await?))
-    }
-
-    async fn update_connection(
-        &self,
-        request: Request<pb::UpdateConnectionRequest>,
-    ) -> Result<Response<pb::Connection>, Status> {
-        Ok(Response::new(self.update_connection_inner(request).await?))
-    }
-
-    async fn delete_connection(
-        &self,
-        request: Request<pb::DeleteConnectionRequest>,
-    ) -> Result<Response<()>, Status> {
-        self.delete_connection_inner(request).await?;
-        Ok(Response::new(()))
-    }
-
-    async fn create_link(
-        &self,
-        request: Request<pb::CreateLinkRequest>,
-    ) -> Result<Response<pb::Link>, Status> {
-        Ok(Response::new(self.create_link_inner(request).await?))
-    }
-
-    async fn get_link(
-        &self,
-        request: Request<pb::GetLinkRequest>,
-    ) -> Result<Response<pb::Link>, Status> {
-        Ok(Response::new(self.get_link_inner(request).await?))
-    }
-
-    async fn list_links(
-        &self,
-        request: Request<pb::ListLinksRequest>,
-    ) -> Result<Response<pb::ListLinksResponse>, Status> {
-        Ok(Response::new(self.list_links_inner(request).await?))
-    }
-
-    async fn update_link(
-        &self,
-        request: Request<pb::UpdateLinkRequest>,
-    ) -> Result<Response<pb::Link>, Status> {
-        Ok(Response::new(self.update_link_inner(request).await?))
-    }
-
-    async fn delete_link(
-        &self,
-        request: Request<pb::DeleteLinkRequest>,
-    ) -> Result<Response<()>, Status> {
-        self.delete_link_inner(request).await?;
-        Ok(Response::new(()))
-    }
-
-    async fn list_connection_versions(
-        &self,
-        request: Request<pb::ListConnectionVersionsRequest>,
-    ) -> Result<Response<pb::ListConnectionVersionsResponse>, Status> {
-        Ok(Response::new(self.list_versions_inner(request).await?))
-    }
-
-    async fn rollback_connection(
-        &self,
-        request: Request<pb::RollbackConnectionRequest>,
-    ) -> Result<Response<pb::Connection>, Status> {
-        Ok(Response::new(self.rollback_inner(request).await?))
-    }
 }
 
 #[cfg(test)]

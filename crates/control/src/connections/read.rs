@@ -32,7 +32,7 @@ fn parse_connection_filter(workspace: &str, filter: &str) -> ControlResult<Conne
 }
 
 impl Control {
-    pub(super) async fn get_connection_inner(
+    pub(crate) async fn get_connection_inner(
         &self,
         request: Request<pb::GetConnectionRequest>,
     ) -> ControlResult<pb::Connection> {
@@ -79,7 +79,7 @@ impl Control {
         ))
     }
 
-    pub(super) async fn list_connections_inner(
+    pub(crate) async fn list_connections_inner(
         &self,
         request: Request<pb::ListConnectionsRequest>,
     ) -> ControlResult<pb::ListConnectionsResponse> {

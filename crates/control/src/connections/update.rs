@@ -22,7 +22,7 @@ struct UpdatePlan {
 }
 
 impl Control {
-    pub(super) async fn update_connection_inner(
+    pub(crate) async fn update_connection_inner(
         &self,
         request: Request<pb::UpdateConnectionRequest>,
     ) -> ControlResult<pb::Connection> {

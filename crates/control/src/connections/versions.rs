@@ -14,7 +14,7 @@ struct RollbackPlan {
 }
 
 impl Control {
-    pub(super) async fn list_versions_inner(
+    pub(crate) async fn list_versions_inner(
         &self,
         request: Request<pb::ListConnectionVersionsRequest>,
     ) -> ControlResult<pb::ListConnectionVersionsResponse> {
@@ -66,7 +66,7 @@ impl Control {
         })
     }
 
-    pub(super) async fn rollback_inner(
+    pub(crate) async fn rollback_inner(
         &self,
         request: Request<pb::RollbackConnectionRequest>,
     ) -> ControlResult<pb::Connection> {

@@ -5,6 +5,7 @@
 //! (authorization first) is the service layer's.
 
 mod audit;
+mod connections;
 mod deployments;
 mod workspace;
 
