@@ -4,10 +4,9 @@ use serde_json::Value;
 use switchboard_domain::field_paths::{CONNECTION_FIELDS, snake_case};
 use switchboard_domain::{ConnectionSpec, Extra, Overrides};
 use switchboard_domain::{catalog, sensitive};
-use switchboard_proto::v1 as pb;
 
+use crate::connections::ConnectionFields;
 use crate::error::{ControlError, ControlResult};
-use crate::pb_conversions::spec_from_pb;
 
 /// Connection paths an update mask may name, besides `extra.<key>`: the
 /// fields, and `extra` (the whole map) after `port`.
@@ -136,18 +135,18 @@ fn set_nested(extra: &mut Extra, segments: &[String], value: Option<Value>) {
     }
 }
 
-/// The mask's paths; an empty mask means the fields the message sets.
+/// The paths an update sets: `paths` (see [`mask_paths`]) checked, or for
+/// an empty mask the fields `message` sets.
 pub(crate) fn connection_paths(
-    mask: Option<&prost_types::FieldMask>,
-    message: &pb::Connection,
+    paths: Vec<String>,
+    message: &ConnectionFields,
 ) -> ControlResult<Vec<String>> {
-    let paths = mask_paths(mask);
     if paths.is_empty() {
-        let spec = spec_from_pb(message);
+        let spec = &message.spec;
         let mut implied: Vec<String> = Vec::new();
         let set = [
-            ("type", !message.r#type.is_empty()),
-            ("conn_type", !message.conn_type.is_empty()),
+            ("type", !spec.type_key.is_empty()),
+            ("conn_type", !spec.conn_type.is_empty()),
             ("description", spec.description.is_some()),
             ("host", spec.host.is_some()),
             ("schema", spec.schema.is_some()),
@@ -203,16 +202,15 @@ pub(crate) fn connection_paths(
     Ok(paths)
 }
 
-/// Applies the masked fields of `message` to `current` (secrets included).
+/// Applies the masked fields of `incoming` to `current` (secrets included).
 /// With `*`, secret fields the message leaves empty keep their value, since
 /// reads never return them.
 pub(crate) fn apply_to_spec(
     current: &ConnectionSpec,
-    message: &pb::Connection,
+    incoming: &ConnectionSpec,
     paths: &[String],
     wildcard: bool,
 ) -> ConnectionSpec {
-    let incoming = spec_from_pb(message);
     let mut next = current.clone();
     for path in paths {
         match path.as_str() {

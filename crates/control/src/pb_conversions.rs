@@ -12,6 +12,7 @@ use switchboard_store::entity::{
 };
 use switchboard_store::records::{self, ConnectionSnapshot};
 
+use crate::connections::connection_name;
 use crate::error::ControlResult;
 use crate::service::etag;
 
@@ -106,14 +107,6 @@ pub(crate) fn connection_to_pb(
         etag: row.map(|row| etag(row.version)).unwrap_or_default(),
         create_time: row.map(|row| timestamp(row.create_time)),
         update_time: row.map(|row| timestamp(row.update_time)),
-    }
-}
-
-/// The resource name of a connection row.
-pub(crate) fn connection_name(row: &connection::Model) -> ConnectionName {
-    ConnectionName {
-        workspace: row.workspace.clone(),
-        conn_id: row.conn_id.clone(),
     }
 }
 
@@ -310,5 +303,16 @@ pub(crate) fn catalog_to_pb(entry: &catalog::ConnectionType) -> pb::ConnectionTy
                 description: parameter.description.to_owned(),
             })
             .collect(),
+    }
+}
+
+/// A version's action as ConnectionVersion documents it (create, update or
+/// rollback); rows record the method that made the version.
+pub(crate) fn version_action(method: &str) -> &str {
+    match method {
+        "CreateConnection" => "create",
+        "UpdateConnection" => "update",
+        "RollbackConnection" => "rollback",
+        other => other,
     }
 }

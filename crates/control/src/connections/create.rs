@@ -2,35 +2,38 @@
 
 use super::*;
 
-impl Control {
-    pub(crate) async fn create_connection_inner(
+impl ControlService {
+    /// Creates a connection and its links in one transaction, or returns the
+    /// connection an earlier call with the same request_id created.
+    pub(crate) async fn create_connection(
         &self,
-        request: Request<pb::CreateConnectionRequest>,
-    ) -> ControlResult<pb::Connection> {
-        let parent = WorkspaceName::parse("parent", &request.get_ref().parent)?;
-        let workspace = parent.workspace.clone();
-        let principal = self
-            .caller(&request, &workspace, Action::WriteConnection)
+        principal: &Principal,
+        create: ConnectionCreate,
+    ) -> ControlResult<connection::Model> {
+        let ConnectionCreate {
+            parent,
+            connection_id,
+            connection,
+            links: requested_links,
+            request_id,
+        } = create;
+        let workspace = parent.workspace;
+        self.authorize(principal, &workspace, Action::WriteConnection)
             .await?;
-        let message = request.into_inner();
-        idempotency::validate(&message.request_id)?;
-        if let Some(resource) = idempotency::previous(
-            self.service.store.db(),
-            &workspace,
-            "CreateConnection",
-            &message.request_id,
-        )
-        .await?
+        idempotency::validate(&request_id)?;
+        if let Some(resource) =
+            idempotency::previous(self.store.db(), &workspace, "CreateConnection", &request_id)
+                .await?
         {
             let name = ConnectionName::parse("name", &resource)?;
-            return masked_connection(&find_connection(self.service.store.db(), &name).await?);
+            return find_connection(self.store.db(), &name).await;
         }
         let mut violations = Vec::new();
-        if let Err(why) = conn_id::validate(&message.connection_id) {
+        if let Err(why) = conn_id::validate(&connection_id) {
             violations.push(FieldViolation::new("connection_id", why));
         }
-        let connection = required("connection", message.connection.as_ref())?;
-        let spec = with_derived_conn_type(spec_from_pb(connection));
+        let connection = required("connection", connection)?;
+        let spec = with_derived_conn_type(connection.spec);
         if let Err(found) = validate_connection(&spec) {
             violations.extend(
                 found
@@ -45,7 +48,7 @@ impl Control {
             &mut violations,
         );
         let mut new_links: Vec<(String, Overrides)> = Vec::new();
-        for (index, link) in message.links.iter().enumerate() {
+        for (index, link) in requested_links.into_iter().enumerate() {
             let scope = format!("links[{index}]");
             let deployment = match deployment_ref(
                 &format!("{scope}.deployment"),
@@ -65,7 +68,7 @@ impl Control {
                 ));
                 continue;
             }
-            let overrides = overrides_from_pb(link.overrides.as_ref());
+            let overrides = link.overrides;
             let overrides_scope = format!("{scope}.overrides");
             match validate_overrides(&spec.type_key, &overrides) {
                 Err(found) => violations.extend(
@@ -83,28 +86,26 @@ impl Control {
 
         let name = ConnectionName {
             workspace: workspace.clone(),
-            conn_id: message.connection_id.clone(),
+            conn_id: connection_id,
         };
-        let remote = self.service.store.secrets().is_remote();
+        let remote = self.store.secrets().is_remote();
         for _ in 0..WRITE_ATTEMPTS {
             // With Vault the secrets are written first, under row ids reserved
             // now, so no write lock is held while Vault answers.
             let reserved = if remote {
-                Some(self.service.store.reserve_id("connection").await?)
+                Some(self.store.reserve_id("connection").await?)
             } else {
                 None
             };
             let staged = match reserved {
-                Some(pk) => {
-                    stage_connection_secrets(&self.service, &workspace, pk, &spec, None).await?
-                }
+                Some(pk) => stage_connection_secrets(self, &workspace, pk, &spec, None).await?,
                 None => StagedSecrets::Pending(spec.split_secrets().1),
             };
             let mut staged_links = Vec::with_capacity(new_links.len());
             let mut next_link_id = 0;
             for (_, overrides) in &new_links {
                 let staged_link = links::stage_new_link(
-                    &self.service,
+                    self,
                     &workspace,
                     &spec.type_key,
                     overrides,
@@ -116,20 +117,16 @@ impl Control {
                 }
                 staged_links.push(staged_link);
             }
-            let now = self.service.now();
-            let write = self.service.store.begin_write().await?;
+            let now = self.now();
+            let write = self.store.begin_write().await?;
             // A concurrent call with the same request_id may have committed since
             // the check above; the write lock orders this one after it.
-            if let Some(resource) = idempotency::previous(
-                &write.txn,
-                &workspace,
-                "CreateConnection",
-                &message.request_id,
-            )
-            .await?
+            if let Some(resource) =
+                idempotency::previous(&write.txn, &workspace, "CreateConnection", &request_id)
+                    .await?
             {
                 let name = ConnectionName::parse("name", &resource)?;
-                return masked_connection(&find_connection(&write.txn, &name).await?);
+                return find_connection(&write.txn, &name).await;
             }
             let existing =
                 switchboard_store::connections::find(&write.txn, &workspace, &name.conn_id).await?;
@@ -159,7 +156,7 @@ impl Control {
             .await?;
             let changed = changed_fields(&ConnectionSpec::default(), &spec);
             let saved = save_connection(
-                &self.service,
+                self,
                 &write,
                 row,
                 ConnectionState {
@@ -169,16 +166,16 @@ impl Control {
                 },
                 staged,
                 ConnectionWrite {
-                    principal: &principal,
+                    principal,
                     action: "CreateConnection",
-                    request_id: &message.request_id,
+                    request_id: &request_id,
                     changed,
                 },
             )
             .await?;
             for ((deployment, overrides), staged_link) in new_links.iter().zip(staged_links) {
                 links::insert_link(
-                    &self.service,
+                    self,
                     &write,
                     &saved,
                     links::NewLink {
@@ -186,8 +183,8 @@ impl Control {
                         overrides,
                         staged: staged_link,
                     },
-                    &principal,
-                    &message.request_id,
+                    principal,
+                    &request_id,
                 )
                 .await?;
             }
@@ -195,14 +192,14 @@ impl Control {
                 &write.txn,
                 &workspace,
                 "CreateConnection",
-                &message.request_id,
+                &request_id,
                 &name.to_string(),
                 now,
             )
             .await?;
             write.commit().await?;
             tracing::info!(connection = %connection_name(&saved), links = new_links.len(), "connection created");
-            return masked_connection(&saved);
+            return Ok(saved);
         }
         Err(contended("connection"))
     }

@@ -2,34 +2,29 @@
 
 use super::*;
 
-impl Control {
-    pub(crate) async fn delete_connection_inner(
+impl ControlService {
+    /// Deletes a connection with its links, versions and secrets.
+    pub(crate) async fn delete_connection(
         &self,
-        request: Request<pb::DeleteConnectionRequest>,
+        principal: &Principal,
+        delete: ConnectionDelete,
     ) -> ControlResult<()> {
-        let name = ConnectionName::parse("name", &request.get_ref().name)?;
-        let principal = self
-            .caller(&request, &name.workspace, Action::WriteConnection)
+        let ConnectionDelete {
+            name,
+            etag,
+            request_id,
+        } = delete;
+        self.authorize(principal, &name.workspace, Action::WriteConnection)
             .await?;
-        let message = request.into_inner();
-        let now = self.service.now();
-        let write = self.service.store.begin_write().await?;
+        let now = self.now();
+        let write = self.store.begin_write().await?;
         let row = find_connection(&write.txn, &name).await?;
-        check_etag(&message.etag, row.version, "connection")?;
+        check_etag(&etag, row.version, "connection")?;
         let link_rows = switchboard_store::links::of_connection(&write.txn, row.id).await?;
         for link_row in &link_rows {
-            links::delete_link_row(
-                &self.service,
-                &write,
-                &row,
-                link_row,
-                &principal,
-                &message.request_id,
-            )
-            .await?;
+            links::delete_link_row(self, &write, &row, link_row, principal, &request_id).await?;
         }
-        switchboard_store::connections::delete(&write.txn, self.service.store.secrets(), &row)
-            .await?;
+        switchboard_store::connections::delete(&write.txn, self.store.secrets(), &row).await?;
         audit::record(
             &write,
             AuditRecord {
@@ -37,7 +32,7 @@ impl Control {
                 actor: principal.actor(),
                 action: "DeleteConnection",
                 resource: connection_name(&row).to_string(),
-                request_id: &message.request_id,
+                request_id: &request_id,
                 changed_fields: Vec::new(),
             },
             Some(KIND_CONNECTION),

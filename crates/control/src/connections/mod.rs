@@ -1,5 +1,4 @@
-//! ConnectionService: connections, their versions, and the catalog. Links
-//! live in `links.rs`.
+//! Connections, their versions, and the catalog. Links live in `links.rs`.
 
 mod create;
 mod delete;
@@ -13,31 +12,96 @@ use serde_json::Value;
 use switchboard_domain::catalog;
 use switchboard_domain::conn_id;
 use switchboard_domain::names::{ConnectionName, DeploymentName, WorkspaceName};
-use switchboard_domain::permission::{Action, Principal};
+use switchboard_domain::permission::{self, Action, Principal};
 use switchboard_domain::validate::{validate_connection, validate_overrides};
 use switchboard_domain::{ConnectionSpec, FieldViolation, Overrides, SecretValues};
-use switchboard_proto::v1 as pb;
 use switchboard_store::DbHandle;
 use switchboard_store::connections::VersionNote;
-use switchboard_store::entity::{connection, deployment, link};
+use switchboard_store::entity::{connection, connection_version, deployment, link};
 use switchboard_store::records::{self, ConnectionSnapshot};
 use switchboard_store::visibility;
 use switchboard_store::{StagedSecrets, WriteTxn};
-use tonic::Request;
 
 use crate::audit::{self, AuditRecord};
 use crate::error::{ControlError, ControlResult};
 use crate::field_mask;
-use crate::grpc::Control;
 use crate::idempotency;
-use crate::links;
+use crate::links::{self, LinkFields};
 use crate::page_token;
-use crate::pb_conversions::{
-    self, connection_name, connection_to_pb, masked_connection, overrides_from_pb, spec_from_pb,
-};
-use crate::service::{ControlService, check_etag, required};
+use crate::service::{ControlService, Page, PageRequest, check_etag, required};
+
+pub(crate) use read::ConnectionRead;
+pub(crate) use versions::VersionPage;
 
 pub(crate) const KIND_CONNECTION: &str = "connection";
+
+/// A connection as a create or update describes it.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectionFields {
+    /// The fields as sent; conn_type is derived from the type when empty.
+    pub spec: ConnectionSpec,
+    pub link_to_all_deployments: bool,
+    /// Resource names or ids.
+    pub excluded_deployments: Vec<String>,
+}
+
+/// A CreateConnection: the connection and the links made with it.
+#[derive(Debug)]
+pub(crate) struct ConnectionCreate {
+    pub parent: WorkspaceName,
+    pub connection_id: String,
+    /// `None` when the request carries no connection.
+    pub connection: Option<ConnectionFields>,
+    pub links: Vec<LinkFields>,
+    pub request_id: String,
+}
+
+/// A ListConnections.
+#[derive(Debug)]
+pub(crate) struct ConnectionQuery {
+    pub parent: WorkspaceName,
+    /// Terms on `type` and `deployment`.
+    pub filter: String,
+    pub page: PageRequest,
+}
+
+/// An UpdateConnection: new values, and which of them to set.
+#[derive(Debug)]
+pub(crate) struct ConnectionUpdate {
+    pub name: ConnectionName,
+    pub connection: ConnectionFields,
+    pub etag: String,
+    /// The update mask's paths; empty means the fields the message sets.
+    pub paths: Vec<String>,
+    /// Whether the mask was `*` (every field; secrets left empty are kept).
+    pub wildcard: bool,
+    pub request_id: String,
+}
+
+/// A DeleteConnection.
+#[derive(Debug)]
+pub(crate) struct ConnectionDelete {
+    pub name: ConnectionName,
+    pub etag: String,
+    pub request_id: String,
+}
+
+/// A RollbackConnection.
+#[derive(Debug)]
+pub(crate) struct Rollback {
+    pub name: ConnectionName,
+    pub version: i64,
+    pub etag: String,
+    pub request_id: String,
+}
+
+/// The resource name of a connection row.
+pub(crate) fn connection_name(row: &connection::Model) -> ConnectionName {
+    ConnectionName {
+        workspace: row.workspace.clone(),
+        conn_id: row.conn_id.clone(),
+    }
+}
 
 /// Finds a connection by name (conn_ids match ignoring case).
 pub(crate) async fn find_connection<C: DbHandle>(
@@ -47,17 +111,6 @@ pub(crate) async fn find_connection<C: DbHandle>(
     switchboard_store::connections::find(db_conn, &name.workspace, &name.conn_id)
         .await?
         .ok_or_else(|| ControlError::NotFound(format!("connection {name} not found")))
-}
-
-/// A version's action as ConnectionVersion documents it (create, update or
-/// rollback); rows record the method that made the version.
-fn version_action(method: &str) -> &str {
-    match method {
-        "CreateConnection" => "create",
-        "UpdateConnection" => "update",
-        "RollbackConnection" => "rollback",
-        other => other,
-    }
 }
 
 /// Parses a deployment reference (resource name, or bare id) in `workspace`.

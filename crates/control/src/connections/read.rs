@@ -1,4 +1,4 @@
-//! GetConnection and ListConnections.
+//! Reading connections: one, a page of them, and the type catalog.
 
 use super::*;
 
@@ -31,31 +31,41 @@ fn parse_connection_filter(workspace: &str, filter: &str) -> ControlResult<Conne
     Ok(parsed)
 }
 
-impl Control {
-    pub(crate) async fn get_connection_inner(
+/// A connection as read: the row, and with secrets shown, what it holds.
+#[derive(Debug)]
+pub(crate) struct ConnectionRead {
+    pub row: connection::Model,
+    /// When secrets were asked for (and allowed): the row's snapshot and its
+    /// spec with the secret values.
+    pub revealed: Option<(ConnectionSnapshot, ConnectionSpec)>,
+}
+
+impl ControlService {
+    /// A connection; with `reveal`, its secret values too (the workspace
+    /// policy decides, and the read is audited).
+    pub(crate) async fn get_connection(
         &self,
-        request: Request<pb::GetConnectionRequest>,
-    ) -> ControlResult<pb::Connection> {
-        let name = ConnectionName::parse("name", &request.get_ref().name)?;
-        let reveal = matches!(
-            pb::ConnectionView::try_from(request.get_ref().view),
-            Ok(pb::ConnectionView::WithSecrets)
-        );
+        principal: &Principal,
+        name: &ConnectionName,
+        reveal: bool,
+    ) -> ControlResult<ConnectionRead> {
         let action = if reveal {
             Action::RevealSecrets
         } else {
             Action::Read
         };
-        let principal = self.caller(&request, &name.workspace, action).await?;
-        let row = find_connection(self.service.store.db(), &name).await?;
+        self.authorize(principal, &name.workspace, action).await?;
+        let row = find_connection(self.store.db(), name).await?;
         if !reveal {
-            return masked_connection(&row);
+            return Ok(ConnectionRead {
+                row,
+                revealed: None,
+            });
         }
-        let spec =
-            records::full_spec(self.service.store.secrets(), self.service.store.db(), &row).await?;
+        let spec = records::full_spec(self.store.secrets(), self.store.db(), &row).await?;
         let snapshot = records::snapshot_from_row(&row)?;
-        let now = self.service.now();
-        let write = self.service.store.begin_write().await?;
+        let now = self.now();
+        let write = self.store.begin_write().await?;
         audit::record(
             &write,
             AuditRecord {
@@ -71,27 +81,30 @@ impl Control {
         )
         .await?;
         write.commit().await?;
-        Ok(connection_to_pb(
-            &connection_name(&row),
-            &snapshot,
-            Some(&spec),
-            Some(&row),
-        ))
+        Ok(ConnectionRead {
+            row,
+            revealed: Some((snapshot, spec)),
+        })
     }
 
-    pub(crate) async fn list_connections_inner(
+    /// One page of a workspace's connections, or of those a deployment sees.
+    pub(crate) async fn list_connections(
         &self,
-        request: Request<pb::ListConnectionsRequest>,
-    ) -> ControlResult<pb::ListConnectionsResponse> {
-        let parent = WorkspaceName::parse("parent", &request.get_ref().parent)?;
-        self.caller(&request, &parent.workspace, Action::Read)
+        principal: &Principal,
+        query: ConnectionQuery,
+    ) -> ControlResult<Page<connection::Model>> {
+        let ConnectionQuery {
+            parent,
+            filter: filter_text,
+            page,
+        } = query;
+        self.authorize(principal, &parent.workspace, Action::Read)
             .await?;
-        let message = request.into_inner();
-        let filter = parse_connection_filter(&parent.workspace, &message.filter)?;
-        let page_size = page_token::page_size(message.page_size)?;
-        let fingerprint = format!("connections|{}|{}", parent.workspace, message.filter);
-        let after = page_token::decode(&self.service.page_key, &fingerprint, &message.page_token)?;
-        let db_conn = self.service.store.db();
+        let filter = parse_connection_filter(&parent.workspace, &filter_text)?;
+        let page_size = page_token::page_size(page.size)?;
+        let fingerprint = format!("connections|{}|{}", parent.workspace, filter_text);
+        let after = page_token::decode(&self.page_key, &fingerprint, &page.token)?;
+        let db_conn = self.store.db();
         let mut rows: Vec<connection::Model> = match &filter.deployment {
             Some(deployment_id) => {
                 // What a deployment sees depends on its parent, links and
@@ -128,18 +141,44 @@ impl Control {
                 .await?
             }
         };
-        let next_page_token = page_token::next_page(
-            &self.service.page_key,
-            &fingerprint,
-            &mut rows,
-            page_size,
-            |row| row.conn_id_folded.clone(),
-        );
-        Ok(pb::ListConnectionsResponse {
-            connections: rows
+        let next_page_token =
+            page_token::next_page(&self.page_key, &fingerprint, &mut rows, page_size, |row| {
+                row.conn_id_folded.clone()
+            });
+        Ok(Page {
+            items: rows,
+            next_page_token,
+        })
+    }
+
+    /// One page of the connection type catalog.
+    pub(crate) fn connection_types(
+        &self,
+        principal: &Principal,
+        page: PageRequest,
+    ) -> ControlResult<Page<&'static catalog::ConnectionType>> {
+        permission::authorize_catalog(principal)?;
+        let page_size = page_token::page_size(page.size)?;
+        let fingerprint = "connection_types";
+        let mut entries: Vec<_> = catalog::all().iter().collect();
+        if let Some(after) = page_token::decode(&self.page_key, fingerprint, &page.token)? {
+            let position = entries
                 .iter()
-                .map(masked_connection)
-                .collect::<ControlResult<_>>()?,
+                .position(|entry| entry.key == after)
+                .ok_or_else(|| {
+                    ControlError::invalid("page_token", "is not a page token of this request")
+                })?;
+            entries.drain(..=position);
+        }
+        let next_page_token = page_token::next_page(
+            &self.page_key,
+            fingerprint,
+            &mut entries,
+            page_size,
+            |entry| entry.key.to_owned(),
+        );
+        Ok(Page {
+            items: entries,
             next_page_token,
         })
     }

@@ -2,11 +2,12 @@
 
 use super::*;
 
-/// What UpdateConnection asks for.
+/// What an update asks for, its mask resolved to paths.
 #[derive(Clone, Copy)]
 struct UpdateRequest<'a> {
     name: &'a ConnectionName,
-    connection: &'a pb::Connection,
+    connection: &'a ConnectionFields,
+    etag: &'a str,
     paths: &'a [String],
     wildcard: bool,
 }
@@ -21,51 +22,53 @@ struct UpdatePlan {
     staged: StagedSecrets,
 }
 
-impl Control {
-    pub(crate) async fn update_connection_inner(
+impl ControlService {
+    /// Applies an update mask to a connection.
+    pub(crate) async fn update_connection(
         &self,
-        request: Request<pb::UpdateConnectionRequest>,
-    ) -> ControlResult<pb::Connection> {
-        let message_ref = required("connection", request.get_ref().connection.as_ref())?;
-        let name = ConnectionName::parse("connection.name", &message_ref.name)?;
-        let principal = self
-            .caller(&request, &name.workspace, Action::WriteConnection)
+        principal: &Principal,
+        update: ConnectionUpdate,
+    ) -> ControlResult<connection::Model> {
+        let ConnectionUpdate {
+            name,
+            connection,
+            etag,
+            paths,
+            wildcard,
+            request_id,
+        } = update;
+        self.authorize(principal, &name.workspace, Action::WriteConnection)
             .await?;
-        let message = request.into_inner();
-        idempotency::validate(&message.request_id)?;
-        let connection = message.connection.unwrap_or_default();
-        let paths = field_mask::connection_paths(message.update_mask.as_ref(), &connection)?;
-        let wildcard = message
-            .update_mask
-            .as_ref()
-            .is_some_and(|mask| mask.paths.iter().any(|path| path == "*"));
+        idempotency::validate(&request_id)?;
+        let paths = field_mask::connection_paths(paths, &connection)?;
 
         let request = UpdateRequest {
             name: &name,
             connection: &connection,
+            etag: &etag,
             paths: &paths,
             wildcard,
         };
-        let remote = self.service.store.secrets().is_remote();
+        let remote = self.store.secrets().is_remote();
         for _ in 0..WRITE_ATTEMPTS {
             // With Vault everything that reads or writes it happens before the
             // write lock, and runs again if the rows changed meanwhile; the
             // embedded store reads and writes inside the transaction.
             let (write, plan) = if remote {
-                let plan = self.plan_update(self.service.store.db(), &request).await?;
-                let write = self.service.store.begin_write().await?;
+                let plan = self.plan_update(self.store.db(), &request).await?;
+                let write = self.store.begin_write().await?;
                 if !plan.read.still_current(&write.txn).await? {
                     continue;
                 }
                 (write, plan)
             } else {
-                let write = self.service.store.begin_write().await?;
+                let write = self.store.begin_write().await?;
                 let plan = self.plan_update(&write.txn, &request).await?;
                 (write, plan)
             };
             require_deployments(&write.txn, &name.workspace, plan.excluded.iter()).await?;
             let saved = save_connection(
-                &self.service,
+                self,
                 &write,
                 plan.read.row,
                 ConnectionState {
@@ -75,15 +78,15 @@ impl Control {
                 },
                 plan.staged,
                 ConnectionWrite {
-                    principal: &principal,
+                    principal,
                     action: "UpdateConnection",
-                    request_id: &message.request_id,
+                    request_id: &request_id,
                     changed: plan.changed,
                 },
             )
             .await?;
             write.commit().await?;
-            return masked_connection(&saved);
+            return Ok(saved);
         }
         Err(contended("connection"))
     }
@@ -98,15 +101,19 @@ impl Control {
         let UpdateRequest {
             name,
             connection,
+            etag,
             paths,
             wildcard,
         } = *request;
         let row = find_connection(db_conn, name).await?;
-        check_etag(&connection.etag, row.version, "connection")?;
-        let current = records::full_spec(self.service.store.secrets(), db_conn, &row).await?;
+        check_etag(etag, row.version, "connection")?;
+        let current = records::full_spec(self.store.secrets(), db_conn, &row).await?;
         let (_, current_secrets) = current.split_secrets();
         let next = with_derived_conn_type(field_mask::apply_to_spec(
-            &current, connection, paths, wildcard,
+            &current,
+            &connection.spec,
+            paths,
+            wildcard,
         ));
         let current_snapshot = records::snapshot_from_row(&row)?;
         let mut link_to_all = current_snapshot.link_to_all;
@@ -134,8 +141,7 @@ impl Control {
         if violations.is_empty() {
             for link_row in &link_rows {
                 let overrides =
-                    records::full_overrides(self.service.store.secrets(), db_conn, link_row)
-                        .await?;
+                    records::full_overrides(self.store.secrets(), db_conn, link_row).await?;
                 violations.extend(validate_merged(
                     &next,
                     &overrides,
@@ -153,14 +159,9 @@ impl Control {
         if excluded != current_snapshot.excluded_deployments {
             changed.push("excluded_deployments".to_owned());
         }
-        let staged = stage_connection_secrets(
-            &self.service,
-            &row.workspace,
-            row.id,
-            &next,
-            Some(&current_secrets),
-        )
-        .await?;
+        let staged =
+            stage_connection_secrets(self, &row.workspace, row.id, &next, Some(&current_secrets))
+                .await?;
         Ok(UpdatePlan {
             read: ReadState {
                 row,

@@ -1,4 +1,4 @@
-//! ListConnectionVersions and RollbackConnection.
+//! A connection's versions, and rolling back to one.
 
 use super::*;
 
@@ -13,89 +13,78 @@ struct RollbackPlan {
     staged: StagedSecrets,
 }
 
-impl Control {
-    pub(crate) async fn list_versions_inner(
+/// One page of a connection's versions, newest first, with the connection.
+#[derive(Debug)]
+pub(crate) struct VersionPage {
+    pub connection: connection::Model,
+    pub versions: Page<connection_version::Model>,
+}
+
+impl ControlService {
+    /// One page of a connection's versions.
+    pub(crate) async fn list_versions(
         &self,
-        request: Request<pb::ListConnectionVersionsRequest>,
-    ) -> ControlResult<pb::ListConnectionVersionsResponse> {
-        let name = ConnectionName::parse("parent", &request.get_ref().parent)?;
-        self.caller(&request, &name.workspace, Action::Read).await?;
-        let message = request.into_inner();
-        let page_size = page_token::page_size(message.page_size)?;
-        let row = find_connection(self.service.store.db(), &name).await?;
+        principal: &Principal,
+        name: &ConnectionName,
+        page: PageRequest,
+    ) -> ControlResult<VersionPage> {
+        self.authorize(principal, &name.workspace, Action::Read)
+            .await?;
+        let page_size = page_token::page_size(page.size)?;
+        let row = find_connection(self.store.db(), name).await?;
         let fingerprint = format!("versions|{}|{}", name.workspace, row.id);
-        let before =
-            page_token::decode_number(&self.service.page_key, &fingerprint, &message.page_token)?;
+        let before = page_token::decode_number(&self.page_key, &fingerprint, &page.token)?;
         let mut versions = switchboard_store::connections::versions(
-            self.service.store.db(),
+            self.store.db(),
             row.id,
             before,
             page_size + 1,
         )
         .await?;
         let next_page_token = page_token::next_page(
-            &self.service.page_key,
+            &self.page_key,
             &fingerprint,
             &mut versions,
             page_size,
             |version| version.version.to_string(),
         );
-        let canonical = connection_name(&row);
-        let connection_versions = versions
-            .iter()
-            .map(|version| {
-                let snapshot: ConnectionSnapshot =
-                    records::from_json_text("connection_version", &version.snapshot)?;
-                Ok(pb::ConnectionVersion {
-                    name: format!("{canonical}/versions/{}", version.version),
-                    version: version.version,
-                    connection: Some(connection_to_pb(&canonical, &snapshot, None, None)),
-                    actor: version.actor.clone(),
-                    action: version_action(&version.action).to_owned(),
-                    changed_fields: records::from_json_text(
-                        "connection_version",
-                        &version.changed_fields,
-                    )?,
-                    create_time: Some(pb_conversions::timestamp(version.create_time)),
-                })
-            })
-            .collect::<ControlResult<_>>()?;
-        Ok(pb::ListConnectionVersionsResponse {
-            connection_versions,
-            next_page_token,
+        Ok(VersionPage {
+            connection: row,
+            versions: Page {
+                items: versions,
+                next_page_token,
+            },
         })
     }
 
-    pub(crate) async fn rollback_inner(
+    /// Restores a connection (secrets included) to one of its versions.
+    pub(crate) async fn rollback_connection(
         &self,
-        request: Request<pb::RollbackConnectionRequest>,
-    ) -> ControlResult<pb::Connection> {
-        let name = ConnectionName::parse("name", &request.get_ref().name)?;
-        let principal = self
-            .caller(&request, &name.workspace, Action::WriteConnection)
+        principal: &Principal,
+        rollback: Rollback,
+    ) -> ControlResult<connection::Model> {
+        let name = &rollback.name;
+        self.authorize(principal, &name.workspace, Action::WriteConnection)
             .await?;
-        let message = request.into_inner();
-        if message.version <= 0 {
+        if rollback.version <= 0 {
             return Err(ControlError::invalid(
                 "version",
                 "must be a positive version number",
             ));
         }
-        let remote = self.service.store.secrets().is_remote();
+        let remote = self.store.secrets().is_remote();
         for _ in 0..WRITE_ATTEMPTS {
             // As in UpdateConnection: Vault only before the write lock.
             let (write, plan) = if remote {
-                let plan = self
-                    .plan_rollback(self.service.store.db(), &name, &message)
-                    .await?;
-                let write = self.service.store.begin_write().await?;
+                let plan = self.plan_rollback(self.store.db(), &rollback).await?;
+                let write = self.store.begin_write().await?;
                 if !plan.read.still_current(&write.txn).await? {
                     continue;
                 }
                 (write, plan)
             } else {
-                let write = self.service.store.begin_write().await?;
-                let plan = self.plan_rollback(&write.txn, &name, &message).await?;
+                let write = self.store.begin_write().await?;
+                let plan = self.plan_rollback(&write.txn, &rollback).await?;
                 (write, plan)
             };
             // Deployments deleted since that version can no longer be excluded.
@@ -109,7 +98,7 @@ impl Control {
                 }
             }
             let saved = save_connection(
-                &self.service,
+                self,
                 &write,
                 plan.read.row,
                 ConnectionState {
@@ -119,15 +108,15 @@ impl Control {
                 },
                 plan.staged,
                 ConnectionWrite {
-                    principal: &principal,
+                    principal,
                     action: "RollbackConnection",
-                    request_id: &message.request_id,
+                    request_id: &rollback.request_id,
                     changed: plan.changed,
                 },
             )
             .await?;
             write.commit().await?;
-            return masked_connection(&saved);
+            return Ok(saved);
         }
         Err(contended("connection"))
     }
@@ -137,20 +126,19 @@ impl Control {
     async fn plan_rollback<C: DbHandle>(
         &self,
         db_conn: &C,
-        name: &ConnectionName,
-        message: &pb::RollbackConnectionRequest,
+        rollback: &Rollback,
     ) -> ControlResult<RollbackPlan> {
+        let Rollback { name, version, .. } = rollback;
         let row = find_connection(db_conn, name).await?;
-        check_etag(&message.etag, row.version, "connection")?;
-        let target = switchboard_store::connections::version(db_conn, row.id, message.version)
+        check_etag(&rollback.etag, row.version, "connection")?;
+        let target = switchboard_store::connections::version(db_conn, row.id, *version)
             .await?
             .ok_or_else(|| {
-                ControlError::NotFound(format!("version {} of {name} not found", message.version))
+                ControlError::NotFound(format!("version {version} of {name} not found"))
             })?;
         let snapshot: ConnectionSnapshot =
             records::from_json_text("connection_version", &target.snapshot)?;
         let old_secrets = self
-            .service
             .store
             .secrets()
             .get(
@@ -161,7 +149,7 @@ impl Control {
             )
             .await?;
         let restored = snapshot.spec.clone().with_secrets(&old_secrets);
-        let current = records::full_spec(self.service.store.secrets(), db_conn, &row).await?;
+        let current = records::full_spec(self.store.secrets(), db_conn, &row).await?;
         let (_, current_secrets) = current.split_secrets();
         let excluded: Vec<String> = snapshot
             .excluded_deployments
@@ -171,7 +159,7 @@ impl Control {
             .collect();
         let changed = changed_fields(&current, &restored);
         let staged = stage_connection_secrets(
-            &self.service,
+            self,
             &row.workspace,
             row.id,
             &restored,

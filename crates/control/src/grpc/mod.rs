@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use switchboard_auth::{Admission, Authenticator};
 use switchboard_domain::namespaces::AllowedNamespaces;
-use switchboard_domain::permission::{Action, Principal};
+use switchboard_domain::permission::Principal;
 use switchboard_proto::v1 as pb;
 use switchboard_store::{Clock, Store};
 use tonic::Request;
@@ -26,7 +26,7 @@ use crate::service::ControlService;
 /// service.
 #[derive(Debug, Clone)]
 pub struct Control {
-    pub(crate) service: ControlService,
+    service: ControlService,
     auth: Authenticator,
 }
 
@@ -92,21 +92,6 @@ impl Control {
                 self.auth.user_token_advice()
             )));
         }
-        Ok(principal)
-    }
-
-    /// Authenticates, then authorizes `action` in `workspace`; for the
-    /// handlers that have not moved to the service layer yet.
-    pub(crate) async fn caller<T>(
-        &self,
-        request: &Request<T>,
-        workspace: &str,
-        action: Action,
-    ) -> ControlResult<Principal> {
-        let principal = self.authenticate(request).await?;
-        self.service
-            .authorize(&principal, workspace, action)
-            .await?;
         Ok(principal)
     }
 }
