@@ -15,7 +15,6 @@ use crate::connections::deployment_ref;
 use crate::error::{ControlError, ControlResult};
 use crate::idempotency;
 use crate::page_token;
-use crate::pb_conversions::kind_from_name;
 use crate::service::{ControlService, Page, PageRequest, check_etag, required};
 
 const KIND_DEPLOYMENT: &str = "deployment";
@@ -195,6 +194,19 @@ async fn issued_token<C: DbHandle>(
         row,
         token: String::new(),
     }))
+}
+
+/// The kind a ListDeployments filter names, spelled as the API's
+/// `DeploymentKind` values (unspecified meaning STANDARD, as in a create).
+pub(crate) fn kind_from_filter(value: &str) -> Option<DeploymentKind> {
+    match value {
+        "DEPLOYMENT_KIND_UNSPECIFIED" | "DEPLOYMENT_KIND_STANDARD" => {
+            Some(DeploymentKind::Standard)
+        }
+        "DEPLOYMENT_KIND_BRANCH" => Some(DeploymentKind::Branch),
+        "DEPLOYMENT_KIND_PREVIEW" => Some(DeploymentKind::Preview),
+        _ => None,
+    }
 }
 
 /// The resource name of a token row.
@@ -390,7 +402,7 @@ impl ControlService {
         for (key, value) in page_token::parse_filter(&filter)? {
             match key.as_str() {
                 "kind" => {
-                    let kind = kind_from_name(&value).ok_or_else(|| {
+                    let kind = kind_from_filter(&value).ok_or_else(|| {
                         ControlError::invalid("filter", "kind must be a DEPLOYMENT_KIND_* value")
                     })?;
                     kind_filter = Some(kind.as_str());

@@ -1,4 +1,5 @@
-//! Field masks (AIP-134) for connections and links.
+//! Field masks (AIP-134) for connections and links: which paths an update
+//! may name, and applying them to the stored values.
 
 use serde_json::Value;
 use switchboard_domain::field_paths::{CONNECTION_FIELDS, snake_case};
@@ -17,38 +18,6 @@ fn known_connection_paths() -> Vec<&'static str> {
         .position(|path| *path == "port")
         .map_or(0, |at| at + 1);
     paths.insert(after_port, "extra");
-    paths
-}
-
-/// The mask's paths, split on commas, with field names in snake_case. Extra
-/// keys (after `extra.`) are kept as sent; [`extra_key`] resolves them.
-pub(crate) fn mask_paths(mask: Option<&prost_types::FieldMask>) -> Vec<String> {
-    let mut paths = Vec::new();
-    for entry in mask.map(|mask| mask.paths.as_slice()).unwrap_or_default() {
-        for path in entry
-            .split(',')
-            .map(str::trim)
-            .filter(|path| !path.is_empty())
-        {
-            let mut segments = Vec::new();
-            let mut rest = path;
-            loop {
-                let (segment, tail) = rest.split_once('.').unwrap_or((rest, ""));
-                let segment = snake_case(segment);
-                let is_extra = segment == "extra";
-                segments.push(segment);
-                if tail.is_empty() {
-                    break;
-                }
-                if is_extra {
-                    segments.push(tail.to_owned());
-                    break;
-                }
-                rest = tail;
-            }
-            paths.push(segments.join("."));
-        }
-    }
     paths
 }
 
@@ -135,8 +104,8 @@ fn set_nested(extra: &mut Extra, segments: &[String], value: Option<Value>) {
     }
 }
 
-/// The paths an update sets: `paths` (see [`mask_paths`]) checked, or for
-/// an empty mask the fields `message` sets.
+/// The paths an update sets: the update mask's `paths` (split and
+/// snake_cased), checked, or for an empty mask the fields `message` sets.
 pub(crate) fn connection_paths(
     paths: Vec<String>,
     message: &ConnectionFields,
@@ -281,8 +250,9 @@ const LINK_PATHS: &[&str] = &[
     "overrides.extra",
 ];
 
-/// Applies a link update: the `mask_paths` (see [`mask_paths`]) of
-/// `incoming`. An empty mask means `overrides` (replace them all).
+/// Applies a link update: the fields of `incoming` that `mask_paths` (the
+/// update mask, split and snake_cased) name. An empty mask means
+/// `overrides` (replace them all).
 pub(crate) fn apply_to_overrides(
     current: &Overrides,
     incoming: &Overrides,
@@ -346,30 +316,6 @@ pub(crate) fn apply_to_overrides(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn mask(paths: &[&str]) -> prost_types::FieldMask {
-        prost_types::FieldMask {
-            paths: paths.iter().map(|path| (*path).to_owned()).collect(),
-        }
-    }
-
-    #[test]
-    fn paths_are_split_and_snake_cased_except_extra_keys() {
-        let paths = mask_paths(Some(&mask(&[
-            "linkToAllDeployments,schema",
-            "extra.privateKeyContent",
-            "overrides.extra.http_path",
-        ])));
-        assert_eq!(
-            paths,
-            [
-                "link_to_all_deployments",
-                "schema",
-                "extra.privateKeyContent",
-                "overrides.extra.http_path"
-            ]
-        );
-    }
 
     #[test]
     fn nested_mask_keys_set_one_value_and_keep_their_siblings() {

@@ -5,9 +5,9 @@ use switchboard_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::Control;
+use super::pb_conversions::audit_to_pb;
 use crate::audit::AuditQuery;
 use crate::error::{ControlError, ControlResult};
-use crate::pb_conversions::audit_to_pb;
 use crate::service::PageRequest;
 
 #[tonic::async_trait]

@@ -7,17 +7,17 @@ use switchboard_store::records::{self, ConnectionSnapshot};
 use tonic::{Request, Response, Status};
 
 use super::Control;
+use super::pb_conversions::mask_paths;
+use super::pb_conversions::{
+    catalog_to_pb, connection_to_pb, link_to_pb, masked_connection, overrides_from_pb,
+    spec_from_pb, timestamp, version_action,
+};
 use crate::connections::{
     ConnectionCreate, ConnectionDelete, ConnectionFields, ConnectionQuery, ConnectionRead,
     ConnectionUpdate, Rollback, VersionPage, connection_name,
 };
 use crate::error::{ControlError, ControlResult};
-use crate::field_mask::mask_paths;
 use crate::links::{LinkCreate, LinkDelete, LinkFields, LinkOf, LinkUpdate};
-use crate::pb_conversions::{
-    catalog_to_pb, connection_to_pb, link_to_pb, masked_connection, overrides_from_pb,
-    spec_from_pb, timestamp, version_action,
-};
 use crate::service::{PageRequest, required};
 
 /// A connection message as the service reads it.

@@ -6,13 +6,13 @@ use switchboard_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::Control;
+use super::pb_conversions::mask_paths;
+use super::pb_conversions::{delivery_from_pb, deployment_to_pb, kind_from_pb, token_to_pb};
 use crate::deployments::{
     DeploymentCreate, DeploymentDelete, DeploymentFields, DeploymentQuery, DeploymentUpdate,
     TokenCreate,
 };
 use crate::error::{ControlError, ControlResult};
-use crate::field_mask::mask_paths;
-use crate::pb_conversions::{delivery_from_pb, deployment_to_pb, kind_from_pb, token_to_pb};
 use crate::service::{PageRequest, required};
 
 /// The fields of a Deployment message a create reads; an enum value this

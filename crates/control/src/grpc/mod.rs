@@ -7,6 +7,7 @@
 mod audit;
 mod connections;
 mod deployments;
+pub(crate) mod pb_conversions;
 mod workspace;
 
 use std::sync::Arc;

@@ -5,9 +5,9 @@ use switchboard_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::Control;
+use super::pb_conversions::mask_paths;
+use super::pb_conversions::policy_to_pb;
 use crate::error::ControlError;
-use crate::field_mask::mask_paths;
-use crate::pb_conversions::policy_to_pb;
 use crate::service::required;
 use crate::workspace::PolicyUpdate;
 

@@ -1,7 +1,9 @@
-//! Every conversion between protobuf messages and domain/store values.
+//! Every conversion between protobuf messages (update masks included) and
+//! domain or store values; the service layer never sees these messages.
 
 use switchboard_domain::catalog;
 use switchboard_domain::deployment::{DeploymentKind, SecretDelivery, UnknownValue};
+use switchboard_domain::field_paths::snake_case;
 use switchboard_domain::names::{ConnectionName, DeploymentName, LinkName, TokenName};
 use switchboard_domain::{ConnectionSpec, Overrides};
 pub use switchboard_proto::convert::{json_to_struct, struct_to_json, timestamp};
@@ -181,12 +183,6 @@ pub(crate) fn kind_from_pb(kind: pb::DeploymentKind) -> DeploymentKind {
     }
 }
 
-/// The kind a `DEPLOYMENT_KIND_*` name (as ListDeployments filters spell
-/// it) stands for; `None` for any other text.
-pub(crate) fn kind_from_name(name: &str) -> Option<DeploymentKind> {
-    pb::DeploymentKind::from_str_name(name).map(kind_from_pb)
-}
-
 /// Secret delivery as stored.
 fn delivery_to_pb(delivery: SecretDelivery) -> pb::SecretDelivery {
     match delivery {
@@ -314,5 +310,82 @@ pub(crate) fn version_action(method: &str) -> &str {
         "UpdateConnection" => "update",
         "RollbackConnection" => "rollback",
         other => other,
+    }
+}
+
+/// The mask's paths, split on commas, with field names in snake_case. Extra
+/// keys (after `extra.`) are kept as sent; the field-mask code resolves them.
+pub(crate) fn mask_paths(mask: Option<&prost_types::FieldMask>) -> Vec<String> {
+    let mut paths = Vec::new();
+    for entry in mask.map(|mask| mask.paths.as_slice()).unwrap_or_default() {
+        for path in entry
+            .split(',')
+            .map(str::trim)
+            .filter(|path| !path.is_empty())
+        {
+            let mut segments = Vec::new();
+            let mut rest = path;
+            loop {
+                let (segment, tail) = rest.split_once('.').unwrap_or((rest, ""));
+                let segment = snake_case(segment);
+                let is_extra = segment == "extra";
+                segments.push(segment);
+                if tail.is_empty() {
+                    break;
+                }
+                if is_extra {
+                    segments.push(tail.to_owned());
+                    break;
+                }
+                rest = tail;
+            }
+            paths.push(segments.join("."));
+        }
+    }
+    paths
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mask(paths: &[&str]) -> prost_types::FieldMask {
+        prost_types::FieldMask {
+            paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn paths_are_split_and_snake_cased_except_extra_keys() {
+        let paths = mask_paths(Some(&mask(&[
+            "linkToAllDeployments,schema",
+            "extra.privateKeyContent",
+            "overrides.extra.http_path",
+        ])));
+        assert_eq!(
+            paths,
+            [
+                "link_to_all_deployments",
+                "schema",
+                "extra.privateKeyContent",
+                "overrides.extra.http_path"
+            ]
+        );
+    }
+
+    #[test]
+    fn list_filters_spell_kinds_as_the_api_does() {
+        for kind in [
+            pb::DeploymentKind::Unspecified,
+            pb::DeploymentKind::Standard,
+            pb::DeploymentKind::Branch,
+            pb::DeploymentKind::Preview,
+        ] {
+            assert_eq!(
+                crate::deployments::kind_from_filter(kind.as_str_name()),
+                Some(kind_from_pb(kind))
+            );
+        }
+        assert_eq!(crate::deployments::kind_from_filter("STANDARD"), None);
     }
 }
