@@ -91,7 +91,7 @@ async fn find_deployment<C: DbHandle>(
 ) -> ControlResult<deployment::Model> {
     switchboard_store::visibility::find_deployment(db_conn, &name.workspace, &name.deployment)
         .await?
-        .ok_or_else(|| ControlError::NotFound(format!("deployment {name} not found")))
+        .ok_or_else(|| ControlError::DeploymentNotFound { name: name.clone() })
 }
 
 fn check_namespace(field: &str, namespace: &str, violations: &mut Vec<FieldViolation>) {
@@ -700,7 +700,7 @@ impl ControlService {
         let write = self.store.begin_write().await?;
         let row = tokens::find(&write.txn, &name.workspace, &name.deployment, &name.token)
             .await?
-            .ok_or_else(|| ControlError::NotFound(format!("token {name} not found")))?;
+            .ok_or_else(|| ControlError::TokenNotFound { name: name.clone() })?;
         if row.revoke_time.is_some() {
             return Ok(row);
         }

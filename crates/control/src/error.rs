@@ -1,6 +1,7 @@
 //! Control's one error type and its exhaustive mapping to gRPC statuses.
 
 use switchboard_auth::AuthError;
+use switchboard_domain::names::{ConnectionName, DeploymentName, LinkName, TokenName};
 use switchboard_domain::refusal::{ERROR_DOMAIN, Refusal};
 use switchboard_domain::{DomainError, FieldViolation};
 use switchboard_proto::status::{self, truncate};
@@ -15,6 +16,17 @@ pub enum ControlError {
     InvalidArgument(Vec<FieldViolation>),
     #[error("{0}")]
     NotFound(String),
+    /// No connection has this name (conn_ids compare ignoring case).
+    #[error("connection {name} not found")]
+    ConnectionNotFound { name: ConnectionName },
+    #[error("deployment {name} not found")]
+    DeploymentNotFound { name: DeploymentName },
+    #[error("link {name} not found")]
+    LinkNotFound { name: LinkName },
+    #[error("token {name} not found")]
+    TokenNotFound { name: TokenName },
+    #[error("version {version} of {name} not found")]
+    VersionNotFound { name: ConnectionName, version: i64 },
     #[error("{0}")]
     AlreadyExists(String),
     #[error("{0}")]
@@ -26,22 +38,24 @@ pub enum ControlError {
         workspace: String,
         namespace: String,
     },
-    /// A stale etag: the resource changed since the caller read it.
-    #[error("{0}")]
-    Aborted(String),
+    /// A stale etag: the resource (`what`) changed since the caller read it.
+    #[error("the {what} changed since it was read (etag mismatch); read it again and retry")]
+    StaleEtag { what: &'static str },
+    /// Every attempt of a write found the rows it read changed by
+    /// concurrent writes before it got the write lock.
+    #[error("the {what} kept changing while this write ran; read it again and retry")]
+    Contended { what: &'static str },
     #[error("{0}")]
     PermissionDenied(String),
     #[error("{0}")]
     Unauthenticated(Refusal),
-    /// A backend (database, secret store) is unreachable; nothing changed.
     /// The caller exceeded its rate limit.
     #[error("rate limit exceeded")]
     RateLimited,
-    #[error("backend unavailable: {0}")]
-    Unavailable(String),
-    /// Anything else. The text is logged, never sent.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// The database or secret store failed: UNAVAILABLE when unreachable
+    /// (nothing changed), otherwise internal. The text is logged, never sent.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Result alias for control operations.
@@ -73,15 +87,6 @@ impl From<AuthError> for ControlError {
     }
 }
 
-impl From<StoreError> for ControlError {
-    fn from(err: StoreError) -> Self {
-        match StoreFailure::from(err) {
-            StoreFailure::Unavailable(message) => Self::Unavailable(message),
-            StoreFailure::Internal(message) => Self::Internal(message),
-        }
-    }
-}
-
 impl From<ControlError> for Status {
     fn from(err: ControlError) -> Self {
         match err {
@@ -91,6 +96,13 @@ impl From<ControlError> for Status {
                     .map(|violation| (violation.field, violation.description)),
             ),
             ControlError::NotFound(message) => Status::not_found(truncate(message)),
+            ref missing @ (ControlError::ConnectionNotFound { .. }
+            | ControlError::DeploymentNotFound { .. }
+            | ControlError::LinkNotFound { .. }
+            | ControlError::TokenNotFound { .. }
+            | ControlError::VersionNotFound { .. }) => {
+                Status::not_found(truncate(missing.to_string()))
+            }
             ControlError::AlreadyExists(message) => Status::already_exists(truncate(message)),
             ControlError::FailedPrecondition(message) => {
                 Status::failed_precondition(truncate(message))
@@ -110,17 +122,69 @@ impl From<ControlError> for Status {
                 );
                 Status::with_error_details(Code::FailedPrecondition, truncate(description), details)
             }
-            ControlError::Aborted(message) => Status::aborted(truncate(message)),
+            ref changed @ (ControlError::StaleEtag { .. } | ControlError::Contended { .. }) => {
+                Status::aborted(truncate(changed.to_string()))
+            }
             ControlError::PermissionDenied(message) => Status::permission_denied(truncate(message)),
             ControlError::Unauthenticated(refusal) => {
                 status::unauthenticated(refusal.reason.as_str(), ERROR_DOMAIN, refusal.message)
             }
             ControlError::RateLimited => status::rate_limited(),
-            ControlError::Unavailable(message) => status::unavailable(
-                &message,
-                "a backend is unavailable; nothing was changed, retry later",
-            ),
-            ControlError::Internal(message) => status::internal(&message),
+            ControlError::Store(err) => match StoreFailure::from(err) {
+                StoreFailure::Unavailable(message) => status::unavailable(
+                    &message,
+                    "a backend is unavailable; nothing was changed, retry later",
+                ),
+                StoreFailure::Internal(message) => status::internal(&message),
+            },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(err: ControlError) -> (Code, String) {
+        let status = Status::from(err);
+        (status.code(), status.message().to_owned())
+    }
+
+    #[test]
+    fn errors_by_cause_answer_with_the_established_code_and_text() {
+        let name = ConnectionName {
+            workspace: "acme".into(),
+            conn_id: "warehouse".into(),
+        };
+        assert_eq!(
+            status(ControlError::ConnectionNotFound { name: name.clone() }),
+            (
+                Code::NotFound,
+                "connection workspaces/acme/connections/warehouse not found".to_owned()
+            )
+        );
+        assert_eq!(
+            status(ControlError::VersionNotFound { name, version: 3 }),
+            (
+                Code::NotFound,
+                "version 3 of workspaces/acme/connections/warehouse not found".to_owned()
+            )
+        );
+        assert_eq!(
+            status(ControlError::StaleEtag { what: "link" }),
+            (
+                Code::Aborted,
+                "the link changed since it was read (etag mismatch); read it again and retry"
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            status(ControlError::Contended { what: "connection" }),
+            (
+                Code::Aborted,
+                "the connection kept changing while this write ran; read it again and retry"
+                    .to_owned()
+            )
+        );
     }
 }

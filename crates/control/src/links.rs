@@ -116,8 +116,8 @@ async fn find_link<C: DbHandle>(
 ) -> ControlResult<link::Model> {
     links::find(db_conn, conn.id, deployment)
         .await?
-        .ok_or_else(|| {
-            ControlError::NotFound(format!("link {} not found", link_name(conn, deployment)))
+        .ok_or_else(|| ControlError::LinkNotFound {
+            name: link_name(conn, deployment),
         })
 }
 

@@ -98,11 +98,9 @@ pub(crate) fn etag(version: i64) -> String {
 }
 
 /// Checks a caller-supplied etag against the current version.
-pub(crate) fn check_etag(given: &str, version: i64, what: &str) -> ControlResult<()> {
+pub(crate) fn check_etag(given: &str, version: i64, what: &'static str) -> ControlResult<()> {
     if !given.is_empty() && given != etag(version) {
-        return Err(ControlError::Aborted(format!(
-            "the {what} changed since it was read (etag mismatch); read it again and retry"
-        )));
+        return Err(ControlError::StaleEtag { what });
     }
     Ok(())
 }

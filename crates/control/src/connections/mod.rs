@@ -110,7 +110,7 @@ pub(crate) async fn find_connection<C: DbHandle>(
 ) -> ControlResult<connection::Model> {
     switchboard_store::connections::find(db_conn, &name.workspace, &name.conn_id)
         .await?
-        .ok_or_else(|| ControlError::NotFound(format!("connection {name} not found")))
+        .ok_or_else(|| ControlError::ConnectionNotFound { name: name.clone() })
 }
 
 /// Parses a deployment reference (resource name, or bare id) in `workspace`.
@@ -225,10 +225,8 @@ pub(crate) struct ConnectionState<'a> {
 pub(crate) const WRITE_ATTEMPTS: usize = 10;
 
 /// The answer when every attempt found its rows changed by concurrent writes.
-pub(crate) fn contended(what: &str) -> ControlError {
-    ControlError::Aborted(format!(
-        "the {what} kept changing while this write ran; read it again and retry"
-    ))
+pub(crate) fn contended(what: &'static str) -> ControlError {
+    ControlError::Contended { what }
 }
 
 /// Stages the secrets of `spec` as the next version of connection `pk`'s
@@ -384,10 +382,11 @@ pub(crate) async fn require_deployments<C: DbHandle>(
     for id in ids {
         let row = visibility::find_deployment(db_conn, workspace, id)
             .await?
-            .ok_or_else(|| {
-                ControlError::NotFound(format!(
-                    "deployment workspaces/{workspace}/deployments/{id} not found"
-                ))
+            .ok_or_else(|| ControlError::DeploymentNotFound {
+                name: DeploymentName {
+                    workspace: workspace.to_owned(),
+                    deployment: id.clone(),
+                },
             })?;
         found.push(row);
     }

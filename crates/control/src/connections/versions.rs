@@ -133,8 +133,9 @@ impl ControlService {
         check_etag(&rollback.etag, row.version, "connection")?;
         let target = switchboard_store::connections::version(db_conn, row.id, *version)
             .await?
-            .ok_or_else(|| {
-                ControlError::NotFound(format!("version {version} of {name} not found"))
+            .ok_or_else(|| ControlError::VersionNotFound {
+                name: name.clone(),
+                version: *version,
             })?;
         let snapshot: ConnectionSnapshot =
             records::from_json_text("connection_version", &target.snapshot)?;
